@@ -1,0 +1,39 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "StepFlow",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "StepFlow", targets: ["StepFlow"]),
+        .executable(name: "ImportMovies", targets: ["ImportMovies"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+    ],
+    targets: [
+        .target(
+            name: "StepFlow",
+            dependencies: [
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Collections", package: "swift-collections"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "ImportMovies",
+            dependencies: [
+                "StepFlow",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+        .testTarget(
+            name: "StepFlowTests",
+            dependencies: ["StepFlow"]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

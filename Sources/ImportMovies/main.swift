@@ -1,0 +1,3 @@
+import StepFlow
+
+ProtocolMain.main(ImportMovies.self)

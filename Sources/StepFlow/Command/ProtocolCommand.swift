@@ -1,0 +1,96 @@
+import ArgumentParser
+import Foundation
+
+extension ProgressMode: ExpressibleByArgument {}
+
+/// The options every protocol executable takes (S5), besides the protocol's own parameters.
+public struct RunOptions: ParsableArguments, Sendable {
+    @Option(name: .customLong("run-dir"), help: "Directory for the run's logs and outputs.")
+    public var runDir: String = "./run"
+
+    @Option(help: "Worker threads on each rank (default: STEPFLOW_THREADS, then the protocol's parallel section).")
+    public var threads: Int?
+
+    @Option(help: "MPI ranks; must equal the MPI world size (default: STEPFLOW_MPI, then the world size).")
+    public var mpi: Int?
+
+    @Option(help: "GPUs on each rank, for steps that ask for one.")
+    public var gpus: Int?
+
+    @Flag(name: .customLong("keep-going"), help: "After a failure, run everything that does not depend on the failed step.")
+    public var keepGoing = false
+
+    @Option(help: "Progress line on standard error: auto (on a terminal), always, never.")
+    public var progress: ProgressMode = .auto
+
+    public init() {}
+
+    public func validate() throws {
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1 (got \(threads)).") }
+        if let mpi, mpi < 1 { throw ValidationError("--mpi must be at least 1 (got \(mpi)); it is the number of MPI ranks.") }
+        if let gpus, gpus < 0 { throw ValidationError("--gpus must be 0 or more (got \(gpus)).") }
+    }
+
+    /// The settings these options give, with progress printed by `printer`.
+    public func settings(printer: ProgressPrinter?) -> RunSettings {
+        var s = RunSettings(runDirectory: URL(fileURLWithPath: runDir), threads: threads, mpi: mpi, gpus: gpus, keepGoing: keepGoing)
+        if let printer { s.progress = { printer.update($0) } }
+        return s
+    }
+}
+
+/// A protocol executable's command line: `RunOptions` plus the protocol's `Params`.
+public struct ProtocolCommand<P: StepProtocol>: ParsableCommand {
+    public static var configuration: CommandConfiguration {
+        CommandConfiguration(commandName: P.protocolName,
+                             abstract: "Run the \(P.protocolName) protocol on StepFlow.",
+                             discussion: "Exit codes: 0 every step finished, 1 a step failed or the run stalled, 2 bad input or usage.")
+    }
+
+    @OptionGroup public var options: RunOptions
+    @OptionGroup public var params: P.Params
+
+    public init() {}
+}
+
+/// Runs a protocol from a command line and exits with its code.
+public enum ProtocolMain {
+    /// How a parsed command line becomes a run. The default runs every rank in this process; the MPI
+    /// module passes one that runs on the MPI world. Returns nil on ranks that print no summary.
+    public typealias Launcher<P: StepProtocol> = @Sendable (P, RunSettings) throws -> RunReport?
+
+    /// Parses `arguments` (default: the process's), runs the protocol, prints the summary and exits:
+    /// 0 when every step finished, 1 when a step failed or the run stalled, 2 on bad input or usage.
+    public static func main<P: StepProtocol>(_ type: P.Type, arguments: [String]? = nil,
+                                             launcher: Launcher<P>? = nil) -> Never {
+        let command: ProtocolCommand<P>
+        do {
+            command = try ProtocolCommand<P>.parse(arguments)
+        } catch {
+            let code = ProtocolCommand<P>.exitCode(for: error)
+            let message = ProtocolCommand<P>.fullMessage(for: error)
+            if code == .success {
+                print(message)
+                exit(0)
+            }
+            FileHandle.standardError.write(Data((message + "\n").utf8))
+            exit(2)
+        }
+        exit(run(command, launcher: launcher))
+    }
+
+    /// Runs a parsed command line; returns the exit code.
+    public static func run<P: StepProtocol>(_ command: ProtocolCommand<P>, launcher: Launcher<P>? = nil) -> Int32 {
+        let proto = P(params: command.params)
+        let settings = command.options.settings(printer: ProgressPrinter(mode: command.options.progress))
+        let launch: Launcher<P> = launcher ?? { p, s in try ProtocolRunner.runLocal(p, settings: s) }
+        do {
+            guard let report = try launch(proto, settings) else { return 0 }
+            print(RunSummary.text(report, protocolName: P.protocolName, runDirectory: settings.runDirectory))
+            return report.exitCode
+        } catch {
+            FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+            return 2
+        }
+    }
+}

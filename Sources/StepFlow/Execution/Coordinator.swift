@@ -1,0 +1,162 @@
+import Foundation
+import Synchronization
+
+/// Rank 0's scheduler, shared by the coordinator loop, `insertAllSteps` and the `stepsCheck` hook.
+public final class SchedulerState: Sendable {
+    let scheduler: Mutex<Scheduler>
+
+    public init(_ config: SchedulerConfig) { scheduler = Mutex(Scheduler(config: config)) }
+
+    public func withScheduler<T>(_ body: (inout Scheduler) throws -> T) rethrows -> T {
+        try scheduler.withLock { try body(&$0) }
+    }
+
+    /// An editor that applies edits straight to this scheduler.
+    public var editor: any GraphEditor { DirectEditor(state: self) }
+
+    private struct DirectEditor: GraphEditor {
+        let state: SchedulerState
+        func apply(_ edit: GraphEdit, by inserter: Inserter) throws -> StepID? {
+            try state.scheduler.withLock { s throws(StepGraphError) in try s.apply(edit, by: inserter) }
+        }
+    }
+}
+
+/// How a run ended, with every step's record.
+public struct RunReport: Sendable {
+    public let outcome: RunOutcome
+    public let records: [StepRecord]
+    public let config: SchedulerConfig
+    public let wallSeconds: Double
+    /// Why the `stepsCheck` hook stopped the run, if it threw.
+    public let hookError: String?
+
+    /// 0 when every step finished, 1 when a step failed or the run stalled, 128+signal when stopped by one.
+    public var exitCode: Int32 {
+        if hookError != nil { return 1 }
+        switch outcome {
+        case .finished: return 0
+        case .failed, .stalled: return 1
+        case .aborted(let signal): return 128 + signal
+        }
+    }
+
+    public func count(_ status: StepStatus) -> Int { records.lazy.filter { $0.status == status }.count }
+}
+
+/// Rank 0's loop: hands ready steps to ranks, applies what comes back, calls the `stepsCheck` hook,
+/// and decides when the run is over (S4, S6, S7).
+public final class Coordinator: Sendable {
+    private let state: SchedulerState
+    private let transport: any CoordinatorTransport
+    private let hook: (@Sendable (StepsCheck) throws -> Void)?
+    private let hookInterval: Duration
+    private let functionNames: Set<String>
+    private let progress: (@Sendable (ProgressSnapshot) -> Void)?
+
+    public init(state: SchedulerState, transport: any CoordinatorTransport, functionNames: Set<String>,
+                hook: (@Sendable (StepsCheck) throws -> Void)? = nil, hookInterval: Duration = .seconds(1),
+                progress: (@Sendable (ProgressSnapshot) -> Void)? = nil) {
+        self.state = state
+        self.transport = transport
+        self.hook = hook
+        self.hookInterval = hookInterval
+        self.functionNames = functionNames
+        self.progress = progress
+    }
+
+    /// Runs until every step is accounted for, the run fails or stalls; then shuts the ranks down.
+    public func run() -> RunReport {
+        let clock = ContinuousClock()
+        let started = clock.now
+        var hookActive = hook != nil
+        var hookError: String?
+        var nextHook = started + hookInterval
+        let checker = StepsCheck(steps: StepInserter(.stepsCheck, editor: state.editor, functionNames: functionNames),
+                                 status: { [state] id in state.withScheduler { s in s.graph.contains(id) ? s.graph.status(id) : nil } })
+        var outcome: RunOutcome
+        while true {
+            dispatch()
+            if let done = state.withScheduler({ $0.outcome() }) {
+                if case .stalled = done, hookActive, hookError == nil {
+                    // Only the hook can release what is left: wait for it.
+                } else {
+                    outcome = done
+                    break
+                }
+            }
+            let now = clock.now
+            let wait = hookActive ? min(nextHook - now, .milliseconds(250)) : .milliseconds(250)
+            for event in transport.nextEvents(timeout: max(wait, .zero)) { apply(event) }
+            if hookActive, let hook, clock.now >= nextHook, hookError == nil {
+                do {
+                    try hook(checker)
+                    hookActive = checker.hasHook
+                } catch {
+                    hookError = "stepsCheck failed: \(error)"
+                    state.withScheduler { $0.stopLaunching() }
+                }
+                nextHook = clock.now + hookInterval
+            }
+            if let progress { progress(snapshot(elapsed: clock.now - started)) }
+        }
+        transport.shutdown()
+        let elapsed = clock.now - started
+        if let progress { progress(snapshot(elapsed: elapsed, final: true)) }
+        let records = state.withScheduler { $0.graph.records }
+        let config = state.withScheduler { $0.config }
+        return RunReport(outcome: outcome, records: records, config: config,
+                         wallSeconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18,
+                         hookError: hookError)
+    }
+
+    private func dispatch() {
+        let assignments = state.withScheduler { s in
+            s.nextAssignments().map { a -> (Int, StepAssignment) in
+                let spec = s.graph.record(a.step).spec
+                return (a.rank, StepAssignment(id: a.step, function: spec.function, args: spec.args,
+                                               threads: spec.threads, gpus: a.gpus, attempt: a.attempt))
+            }
+        }
+        guard !assignments.isEmpty else { return }
+        var byRank = [[StepAssignment]](repeating: [], count: transport.rankCount)
+        for (rank, step) in assignments { byRank[rank].append(step) }
+        for (rank, steps) in byRank.enumerated() where !steps.isEmpty { transport.assign(steps, to: rank) }
+    }
+
+    private func apply(_ event: RankEvent) {
+        switch event {
+        case .ended(let outcome):
+            let stopNow = state.withScheduler { s in
+                s.noteRun(outcome.id, slot: outcome.slot >= 0 ? outcome.slot : nil, start: outcome.start,
+                          end: outcome.end, logPath: outcome.logPath)
+                return s.stepEnded(outcome.id, outcome.report)
+            }
+            if stopNow { transport.takeBackUnstarted() }
+        case .request(let request, let address):
+            let result: EditResult = state.withScheduler { s in
+                do throws(StepGraphError) {
+                    return .success(try s.apply(request.edit, by: .step(request.from)))
+                } catch {
+                    return .failure(GraphEditError(error.description))
+                }
+            }
+            transport.reply(result, to: address)
+        }
+    }
+
+    private func snapshot(elapsed: Duration, final: Bool = false) -> ProgressSnapshot {
+        state.withScheduler { s in
+            ProgressSnapshot(total: s.graph.count, finished: s.graph.count(.finished), running: s.graph.count(.running),
+                             failed: s.graph.count(.failed), skipped: s.graph.count(.skipped),
+                             waiting: s.graph.count(.waiting), elapsed: elapsed, final: final)
+        }
+    }
+}
+
+/// Counts for a progress line.
+public struct ProgressSnapshot: Sendable, Equatable {
+    public var total, finished, running, failed, skipped, waiting: Int
+    public var elapsed: Duration
+    public var final: Bool
+}

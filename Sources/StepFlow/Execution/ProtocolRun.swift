@@ -1,0 +1,134 @@
+import Foundation
+
+/// How a run is launched, from the command line or a test. A value left nil falls back to the
+/// environment (`STEPFLOW_THREADS`, `STEPFLOW_MPI`), then to the protocol's `addParallelSection`.
+public struct RunSettings: Sendable {
+    public var runDirectory: URL
+    public var threads: Int?
+    public var mpi: Int?
+    public var gpus: Int?
+    public var keepGoing = false
+    /// Overrides the protocol's `stepsCheckInterval`.
+    public var stepsCheckInterval: Duration?
+    /// Receives progress counts on rank 0 while the run lives.
+    public var progress: (@Sendable (ProgressSnapshot) -> Void)?
+    public var environment: [String: String]
+
+    public init(runDirectory: URL, threads: Int? = nil, mpi: Int? = nil, gpus: Int? = nil, keepGoing: Bool = false,
+                stepsCheckInterval: Duration? = nil, environment: [String: String] = ProcessInfo.processInfo.environment) {
+        self.runDirectory = runDirectory
+        self.threads = threads
+        self.mpi = mpi
+        self.gpus = gpus
+        self.keepGoing = keepGoing
+        self.stepsCheckInterval = stepsCheckInterval
+        self.environment = environment
+    }
+}
+
+/// Why a run could not start. These are the user's to fix; the command line exits 2 on them.
+public enum RunSetupError: Error, CustomStringConvertible, Sendable {
+    case invalidSetting(String)
+    case runDirectory(path: String, reason: String)
+    case insertion(String)
+    case worldSizeMismatch(mpi: Int, worldSize: Int, source: String)
+
+    public var description: String {
+        switch self {
+        case .invalidSetting(let text): return text
+        case .runDirectory(let path, let reason):
+            return "cannot use run directory '\(path)': \(reason). Choose a writable place with --run-dir DIR."
+        case .insertion(let text): return "insertAllSteps failed: \(text)"
+        case .worldSizeMismatch(let mpi, let worldSize, let source):
+            let launch = mpi == 1 ? "run it without mpirun, or with `mpirun -np 1`"
+                : "launch it with `mpirun -np \(mpi) …` or `./run_mpi.sh --mpi \(mpi) -- …`"
+            return "this run asks for mpi=\(mpi) (\(source)) but was launched on \(worldSize) MPI rank(s). Either \(launch), or drop the mpi setting so the run takes the world size."
+        }
+    }
+}
+
+/// The parallel section a run ends up with, and where each value came from.
+public struct ResolvedParallelSection: Sendable, Equatable {
+    public var threads: Int
+    public var mpi: Int
+    public var gpus: Int
+    /// Where `mpi` came from, for error messages (`--mpi`, `STEPFLOW_MPI`, the protocol, the world size).
+    public var mpiSource: String
+
+    /// Flags win over the environment, which wins over the protocol's defaults. Without an explicit
+    /// mpi anywhere, `worldSize` is taken.
+    public static func resolve(form: ProtocolForm, settings: RunSettings, worldSize: Int?) throws(RunSetupError) -> ResolvedParallelSection {
+        func env(_ name: String) throws(RunSetupError) -> Int? {
+            guard let raw = settings.environment[name], !raw.isEmpty else { return nil }
+            guard let v = Int(raw) else { throw .invalidSetting("\(name)='\(raw)' is not a whole number; set it to 1 or more, or unset it.") }
+            return v
+        }
+        let envThreads = try env("STEPFLOW_THREADS")
+        let envMPI = try env("STEPFLOW_MPI")
+        let threads = settings.threads ?? envThreads ?? form.threads
+        let threadsSource = settings.threads != nil ? "--threads" : envThreads != nil ? "STEPFLOW_THREADS" : "addParallelSection"
+        let (mpi, mpiSource): (Int, String) =
+            if let m = settings.mpi { (m, "--mpi") }
+            else if let m = envMPI { (m, "STEPFLOW_MPI") }
+            else if let worldSize { (worldSize, "the MPI world size") }
+            else { (form.mpi, "addParallelSection") }
+        let gpus = settings.gpus ?? form.gpus
+        guard threads >= 1 else { throw .invalidSetting("threads must be at least 1 (got \(threads) from \(threadsSource)).") }
+        guard mpi >= 1 else { throw .invalidSetting("mpi must be at least 1 (got \(mpi) from \(mpiSource)).") }
+        guard gpus >= 0 else { throw .invalidSetting("gpus must be 0 or more (got \(gpus)).") }
+        if let worldSize, mpi != worldSize {
+            throw .worldSizeMismatch(mpi: mpi, worldSize: worldSize, source: mpiSource)
+        }
+        return ResolvedParallelSection(threads: threads, mpi: mpi, gpus: gpus, mpiSource: mpiSource)
+    }
+}
+
+/// Runs a protocol: inserts its steps on rank 0, then lets the coordinator drive the ranks.
+public enum ProtocolRunner {
+    /// Creates the run directory, or explains why it cannot.
+    public static func prepareRunDirectory(_ url: URL) throws(RunSetupError) {
+        do {
+            try FileManager.default.createDirectory(at: url.appendingPathComponent("logs"), withIntermediateDirectories: true)
+        } catch {
+            throw .runDirectory(path: url.path, reason: (error as NSError).localizedDescription)
+        }
+        guard FileManager.default.isWritableFile(atPath: url.path) else {
+            throw .runDirectory(path: url.path, reason: "it is not writable")
+        }
+    }
+
+    /// Inserts the protocol's steps into a new scheduler for the given parallel section.
+    public static func insertSteps<P: StepProtocol>(_ proto: inout P, parallel: ResolvedParallelSection,
+                                                    keepGoing: Bool, prefetch: Int) throws(RunSetupError) -> SchedulerState {
+        let config = SchedulerConfig(ranks: parallel.mpi, threadsPerRank: parallel.threads, gpusPerRank: parallel.gpus,
+                                     prefetch: prefetch, mode: proto.stepsExecutionMode,
+                                     failurePolicy: keepGoing ? .keepGoing : .stop)
+        let state = SchedulerState(config)
+        let inserter = StepInserter(.protocolSteps, editor: state.editor, functionNames: P.functions.names)
+        do {
+            try proto.insertAllSteps(inserter)
+        } catch {
+            throw .insertion(String(describing: error))
+        }
+        return state
+    }
+
+    /// Runs a protocol with every rank in this process (`LocalTransport`). With `worldSize` nil the
+    /// run takes `mpi` from the settings or the protocol and simulates that many ranks.
+    public static func runLocal<P: StepProtocol>(_ proto: P, settings: RunSettings, worldSize: Int? = 1) throws(RunSetupError) -> RunReport {
+        var proto = proto
+        var form = ProtocolForm()
+        proto.defineParams(&form)
+        let parallel = try ResolvedParallelSection.resolve(form: form, settings: settings, worldSize: worldSize)
+        try prepareRunDirectory(settings.runDirectory)
+        let state = try insertSteps(&proto, parallel: parallel, keepGoing: settings.keepGoing, prefetch: 0)
+        let frozen = proto
+        let transport = LocalTransport(ranks: parallel.mpi, threads: parallel.threads, executor: StepExecutor(frozen),
+                                       runDirectory: settings.runDirectory)
+        let coordinator = Coordinator(state: state, transport: transport, functionNames: P.functions.names,
+                                      hook: { try frozen.stepsCheck($0) },
+                                      hookInterval: settings.stepsCheckInterval ?? frozen.stepsCheckInterval,
+                                      progress: settings.progress)
+        return coordinator.run()
+    }
+}

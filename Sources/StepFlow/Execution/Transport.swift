@@ -1,0 +1,162 @@
+import Foundation
+import Synchronization
+
+/// What rank 0 sends a rank so it can run a step.
+public struct StepAssignment: Sendable, Equatable {
+    public var id: StepID
+    public var function: String
+    public var args: [StepValue]
+    public var threads: Int
+    public var gpus: [Int]
+    public var attempt: Int
+
+    public init(id: StepID, function: String, args: [StepValue], threads: Int, gpus: [Int], attempt: Int) {
+        self.id = id
+        self.function = function
+        self.args = args
+        self.threads = threads
+        self.gpus = gpus
+        self.attempt = attempt
+    }
+}
+
+/// What a rank reports when it is done with a step it was given.
+public struct StepOutcome: Sendable, Equatable {
+    public var id: StepID
+    public var rank: Int
+    public var slot: Int
+    public var report: Scheduler.Report
+    /// Seconds since the epoch; nil for a step handed back unstarted.
+    public var start: Double?
+    public var end: Double?
+    public var logPath: String?
+
+    public init(id: StepID, rank: Int, slot: Int, report: Scheduler.Report, start: Double?, end: Double?, logPath: String?) {
+        self.id = id
+        self.rank = rank
+        self.slot = slot
+        self.report = report
+        self.start = start
+        self.end = end
+        self.logPath = logPath
+    }
+}
+
+/// A graph edit asked for by a running step, on its way to rank 0.
+public struct StepRequest: Sendable, Equatable {
+    public var from: StepID
+    public var edit: GraphEdit
+
+    public init(from: StepID, edit: GraphEdit) {
+        self.from = from
+        self.edit = edit
+    }
+}
+
+/// Where rank 0's answer to a `StepRequest` goes.
+public enum ReplyAddress: Sendable {
+    /// A step in this process waits on this slot.
+    case local(ReplySlot)
+    /// A step on another rank waits for the answer tagged `token`.
+    case remote(rank: Int, token: UInt32)
+}
+
+/// Rank 0's answer to a graph edit: the new id (for an insert), or why it was refused.
+public typealias EditResult = Result<StepID?, GraphEditError>
+
+/// A one-shot slot a step thread blocks on until rank 0 answers its request.
+public final class ReplySlot: Sendable {
+    private let value = Mutex<EditResult?>(nil)
+    private let ready = DispatchSemaphore(value: 0)
+
+    public init() {}
+
+    public func fill(_ result: EditResult) {
+        value.withLock { $0 = result }
+        ready.signal()
+    }
+
+    public func wait() -> EditResult {
+        ready.wait()
+        return value.withLock { $0! }
+    }
+}
+
+/// What reaches rank 0's coordinator from the ranks (itself included).
+public enum RankEvent: Sendable {
+    case ended(StepOutcome)
+    case request(StepRequest, replyTo: ReplyAddress)
+}
+
+/// How rank 0's coordinator reaches the ranks. Two implementations share the engine and its tests:
+/// `LocalTransport` (every rank in this process) and the MPI transport (one rank per process).
+public protocol CoordinatorTransport: AnyObject, Sendable {
+    /// The number of ranks, rank 0 included.
+    var rankCount: Int { get }
+    /// Sends steps to a rank's workers.
+    func assign(_ steps: [StepAssignment], to rank: Int)
+    /// Asks every rank to hand back the steps it was sent but has not started (they come back as
+    /// `.notStarted`).
+    func takeBackUnstarted()
+    /// Answers a running step's graph edit.
+    func reply(_ result: EditResult, to address: ReplyAddress)
+    /// Waits up to `timeout` for events and returns those that arrived (possibly none).
+    func nextEvents(timeout: Duration) -> [RankEvent]
+    /// Ends every rank's workers after the run; returns when they have stopped.
+    func shutdown()
+}
+
+/// A running step's way to rank 0: it sends a graph edit and blocks until rank 0 answers.
+public protocol StepRequestChannel: Sendable {
+    func send(_ request: StepRequest) -> EditResult
+}
+
+/// The graph editor a running step uses: every edit goes to rank 0 through the channel.
+struct ChannelEditor: GraphEditor {
+    let channel: any StepRequestChannel
+
+    func apply(_ edit: GraphEdit, by inserter: Inserter) throws -> StepID? {
+        guard let from = inserter.stepID else { throw GraphEditError("only a running step edits through a channel") }
+        return try channel.send(StepRequest(from: from, edit: edit)).get()
+    }
+}
+
+/// Events from worker threads to the loop that forwards them, with a wake-up for a loop that waits.
+public final class EventQueue<Element: Sendable>: Sendable {
+    private let items = Mutex<[Element]>([])
+    private let wakeUp = DispatchSemaphore(value: 0)
+    private let sleeping = Atomic<Bool>(false)
+
+    public init() {}
+
+    public func push(_ element: Element) {
+        items.withLock { $0.append(element) }
+        if sleeping.load(ordering: .acquiring) { wakeUp.signal() }
+    }
+
+    /// Everything queued, without waiting.
+    public func drain() -> [Element] {
+        items.withLock { items in
+            let out = items
+            items.removeAll(keepingCapacity: true)
+            return out
+        }
+    }
+
+    /// Everything queued, waiting up to `timeout` for the first element.
+    public func drain(waitingUpTo timeout: Duration) -> [Element] {
+        let now = drain()
+        if !now.isEmpty || timeout <= .zero { return now }
+        sleeping.store(true, ordering: .releasing)
+        // A push between the drain above and the store would not signal: look once more.
+        let raced = drain()
+        if !raced.isEmpty {
+            sleeping.store(false, ordering: .releasing)
+            return raced
+        }
+        let nanos = Int(timeout.components.seconds) * 1_000_000_000 + Int(timeout.components.attoseconds / 1_000_000_000)
+        _ = wakeUp.wait(timeout: .now() + .nanoseconds(nanos))
+        sleeping.store(false, ordering: .releasing)
+        return drain()
+    }
+}

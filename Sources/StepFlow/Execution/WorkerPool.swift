@@ -1,0 +1,131 @@
+import Collections
+import Foundation
+import Synchronization
+
+/// One rank's T workers: dedicated threads that run the steps the rank was sent, at most T slot units
+/// at a time, in the order they came. Workers never talk to other ranks: results go to `report`, graph
+/// edits to `channel`, and the rank's transport carries them.
+public final class WorkerPool: Sendable {
+    public let rank: Int
+    public let threads: Int
+    private let executor: StepExecutor
+    private let runDirectory: URL
+    private let channel: any StepRequestChannel
+    private let report: @Sendable (StepOutcome) -> Void
+    private let state: Mutex<PoolState>
+    private let wake = NSCondition()
+    private let stopped = DispatchGroup()
+
+    private struct PoolState: ~Copyable {
+        var pending = Deque<StepAssignment>()
+        var busyUnits = 0
+        var running = 0
+        var shuttingDown = false
+    }
+
+    /// Starts `threads` worker threads for `rank`.
+    public init(rank: Int, threads: Int, executor: StepExecutor, runDirectory: URL,
+                channel: any StepRequestChannel, report: @escaping @Sendable (StepOutcome) -> Void) {
+        self.rank = rank
+        self.threads = threads
+        self.executor = executor
+        self.runDirectory = runDirectory
+        self.channel = channel
+        self.report = report
+        self.state = Mutex(PoolState())
+        for slot in 0..<threads {
+            stopped.enter()
+            let thread = Thread { [self] in
+                self.workerLoop(slot: slot)
+                self.stopped.leave()
+            }
+            thread.name = "stepflow-r\(rank)-w\(slot)"
+            thread.start()
+        }
+    }
+
+    /// Queues steps; they start as slots free up, in order.
+    public func submit(_ steps: [StepAssignment]) {
+        guard !steps.isEmpty else { return }
+        wake.lock()
+        state.withLock { $0.pending.append(contentsOf: steps) }
+        wake.broadcast()
+        wake.unlock()
+    }
+
+    /// Hands back every queued step that has not started, reporting each as `.notStarted`.
+    public func takeBackUnstarted() {
+        wake.lock()
+        let taken = state.withLock { s in
+            let all = Array(s.pending)
+            s.pending.removeAll()
+            return all
+        }
+        wake.unlock()
+        for step in taken {
+            report(StepOutcome(id: step.id, rank: rank, slot: -1, report: .notStarted, start: nil, end: nil, logPath: nil))
+        }
+    }
+
+    /// Whether any step is queued or running on this rank.
+    public var isBusy: Bool { state.withLock { $0.running > 0 || !$0.pending.isEmpty } }
+
+    /// Lets queued steps finish, then stops the threads and waits for them.
+    public func shutdown() {
+        wake.lock()
+        state.withLock { $0.shuttingDown = true }
+        wake.broadcast()
+        wake.unlock()
+        stopped.wait()
+    }
+
+    private func workerLoop(slot: Int) {
+        while let step = nextStep() {
+            run(step, slot: slot)
+            wake.lock()
+            state.withLock {
+                $0.busyUnits -= step.threads
+                $0.running -= 1
+            }
+            wake.broadcast()
+            wake.unlock()
+        }
+    }
+
+    private func nextStep() -> StepAssignment? {
+        wake.lock()
+        defer { wake.unlock() }
+        while true {
+            let (step, done): (StepAssignment?, Bool) = state.withLock { s in
+                if let head = s.pending.first, s.busyUnits + head.threads <= threads {
+                    s.pending.removeFirst()
+                    s.busyUnits += head.threads
+                    s.running += 1
+                    return (head, false)
+                }
+                return (nil, s.shuttingDown && s.pending.isEmpty)
+            }
+            if let step { return step }
+            if done { return nil }
+            wake.wait()
+        }
+    }
+
+    private func run(_ step: StepAssignment, slot: Int) {
+        let context = StepContext(id: step.id, function: step.function, args: step.args, rank: rank, slot: slot,
+                                  gpus: step.gpus, attempt: step.attempt, runDirectory: runDirectory,
+                                  editor: ChannelEditor(channel: channel), functionNames: executor.functionNames)
+        let start = Date().timeIntervalSince1970
+        let outcome: Scheduler.Report
+        do {
+            try executor.run(context)
+            outcome = .finished
+        } catch {
+            let text = String(describing: error)
+            context.appendToLog("step \(step.id) '\(step.function)' attempt \(step.attempt) failed: \(text)")
+            outcome = .failed(error: text)
+        }
+        let end = Date().timeIntervalSince1970
+        report(StepOutcome(id: step.id, rank: rank, slot: slot, report: outcome, start: start, end: end, logPath: context.logPath))
+    }
+}

@@ -1,0 +1,245 @@
+import Collections
+
+/// The step graph of a run: insertion rules S1–S4, indegree counts and the ready queue.
+///
+/// Work is O(1) amortized per step and per edge: a step becomes ready when its count of unfinished
+/// prerequisites drops to zero; nothing rescans the graph. The graph knows nothing of ranks, threads,
+/// transports or storage.
+public struct StepGraph: Sendable {
+    public private(set) var records: [StepRecord] = []
+    /// Unfinished prerequisites of each step (index id-1).
+    private var remaining: [Int32] = []
+    /// Steps waiting on each step (index id-1); emptied once the step is terminal.
+    private var dependents: [[Int32]] = []
+    /// Ready steps, lowest id first. Entries are checked when popped, because a queued step can
+    /// gain a prerequisite (`addPrerequisites`) before it is dispatched.
+    private var ready = Heap<Int>()
+    private var queued: [Bool] = []
+    private var countByStatus = [Int](repeating: 0, count: StepStatus.allCases.count)
+    /// Whether a failed or skipped prerequisite skips its dependents (`--keep-going`).
+    public var skipDependentsOfFailures: Bool
+
+    public init(skipDependentsOfFailures: Bool = false) {
+        self.skipDependentsOfFailures = skipDependentsOfFailures
+    }
+
+    public var count: Int { records.count }
+
+    /// Steps that are neither finished, failed, skipped nor aborted.
+    public var unfinishedCount: Int {
+        count(.new) + count(.waiting) + count(.running)
+    }
+
+    /// How many steps are in `status`.
+    public func count(_ status: StepStatus) -> Int { countByStatus[status.ordinal] }
+
+    public func record(_ id: StepID) -> StepRecord { records[id - 1] }
+    public func status(_ id: StepID) -> StepStatus { records[id - 1].status }
+    public func contains(_ id: StepID) -> Bool { id >= 1 && id <= records.count }
+
+    /// Inserts a step after the given prerequisites (already resolved: the default prerequisite of
+    /// S2 is the inserter's business). Throws when a prerequisite does not exist.
+    @discardableResult
+    public mutating func insert(_ spec: StepSpec, prerequisites: [StepID], insertedBy: Inserter,
+                                at location: SourceLocation? = nil) throws(StepGraphError) -> StepID {
+        let id = records.count + 1
+        var unique: [StepID] = []
+        unique.reserveCapacity(prerequisites.count)
+        for p in prerequisites {
+            if p == id { throw .selfPrerequisite(id, at: location) }
+            guard contains(p) else { throw .unknownStep(p, context: "prerequisite of new step \(id) ('\(spec.function)')", at: location) }
+            if !unique.contains(p) { unique.append(p) }
+        }
+        records.append(StepRecord(id: id, spec: spec, prerequisites: unique, insertedBy: insertedBy,
+                                  status: spec.wait ? .waiting : .new))
+        remaining.append(0)
+        dependents.append([])
+        queued.append(false)
+        countByStatus[records[id - 1].status.ordinal] += 1
+        var blocked = false
+        for p in unique {
+            switch records[p - 1].status {
+            case .finished: continue
+            case .failed, .skipped: blocked = true
+            default: break
+            }
+            remaining[id - 1] += 1
+            dependents[p - 1].append(Int32(id))
+        }
+        if blocked && skipDependentsOfFailures {
+            skip(id)
+        } else {
+            enqueueIfReady(id)
+        }
+        return id
+    }
+
+    /// Adds prerequisites to a step that has not started (S3, S4).
+    public mutating func addPrerequisites(to target: StepID, _ prerequisites: [StepID],
+                                          at location: SourceLocation? = nil) throws(StepGraphError) {
+        guard contains(target) else { throw .unknownStep(target, context: "addPrerequisites(to:)", at: location) }
+        let status = records[target - 1].status
+        guard status == .new || status == .waiting || status == .skipped else {
+            throw .alreadyStarted(target, status: status, at: location)
+        }
+        for p in prerequisites {
+            guard contains(p) else { throw .unknownStep(p, context: "prerequisite for step \(target)", at: location) }
+            if p == target { throw .selfPrerequisite(target, at: location) }
+            if dependsOn(p, target) { throw .cycle(target: target, prerequisite: p, at: location) }
+        }
+        for p in prerequisites where !records[target - 1].prerequisites.contains(p) {
+            records[target - 1].prerequisites.append(p)
+            let ps = records[p - 1].status
+            if ps == .finished { continue }
+            remaining[target - 1] += 1
+            dependents[p - 1].append(Int32(target))
+            if (ps == .failed || ps == .skipped) && skipDependentsOfFailures { skip(target) }
+        }
+    }
+
+    /// Releases a waiting step (S4). Releasing a step twice, or one already ended, does nothing.
+    public mutating func release(_ id: StepID, at location: SourceLocation? = nil) throws(StepGraphError) {
+        guard contains(id) else { throw .unknownStep(id, context: "release", at: location) }
+        guard records[id - 1].spec.wait else { throw .notWaiting(id, at: location) }
+        guard records[id - 1].status == .waiting else { return }
+        setStatus(id, .new)
+        enqueueIfReady(id)
+    }
+
+    /// The lowest ready id, without taking it.
+    public mutating func peekReady() -> StepID? {
+        while let id = ready.min {
+            if isReady(id) { return id }
+            _ = ready.popMin()
+            queued[id - 1] = false
+        }
+        return nil
+    }
+
+    /// Marks the lowest ready step running and returns it.
+    public mutating func takeReady() -> StepID? {
+        guard let id = peekReady() else { return nil }
+        _ = ready.popMin()
+        queued[id - 1] = false
+        setStatus(id, .running)
+        records[id - 1].attempts += 1
+        return id
+    }
+
+    /// Whether any step is ready to run.
+    public mutating func hasReady() -> Bool { peekReady() != nil }
+
+    /// Records where and when a running step ran.
+    public mutating func noteRun(_ id: StepID, rank: Int?, slot: Int?, gpus: [Int]? = nil,
+                                 start: Double?, end: Double?, logPath: String?) {
+        if let rank { records[id - 1].rank = rank }
+        if let slot { records[id - 1].slot = slot }
+        if let gpus { records[id - 1].gpus = gpus }
+        if let start { records[id - 1].start = start }
+        if let end { records[id - 1].end = end }
+        if let logPath { records[id - 1].logPath = logPath }
+    }
+
+    /// A running step finished: its dependents lose one unfinished prerequisite.
+    public mutating func finish(_ id: StepID) {
+        precondition(records[id - 1].status == .running, "step \(id) finished but was \(records[id - 1].status)")
+        setStatus(id, .finished)
+        records[id - 1].error = nil
+        let deps = dependents[id - 1]
+        dependents[id - 1] = []
+        for d in deps {
+            let d = Int(d)
+            remaining[d - 1] -= 1
+            enqueueIfReady(d)
+        }
+    }
+
+    /// A running step failed. It runs again while attempts remain (`retries`); otherwise it is
+    /// `failed`, and with `skipDependentsOfFailures` every step that depends on it is `skipped`.
+    /// Returns true when the step is now `failed`.
+    @discardableResult
+    public mutating func fail(_ id: StepID, error: String) -> Bool {
+        precondition(records[id - 1].status == .running, "step \(id) failed but was \(records[id - 1].status)")
+        records[id - 1].error = error
+        if records[id - 1].attempts <= records[id - 1].spec.retries {
+            setStatus(id, .new)
+            enqueueIfReady(id)
+            return false
+        }
+        setStatus(id, .failed)
+        if skipDependentsOfFailures { skipDependents(of: id) }
+        return true
+    }
+
+    /// A running step was handed back unstarted (the run stopped launching): it is `new` again.
+    public mutating func unassign(_ id: StepID) {
+        guard records[id - 1].status == .running else { return }
+        records[id - 1].attempts -= 1
+        setStatus(id, .new)
+        enqueueIfReady(id)
+    }
+
+    /// A running step was stopped by a signal.
+    public mutating func abort(_ id: StepID) {
+        guard records[id - 1].status == .running else { return }
+        setStatus(id, .aborted)
+    }
+
+    /// Ids of steps that are still `waiting`.
+    public var waitingSteps: [StepID] {
+        records.lazy.filter { $0.status == .waiting }.map(\.id)
+    }
+
+    /// Ids of steps that are `new` but will never become ready (a prerequisite never finishes).
+    public var blockedSteps: [StepID] {
+        records.lazy.filter { $0.status == .new }.map(\.id)
+    }
+
+    /// Whether `step` depends on `ancestor`, directly or through other unfinished steps.
+    private func dependsOn(_ step: StepID, _ ancestor: StepID) -> Bool {
+        var stack = [step]
+        var seen = Set<StepID>()
+        while let s = stack.popLast() {
+            if s == ancestor { return true }
+            // A finished step cannot depend on a step that has not started.
+            if records[s - 1].status == .finished || !seen.insert(s).inserted { continue }
+            stack.append(contentsOf: records[s - 1].prerequisites)
+        }
+        return false
+    }
+
+    private func isReady(_ id: StepID) -> Bool {
+        records[id - 1].status == .new && remaining[id - 1] == 0
+    }
+
+    private mutating func enqueueIfReady(_ id: StepID) {
+        guard isReady(id), !queued[id - 1] else { return }
+        queued[id - 1] = true
+        ready.insert(id)
+    }
+
+    private mutating func skip(_ id: StepID) {
+        let s = records[id - 1].status
+        guard s == .new || s == .waiting else { return }
+        setStatus(id, .skipped)
+        skipDependents(of: id)
+    }
+
+    private mutating func skipDependents(of id: StepID) {
+        var work = dependents[id - 1].map(Int.init)
+        dependents[id - 1] = []
+        while let d = work.popLast() {
+            let s = records[d - 1].status
+            guard s == .new || s == .waiting else { continue }
+            setStatus(d, .skipped)
+            work.append(contentsOf: dependents[d - 1].map(Int.init))
+            dependents[d - 1] = []
+        }
+    }
+
+    private mutating func setStatus(_ id: StepID, _ status: StepStatus) {
+        countByStatus[records[id - 1].status.ordinal] -= 1
+        records[id - 1].status = status
+        countByStatus[status.ordinal] += 1
+    }
+}

@@ -1,0 +1,53 @@
+/// What a step runs and what it needs: a registered function name, its arguments, and its resources.
+public struct StepSpec: Hashable, Sendable {
+    public var function: String
+    public var args: [StepValue]
+    /// Slots the step occupies on one rank (1 ≤ threads ≤ T).
+    public var threads: Int
+    public var needsGPU: Bool
+    /// How many more times a failed attempt is tried before the step is `failed`.
+    public var retries: Int
+    /// A waiting step never runs until it is released (S4).
+    public var wait: Bool
+
+    public init(function: String, args: [StepValue] = [], threads: Int = 1, needsGPU: Bool = false,
+                retries: Int = 0, wait: Bool = false) {
+        self.function = function
+        self.args = args
+        self.threads = threads
+        self.needsGPU = needsGPU
+        self.retries = retries
+        self.wait = wait
+    }
+}
+
+/// Where a call came from in the user's code, so insertion errors can name the line.
+public struct SourceLocation: Hashable, Sendable, CustomStringConvertible {
+    public var file: String
+    public var line: Int
+
+    public init(file: String, line: Int) {
+        self.file = file
+        self.line = line
+    }
+
+    public var description: String { "\(file):\(line)" }
+}
+
+/// The record of one step as rank 0 keeps it: what it is, where it ran, how it ended.
+public struct StepRecord: Sendable {
+    public let id: StepID
+    public var spec: StepSpec
+    public var prerequisites: [StepID]
+    public var insertedBy: Inserter
+    public var status: StepStatus
+    public var rank: Int?
+    public var slot: Int?
+    public var gpus: [Int] = []
+    public var attempts: Int = 0
+    /// Seconds since the epoch.
+    public var start: Double?
+    public var end: Double?
+    public var error: String?
+    public var logPath: String?
+}

@@ -1,0 +1,181 @@
+import Foundation
+import Logging
+import Synchronization
+
+/// Inserting steps, adding prerequisites and releasing steps: what `insertAllSteps`, a running step
+/// and the `stepsCheck` hook can all do.
+public protocol StepInserting {
+    var steps: StepInserter { get }
+}
+
+extension StepInserter: StepInserting {
+    public var steps: StepInserter { self }
+}
+
+extension StepInserting {
+    /// Inserts a step that runs the registered function `name`; see `StepInserter.insertFunctionStep`.
+    @discardableResult
+    public func insertFunctionStep(_ name: String, _ args: StepValue..., prerequisites: [StepID]? = nil,
+                                   wait: Bool = false, threads: Int = 1, needsGPU: Bool = false,
+                                   retries: Int = 0, file: String = #fileID, line: Int = #line) throws -> StepID {
+        try steps.insertFunctionStep(name, args, prerequisites: prerequisites, wait: wait, threads: threads,
+                                     needsGPU: needsGPU, retries: retries, file: file, line: line)
+    }
+
+    /// Inserts a step with its arguments given as an array.
+    @discardableResult
+    public func insertFunctionStep(_ name: String, arguments: [StepValue], prerequisites: [StepID]? = nil,
+                                   wait: Bool = false, threads: Int = 1, needsGPU: Bool = false,
+                                   retries: Int = 0, file: String = #fileID, line: Int = #line) throws -> StepID {
+        try steps.insertFunctionStep(name, arguments, prerequisites: prerequisites, wait: wait, threads: threads,
+                                     needsGPU: needsGPU, retries: retries, file: file, line: line)
+    }
+
+    /// Adds prerequisites to a step that has not started (S3).
+    public func addPrerequisites(to target: StepID, _ prerequisites: [StepID], file: String = #fileID, line: Int = #line) throws {
+        try steps.addPrerequisites(to: target, prerequisites, file: file, line: line)
+    }
+
+    /// Releases a waiting step (S4).
+    public func release(_ id: StepID, file: String = #fileID, line: Int = #line) throws {
+        try steps.release(id, file: file, line: line)
+    }
+}
+
+/// What a running step is handed: who it is, where it runs, its arguments and a logger; and the
+/// graph edits of S3 (insert, add prerequisites, release), which rank 0 applies in order.
+public final class StepContext: StepInserting, Sendable {
+    public let id: StepID
+    public let function: String
+    public let args: [StepValue]
+    public let rank: Int
+    /// The worker slot (0..<T) on `rank` that runs the step.
+    public let slot: Int
+    public let gpus: [Int]
+    /// 1 for the first attempt, 2 for the first retry, …
+    public let attempt: Int
+    public let runDirectory: URL
+    public let steps: StepInserter
+    private let logFile: StepLogFile
+
+    public init(id: StepID, function: String, args: [StepValue], rank: Int, slot: Int, gpus: [Int],
+                attempt: Int, runDirectory: URL, editor: any GraphEditor, functionNames: Set<String>) {
+        self.id = id
+        self.function = function
+        self.args = args
+        self.rank = rank
+        self.slot = slot
+        self.gpus = gpus
+        self.attempt = attempt
+        self.runDirectory = runDirectory
+        self.steps = StepInserter(.step(id), editor: editor, functionNames: functionNames)
+        self.logFile = StepLogFile(path: runDirectory.appendingPathComponent("logs/step-\(id).log").path)
+    }
+
+    /// A logger whose lines go to `<run-dir>/logs/step-<id>.log` (created on the first line).
+    public var logger: Logger {
+        let file = logFile
+        var logger = Logger(label: "step-\(id)") { _ in StepLogHandler(file: file) }
+        logger[metadataKey: "step"] = "\(id)"
+        return logger
+    }
+
+    /// The step's log file, once something was written to it.
+    public var logPath: String? { logFile.exists ? logFile.path : nil }
+
+    /// The argument at `index`, or nil past the end.
+    public func arg(_ index: Int) -> StepValue? { index < args.count ? args[index] : nil }
+
+    /// The string argument at `index`.
+    /// - Throws: `StepArgumentError` when it is missing or not a string.
+    public func stringArg(_ index: Int) throws -> String {
+        guard let s = arg(index)?.stringValue else {
+            throw StepArgumentError(step: id, function: function, index: index, expected: "a string", got: arg(index))
+        }
+        return s
+    }
+
+    /// Writes a line to the step's log.
+    func appendToLog(_ line: String) { logFile.append(line) }
+}
+
+/// A step's argument was missing or of the wrong kind.
+public struct StepArgumentError: Error, CustomStringConvertible {
+    public let step: StepID
+    public let function: String
+    public let index: Int
+    public let expected: String
+    public let got: StepValue?
+
+    public var description: String {
+        "step \(step) ('\(function)'): argument \(index) should be \(expected), got \(got.map(\.description) ?? "nothing"). Check the insertFunctionStep call that inserted it."
+    }
+}
+
+/// A step's log file, opened on the first line written, so steps that log nothing cost no file.
+final class StepLogFile: Sendable {
+    let path: String
+    private let handle = Mutex<FileHandle?>(nil)
+
+    init(path: String) { self.path = path }
+
+    var exists: Bool { handle.withLock { $0 != nil } }
+
+    func append(_ line: String) {
+        handle.withLock { h in
+            if h == nil {
+                let url = URL(fileURLWithPath: path)
+                try? FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+                if !FileManager.default.fileExists(atPath: path) {
+                    _ = FileManager.default.createFile(atPath: path, contents: nil)
+                }
+                h = FileHandle(forWritingAtPath: path)
+                _ = try? h?.seekToEnd()
+            }
+            try? h?.write(contentsOf: Data((line + "\n").utf8))
+        }
+    }
+
+    deinit {
+        handle.withLock { try? $0?.close() }
+    }
+}
+
+/// A swift-log handler that writes to a step's log file.
+struct StepLogHandler: LogHandler {
+    let file: StepLogFile
+    var logLevel: Logger.Level = .info
+    var metadata: Logger.Metadata = [:]
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        let time = ISO8601DateFormatter.string(from: Date(), timeZone: .current, formatOptions: [.withInternetDateTime, .withFractionalSeconds])
+        file.append("\(time) \(event.level) \(event.message)")
+    }
+}
+
+/// What the `stepsCheck` hook can do: the edits of S3 and S4, applied at once on rank 0, and a look at
+/// step statuses.
+public final class StepsCheck: StepInserting, Sendable {
+    public let steps: StepInserter
+    private let statusLookup: @Sendable (StepID) -> StepStatus?
+    private let hookDeclared = Mutex(true)
+
+    init(steps: StepInserter, status: @escaping @Sendable (StepID) -> StepStatus?) {
+        self.steps = steps
+        self.statusLookup = status
+    }
+
+    /// The status of a step, or nil if it does not exist.
+    public func status(of id: StepID) -> StepStatus? { statusLookup(id) }
+
+    /// Called by the default `stepsCheck`: the protocol has no hook, so a run with nothing left to do
+    /// ends as stalled (S4) instead of waiting for a release.
+    public func declareNoHook() { hookDeclared.withLock { $0 = false } }
+
+    var hasHook: Bool { hookDeclared.withLock { $0 } }
+}

@@ -1,0 +1,129 @@
+import Synchronization
+
+/// A change to the step graph, as a protocol, a hook or a running step asks for it.
+public enum GraphEdit: Sendable, Equatable {
+    case insert(StepSpec, prerequisites: [StepID], at: SourceLocation?)
+    case addPrerequisites(to: StepID, [StepID], at: SourceLocation?)
+    case release(StepID, at: SourceLocation?)
+}
+
+/// Where graph edits go: straight into rank 0's scheduler, across a transport to rank 0, or (on a
+/// worker rank running `insertAllSteps`) into a counter that only numbers the steps.
+public protocol GraphEditor: Sendable {
+    /// Applies the edit for `inserter`; returns the new step's id for an insert.
+    func apply(_ edit: GraphEdit, by inserter: Inserter) throws -> StepID?
+}
+
+/// A graph edit refused on rank 0, as it reaches the step that asked for it.
+public struct GraphEditError: Error, CustomStringConvertible, Equatable, Sendable {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// Inserts steps on behalf of one inserter, applying the default prerequisite of S2: a step inserted
+/// without `prerequisites` depends on the step this inserter inserted just before it.
+public final class StepInserter: Sendable {
+    public let inserter: Inserter
+    private let editor: any GraphEditor
+    private let functionNames: Set<String>
+    private let lastInserted: Mutex<StepID?>
+
+    public init(_ inserter: Inserter, editor: any GraphEditor, functionNames: Set<String>) {
+        self.inserter = inserter
+        self.editor = editor
+        self.functionNames = functionNames
+        self.lastInserted = Mutex(nil)
+    }
+
+    /// Inserts a step that runs the registered function `name` with `args`.
+    ///
+    /// - Parameters:
+    ///   - prerequisites: steps that must finish first. `nil` (the default) means the step this
+    ///     inserter inserted last, if any; `[]` means none.
+    ///   - wait: insert the step `waiting`; it runs only once released.
+    ///   - threads: slots the step occupies on its rank (1...T).
+    ///   - needsGPU: the step gets one of its rank's GPUs.
+    ///   - retries: how many more times a failed attempt is tried.
+    /// - Returns: the new step's id, usable at once as a prerequisite.
+    /// - Throws: `StepGraphError` for an unknown function name, a prerequisite that does not exist,
+    ///   or a resource request that can never be met; `GraphEditError` when rank 0 refuses it.
+    @discardableResult
+    public func insertFunctionStep(_ name: String, _ args: [StepValue], prerequisites: [StepID]? = nil,
+                                   wait: Bool = false, threads: Int = 1, needsGPU: Bool = false,
+                                   retries: Int = 0, file: String = #fileID, line: Int = #line) throws -> StepID {
+        let location = SourceLocation(file: file, line: line)
+        guard functionNames.contains(name) else {
+            throw StepGraphError.unknownFunction(name, known: Array(functionNames), at: location)
+        }
+        let spec = StepSpec(function: name, args: args, threads: threads, needsGPU: needsGPU, retries: retries, wait: wait)
+        return try lastInserted.withLock { last in
+            let prereqs = prerequisites ?? (last.map { [$0] } ?? [])
+            guard let id = try editor.apply(.insert(spec, prerequisites: prereqs, at: location), by: inserter) else {
+                throw GraphEditError("rank 0 returned no id for the new '\(name)' step")
+            }
+            last = id
+            return id
+        }
+    }
+
+    /// Adds prerequisites to a step that has not started (S3).
+    public func addPrerequisites(to target: StepID, _ prerequisites: [StepID],
+                                 file: String = #fileID, line: Int = #line) throws {
+        _ = try editor.apply(.addPrerequisites(to: target, prerequisites, at: SourceLocation(file: file, line: line)), by: inserter)
+    }
+
+    /// Releases a waiting step (S4).
+    public func release(_ id: StepID, file: String = #fileID, line: Int = #line) throws {
+        _ = try editor.apply(.release(id, at: SourceLocation(file: file, line: line)), by: inserter)
+    }
+}
+
+extension StepInserter {
+    /// Inserts a step; the arguments are listed inline.
+    @discardableResult
+    public func insertFunctionStep(_ name: String, _ args: StepValue..., prerequisites: [StepID]? = nil,
+                                   wait: Bool = false, threads: Int = 1, needsGPU: Bool = false,
+                                   retries: Int = 0, file: String = #fileID, line: Int = #line) throws -> StepID {
+        try insertFunctionStep(name, args, prerequisites: prerequisites, wait: wait, threads: threads,
+                               needsGPU: needsGPU, retries: retries, file: file, line: line)
+    }
+}
+
+/// Numbers the steps a worker rank's `insertAllSteps` inserts, without keeping a graph: only rank 0
+/// keeps one (S3). It makes the checks any rank can make alone, so every rank refuses the same input.
+public final class StepNumberer: GraphEditor {
+    private let count = Mutex(0)
+    private let threadsPerRank: Int
+    private let gpusPerRank: Int
+
+    public init(threadsPerRank: Int, gpusPerRank: Int) {
+        self.threadsPerRank = threadsPerRank
+        self.gpusPerRank = gpusPerRank
+    }
+
+    public var stepCount: Int { count.withLock { $0 } }
+
+    public func apply(_ edit: GraphEdit, by inserter: Inserter) throws -> StepID? {
+        try count.withLock { (n: inout Int) throws -> StepID? in
+            switch edit {
+            case .insert(let spec, let prerequisites, let at):
+                try Scheduler.validate(spec, threadsPerRank: threadsPerRank, gpusPerRank: gpusPerRank, at: at)
+                for p in prerequisites {
+                    if p == n + 1 { throw StepGraphError.selfPrerequisite(p, at: at) }
+                    if p < 1 || p > n { throw StepGraphError.unknownStep(p, context: "prerequisite of new step \(n + 1) ('\(spec.function)')", at: at) }
+                }
+                n += 1
+                return n
+            case .addPrerequisites(let target, let prerequisites, let at):
+                for p in [target] + prerequisites where p < 1 || p > n {
+                    throw StepGraphError.unknownStep(p, context: "addPrerequisites(to: \(target))", at: at)
+                }
+                return nil
+            case .release(let id, let at):
+                if id < 1 || id > n { throw StepGraphError.unknownStep(id, context: "release", at: at) }
+                return nil
+            }
+        }
+    }
+}

@@ -1,0 +1,121 @@
+import ArgumentParser
+
+/// A protocol in Scipion's sense: it declares its parallel section, inserts its steps, and names the
+/// functions its steps run.
+///
+/// Every rank builds the same protocol value from the same command line and runs `defineParams` and
+/// `insertAllSteps`; both must be deterministic (S3). After `insertAllSteps` the value is read-only: it
+/// is copied to every worker thread, so a property set there (say, the close step's id) reads the same
+/// in every step on every rank.
+public protocol StepProtocol: Sendable {
+    /// The protocol's own command-line parameters.
+    associatedtype Params: ParsableArguments = NoParams
+
+    init(params: Params)
+
+    /// The name recorded for runs of this protocol. Defaults to the type's name.
+    static var protocolName: String { get }
+
+    /// The functions steps may name, by name.
+    static var functions: StepFunctions<Self> { get }
+
+    /// Declares defaults, such as `form.addParallelSection(threads:mpi:)`.
+    func defineParams(_ form: inout ProtocolForm)
+
+    /// Inserts the run's first steps. Throws to refuse the run (the error is shown to the user).
+    mutating func insertAllSteps(_ steps: StepInserter) throws
+
+    /// `.serial` runs one step at a time in id order; `.parallel` uses every slot (S5).
+    var stepsExecutionMode: StepsExecutionMode { get }
+
+    /// Called by rank 0 every `stepsCheckInterval` while the run lives (S4): insert steps, add
+    /// prerequisites, release waiting steps. The default implementation declares that the protocol
+    /// has no hook, which lets a run with nothing left to do end as stalled instead of waiting.
+    func stepsCheck(_ run: StepsCheck) throws
+
+    /// How often `stepsCheck` runs. Defaults to one second.
+    var stepsCheckInterval: Duration { get }
+}
+
+extension StepProtocol {
+    public static var protocolName: String { String(describing: Self.self) }
+    public func defineParams(_ form: inout ProtocolForm) {}
+    public var stepsExecutionMode: StepsExecutionMode { .parallel }
+    public func stepsCheck(_ run: StepsCheck) throws { run.declareNoHook() }
+    public var stepsCheckInterval: Duration { .seconds(1) }
+}
+
+extension StepProtocol where Params == NoParams {
+    public init() { self.init(params: NoParams()) }
+}
+
+/// The parameters of a protocol that has none of its own.
+public struct NoParams: ParsableArguments, Sendable {
+    public init() {}
+}
+
+/// Defaults a protocol declares in `defineParams`; the command line overrides them (S5).
+public struct ProtocolForm: Sendable, Equatable {
+    public var threads = 1
+    public var mpi = 1
+    public var gpus = 0
+
+    public init() {}
+
+    /// Declares how parallel a run is by default: `threads` workers on each of `mpi` ranks.
+    public mutating func addParallelSection(threads: Int = 1, mpi: Int = 1) {
+        self.threads = threads
+        self.mpi = mpi
+    }
+}
+
+/// The functions a protocol's steps may name. A step travels between ranks as a name plus arguments,
+/// so every function is registered under the name steps use.
+///
+///     static let functions: StepFunctions<ImportMovies> = [
+///         "registerImageStep": { proto, step in try proto.registerImage(step) },
+///     ]
+public struct StepFunctions<P: StepProtocol>: Sendable, ExpressibleByDictionaryLiteral {
+    public typealias Body = @Sendable (P, StepContext) throws -> Void
+
+    public let bodies: [String: Body]
+
+    public init(_ bodies: [String: Body]) { self.bodies = bodies }
+
+    public init(dictionaryLiteral elements: (String, Body)...) {
+        self.bodies = Dictionary(elements, uniquingKeysWith: { _, last in last })
+    }
+
+    public var names: Set<String> { Set(bodies.keys) }
+}
+
+/// Runs a step by function name: a protocol value and its function table, with the type erased, so
+/// the engine's executors need no generics.
+public struct StepExecutor: Sendable {
+    public let functionNames: Set<String>
+    private let body: @Sendable (StepContext) throws -> Void
+
+    public init<P: StepProtocol>(_ proto: P) {
+        let table = P.functions.bodies
+        self.functionNames = Set(table.keys)
+        self.body = { context in
+            guard let fn = table[context.function] else {
+                throw StepGraphError.unknownFunction(context.function, known: Array(table.keys), at: nil)
+            }
+            try fn(proto, context)
+        }
+    }
+
+    /// An executor over plain closures, for tests and built-in protocols.
+    public init(functions: [String: @Sendable (StepContext) throws -> Void]) {
+        self.functionNames = Set(functions.keys)
+        self.body = { context in
+            guard let fn = functions[context.function] else {
+                throw StepGraphError.unknownFunction(context.function, known: Array(functions.keys), at: nil)
+            }
+            try fn(context)
+        }
+    }
+
+    public func run(_ context: StepContext) throws { try body(context) }
+}

@@ -1,0 +1,92 @@
+import Foundation
+
+/// The text printed at the end of a run: counts, wall time, and every failed step with its error and log.
+public enum RunSummary {
+    public static func text(_ report: RunReport, protocolName: String, runDirectory: URL) -> String {
+        var lines: [String] = []
+        let c = { (s: StepStatus) in report.count(s) }
+        let headline: String
+        switch report.outcome {
+        case .finished: headline = "finished"
+        case .failed: headline = "FAILED"
+        case .stalled: headline = "STALLED"
+        case .aborted(let signal): headline = "ABORTED (signal \(signal))"
+        }
+        lines.append("\(protocolName) \(headline) in \(String(format: "%.3f", report.wallSeconds)) s "
+                     + "(mpi=\(report.config.ranks), threads=\(report.config.threadsPerRank), run dir \(runDirectory.path))")
+        var counts = "steps: \(report.records.count) total, \(c(.finished)) finished, \(c(.failed)) failed, \(c(.skipped)) skipped"
+        for s in [StepStatus.aborted, .waiting, .new] where c(s) > 0 {
+            counts += ", \(c(s)) \(s == .new ? "not run" : s.rawValue)"
+        }
+        lines.append(counts)
+        for r in report.records where r.status == .failed {
+            let log = r.logPath ?? runDirectory.appendingPathComponent("logs/step-\(r.id).log").path
+            let place = r.rank.map { " on rank \($0)" + (r.slot.map { " slot \($0)" } ?? "") } ?? ""
+            lines.append("  failed step \(r.id) '\(r.spec.function)'\(place) after \(r.attempts) attempt(s): \(r.error ?? "no error text")")
+            lines.append("    log: \(log)")
+        }
+        if case .stalled(let waiting, let blocked) = report.outcome {
+            lines.append("  the run stalled: nothing runs and nothing can become ready.")
+            if !waiting.isEmpty {
+                lines.append("  waiting steps never released: \(list(waiting, report.records)). Release them from a step (release(id)) or from stepsCheck.")
+            }
+            if !blocked.isEmpty {
+                lines.append("  steps blocked behind them: \(list(blocked, report.records))")
+            }
+        }
+        if let hookError = report.hookError { lines.append("  \(hookError)") }
+        return lines.joined(separator: "\n")
+    }
+
+    private static func list(_ ids: [StepID], _ records: [StepRecord]) -> String {
+        let shown = ids.prefix(20).map { "\($0) '\(records[$0 - 1].spec.function)'" }.joined(separator: ", ")
+        return ids.count > 20 ? shown + " and \(ids.count - 20) more" : shown
+    }
+}
+
+/// When to print a progress line.
+public enum ProgressMode: String, Sendable, CaseIterable {
+    case auto, always, never
+}
+
+/// Prints progress on standard error: a line rewritten in place on a terminal, or a line every few
+/// seconds in a log file (`always` when not a terminal).
+public final class ProgressPrinter: Sendable {
+    private let enabled: Bool
+    private let terminal: Bool
+    private let interval: Double
+    private let lastPrint = LockedDouble()
+
+    public init(mode: ProgressMode) {
+        let tty = isatty(STDERR_FILENO) != 0
+        self.terminal = tty
+        self.enabled = mode == .always || (mode == .auto && tty)
+        self.interval = tty ? 0.5 : 5
+    }
+
+    public func update(_ p: ProgressSnapshot) {
+        guard enabled else { return }
+        let t = Double(p.elapsed.components.seconds) + Double(p.elapsed.components.attoseconds) / 1e18
+        if !p.final && !lastPrint.advance(to: t, ifAtLeast: interval) { return }
+        let line = "[stepflow] \(p.finished)/\(p.total) finished, \(p.running) running, \(p.failed) failed, \(p.skipped) skipped, \(p.waiting) waiting, \(String(format: "%.1f", t)) s"
+        if terminal {
+            FileHandle.standardError.write(Data(("\r" + line + (p.final ? "\n" : "")).utf8))
+        } else {
+            FileHandle.standardError.write(Data((line + "\n").utf8))
+        }
+    }
+}
+
+import Synchronization
+
+/// A time stamp that moves forward only when enough time has passed.
+final class LockedDouble: Sendable {
+    private let value = Mutex<Double>(-Double.infinity)
+    func advance(to t: Double, ifAtLeast gap: Double) -> Bool {
+        value.withLock { last in
+            guard t - last >= gap else { return false }
+            last = t
+            return true
+        }
+    }
+}

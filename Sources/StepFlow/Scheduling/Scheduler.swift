@@ -1,0 +1,209 @@
+/// How a run uses its slots (S5).
+public enum StepsExecutionMode: String, Sendable, Codable {
+    /// One step at a time, in id order.
+    case serial
+    /// Every slot of every rank.
+    case parallel
+}
+
+/// What happens after a step fails (S7).
+public enum FailurePolicy: String, Sendable, Codable {
+    /// Launch nothing new, let running steps finish, end the run `failed`.
+    case stop
+    /// Run everything that does not depend on a failed step; its dependents end `skipped`.
+    case keepGoing
+}
+
+/// The shape of a run: how many ranks, slots and GPUs, and its policies.
+public struct SchedulerConfig: Sendable, Equatable {
+    public var ranks: Int
+    public var threadsPerRank: Int
+    public var gpusPerRank: Int
+    /// Steps (in slot units) sent ahead to each rank beyond its T slots, so that a worker never waits
+    /// a round trip for its next step (S6). 0 on one process, where nothing travels.
+    public var prefetch: Int
+    public var mode: StepsExecutionMode
+    public var failurePolicy: FailurePolicy
+
+    public init(ranks: Int = 1, threadsPerRank: Int = 1, gpusPerRank: Int = 0, prefetch: Int = 0,
+                mode: StepsExecutionMode = .parallel, failurePolicy: FailurePolicy = .stop) {
+        self.ranks = ranks
+        self.threadsPerRank = threadsPerRank
+        self.gpusPerRank = gpusPerRank
+        self.prefetch = prefetch
+        self.mode = mode
+        self.failurePolicy = failurePolicy
+    }
+}
+
+/// A decision of the scheduler: run this step on this rank, with these GPUs.
+public struct Assignment: Sendable, Equatable {
+    public var step: StepID
+    public var rank: Int
+    public var gpus: [Int]
+    public var attempt: Int
+}
+
+/// How a run ended.
+public enum RunOutcome: Sendable, Equatable {
+    /// Every step finished.
+    case finished
+    /// At least one step failed (S7).
+    case failed
+    /// Nothing runs and nothing can become ready: these steps wait for a release that will not come (S4).
+    case stalled(waiting: [StepID], blocked: [StepID])
+    /// Stopped by a signal (S10).
+    case aborted(signal: Int32)
+}
+
+/// The scheduler: a pure state machine. Events go in (inserts, releases, results); decisions come
+/// out (`nextAssignments`). It knows nothing of MPI, threads or storage, so tests drive it step by step.
+public struct Scheduler: Sendable {
+    public let config: SchedulerConfig
+    public private(set) var graph: StepGraph
+    /// Slot units in flight per rank (assigned and not yet reported back).
+    public private(set) var load: [Int]
+    private var freeGPUs: [[Int]]
+    public private(set) var inFlight = 0
+    /// Set after a failure under `.stop`, or by a signal: nothing new is launched.
+    public private(set) var stopping = false
+    private var abortSignal: Int32?
+
+    public init(config: SchedulerConfig) {
+        self.config = config
+        self.graph = StepGraph(skipDependentsOfFailures: config.failurePolicy == .keepGoing)
+        self.load = Array(repeating: 0, count: config.ranks)
+        self.freeGPUs = Array(repeating: Array(0..<config.gpusPerRank), count: config.ranks)
+    }
+
+    /// Checks that a step's resource request can ever be met (S5), then inserts it.
+    @discardableResult
+    public mutating func insert(_ spec: StepSpec, prerequisites: [StepID], insertedBy: Inserter,
+                                at location: SourceLocation? = nil) throws(StepGraphError) -> StepID {
+        try Self.validate(spec, threadsPerRank: config.threadsPerRank, gpusPerRank: config.gpusPerRank, at: location)
+        return try graph.insert(spec, prerequisites: prerequisites, insertedBy: insertedBy, at: location)
+    }
+
+    /// The checks every rank can make on its own: resources that can never be met.
+    public static func validate(_ spec: StepSpec, threadsPerRank: Int, gpusPerRank: Int,
+                                at location: SourceLocation?) throws(StepGraphError) {
+        guard spec.threads >= 1 && spec.threads <= threadsPerRank else {
+            throw .threadsOutOfRange(function: spec.function, threads: spec.threads, available: threadsPerRank, at: location)
+        }
+        if spec.needsGPU && gpusPerRank == 0 { throw .noGPU(function: spec.function, at: location) }
+        if spec.retries < 0 { throw .negativeRetries(function: spec.function, retries: spec.retries, at: location) }
+    }
+
+    public mutating func addPrerequisites(to target: StepID, _ prerequisites: [StepID],
+                                          at location: SourceLocation? = nil) throws(StepGraphError) {
+        try graph.addPrerequisites(to: target, prerequisites, at: location)
+    }
+
+    public mutating func release(_ id: StepID, at location: SourceLocation? = nil) throws(StepGraphError) {
+        try graph.release(id, at: location)
+    }
+
+    /// Ready steps, lowest id first, placed on the least-loaded rank that has room (S6). A step that
+    /// does not fit anywhere now holds back the steps after it, so dispatch stays in id order.
+    public mutating func nextAssignments() -> [Assignment] {
+        var out: [Assignment] = []
+        guard !stopping else { return out }
+        let capacity = config.threadsPerRank + config.prefetch
+        while let id = graph.peekReady() {
+            if config.mode == .serial && inFlight > 0 { break }
+            let spec = graph.record(id).spec
+            var best = -1
+            for r in 0..<config.ranks where load[r] + spec.threads <= capacity {
+                if spec.needsGPU && freeGPUs[r].isEmpty { continue }
+                if best < 0 || load[r] < load[best] { best = r }
+            }
+            guard best >= 0 else { break }
+            _ = graph.takeReady()
+            load[best] += spec.threads
+            inFlight += 1
+            var gpus: [Int] = []
+            if spec.needsGPU { gpus.append(freeGPUs[best].removeFirst()) }
+            graph.noteRun(id, rank: best, slot: nil, gpus: gpus, start: nil, end: nil, logPath: nil)
+            out.append(Assignment(step: id, rank: best, gpus: gpus, attempt: graph.record(id).attempts))
+        }
+        return out
+    }
+
+    /// What a rank reports about a step it was given.
+    public enum Report: Sendable, Equatable {
+        case finished
+        case failed(error: String)
+        /// Handed back without starting (the run stopped launching).
+        case notStarted
+        /// Stopped by a signal.
+        case aborted
+    }
+
+    /// Applies a rank's report. Returns true when this report made the run stop launching
+    /// (a step failed under `.stop`): the caller should take back steps sent ahead.
+    @discardableResult
+    public mutating func stepEnded(_ id: StepID, _ report: Report) -> Bool {
+        let record = graph.record(id)
+        guard record.status == .running, let rank = record.rank else { return false }
+        load[rank] -= record.spec.threads
+        inFlight -= 1
+        freeGPUs[rank].append(contentsOf: record.gpus)
+        switch report {
+        case .finished:
+            graph.finish(id)
+        case .failed(let error):
+            if graph.fail(id, error: error) && config.failurePolicy == .stop && !stopping {
+                stopping = true
+                return true
+            }
+        case .notStarted:
+            graph.unassign(id)
+        case .aborted:
+            graph.abort(id)
+        }
+        return false
+    }
+
+    /// Records where and when a step ran, as its rank reported it.
+    public mutating func noteRun(_ id: StepID, slot: Int?, start: Double?, end: Double?, logPath: String?) {
+        graph.noteRun(id, rank: nil, slot: slot, start: start, end: end, logPath: logPath)
+    }
+
+    /// Stop launching new steps; the run ends once nothing is in flight.
+    public mutating func stopLaunching() { stopping = true }
+
+    /// Stop launching because of a signal; the run ends `aborted` once nothing is in flight.
+    public mutating func abort(signal: Int32) {
+        stopping = true
+        if abortSignal == nil { abortSignal = signal }
+    }
+
+    /// The outcome once nothing is in flight and nothing more can be launched; nil while the run
+    /// still has work. `.stalled` means only a release from outside (a `stepsCheck` hook) can help.
+    public mutating func outcome() -> RunOutcome? {
+        guard inFlight == 0 else { return nil }
+        if let abortSignal { return .aborted(signal: abortSignal) }
+        if !stopping && graph.hasReady() { return nil }
+        if !stopping && graph.unfinishedCount > 0 {
+            return .stalled(waiting: graph.waitingSteps, blocked: graph.blockedSteps)
+        }
+        return graph.count(.failed) > 0 ? .failed : .finished
+    }
+}
+
+extension Scheduler {
+    /// Applies a graph edit for `inserter`: an insert returns the new id.
+    @discardableResult
+    public mutating func apply(_ edit: GraphEdit, by inserter: Inserter) throws(StepGraphError) -> StepID? {
+        switch edit {
+        case .insert(let spec, let prerequisites, let at):
+            return try insert(spec, prerequisites: prerequisites, insertedBy: inserter, at: at)
+        case .addPrerequisites(let target, let prerequisites, let at):
+            try addPrerequisites(to: target, prerequisites, at: at)
+            return nil
+        case .release(let id, let at):
+            try release(id, at: at)
+            return nil
+        }
+    }
+}

@@ -90,11 +90,31 @@ public enum ProtocolRunner {
         do {
             try FileManager.default.createDirectory(at: url.appendingPathComponent("logs"), withIntermediateDirectories: true)
         } catch {
-            throw .runDirectory(path: url.path, reason: (error as NSError).localizedDescription)
+            throw .runDirectory(path: url.path, reason: whyNotCreatable(url) ?? (error as NSError).localizedDescription)
         }
         guard FileManager.default.isWritableFile(atPath: url.path) else {
             throw .runDirectory(path: url.path, reason: "it is not writable")
         }
+    }
+
+    /// Why a folder cannot be created, told from its nearest existing ancestor.
+    private static func whyNotCreatable(_ url: URL) -> String? {
+        var ancestor = url.standardizedFileURL
+        var child = ancestor
+        while !FileManager.default.fileExists(atPath: ancestor.path) && ancestor.path != "/" {
+            child = ancestor
+            ancestor.deleteLastPathComponent()
+        }
+        var isDir: ObjCBool = false
+        _ = FileManager.default.fileExists(atPath: ancestor.path, isDirectory: &isDir)
+        if !isDir.boolValue { return "'\(ancestor.path)' is a file, not a folder" }
+        if ancestor.path != url.standardizedFileURL.path && !FileManager.default.isWritableFile(atPath: ancestor.path) {
+            return "cannot create folders in '\(ancestor.path)' (permission denied or read-only)"
+        }
+        if child.path != ancestor.path && mkdir(child.path, 0o755) != 0 {
+            return "cannot create '\(child.path)': \(String(cString: strerror(errno)))"
+        }
+        return nil
     }
 
     /// Inserts the protocol's steps into a new scheduler for the given parallel section.

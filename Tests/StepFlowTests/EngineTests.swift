@@ -1,0 +1,279 @@
+import Foundation
+import Synchronization
+import Testing
+@testable import StepFlow
+
+/// The engine end to end over `LocalTransport`: real worker threads, steps that record when they ran.
+@Suite struct EngineTests {
+    static let sleep: @Sendable (Intervals) -> @Sendable (StepContext) throws -> Void = { iv in
+        { step in iv.record(step) { Thread.sleep(forTimeInterval: 0.05) } }
+    }
+
+    @Test("S2: without prerequisites register steps run one after another; with [readXml] they overlap", arguments: [false, true])
+    func defaultPrerequisites(parallel: Bool) throws {
+        let iv = Intervals()
+        var h = Harness(threads: 4)
+        let registered = Mutex<[StepID]>([])
+        h.functions = [
+            "readXml": { s in iv.record(s) {} },
+            "register": EngineTests.sleep(iv),
+            "download": { step in
+                let readXml = try step.insertFunctionStep("readXml")
+                for _ in 0..<4 {
+                    let id = parallel ? try step.insertFunctionStep("register", prerequisites: [readXml])
+                                      : try step.insertFunctionStep("register")
+                    registered.withLock { $0.append(id) }
+                }
+            },
+        ]
+        let report = try h.run { try $0.insertFunctionStep("download") }
+        #expect(report.outcome == .finished)
+        let ids = registered.withLock { $0 }
+        #expect(ids == [3, 4, 5, 6])
+        #expect(iv.overlap(ids) == parallel)
+        if !parallel {
+            #expect(report.records[3].prerequisites == [3], "step 4 depends on step 3, the step inserted just before it")
+            #expect(report.records[2].prerequisites == [2])
+        }
+        #expect(report.records[1].prerequisites.isEmpty, "the first step a running step inserts has no default prerequisite")
+    }
+
+    @Test("S2: in insertAllSteps the default prerequisite is the previous step; [] means none")
+    func protocolDefaults() throws {
+        let iv = Intervals()
+        var h = Harness(threads: 3)
+        h.functions = ["s": EngineTests.sleep(iv)]
+        let report = try h.run { steps in
+            try steps.insertFunctionStep("s")
+            try steps.insertFunctionStep("s")
+            try steps.insertFunctionStep("s", prerequisites: [])
+        }
+        #expect(report.records.map(\.prerequisites) == [[], [1], []])
+        #expect(!iv.overlap([1, 2]))
+        #expect(iv.overlap([1, 3]))
+    }
+
+    @Test("S3: steps inserted at run time start while their inserter still runs; their ids work at once", arguments: [1, 2])
+    func insertedAtRunTime(ranks: Int) throws {
+        var h = Harness(threads: 2, ranks: ranks)
+        let childRan = DispatchSemaphore(value: 0)
+        let seen = Mutex<[String]>([])
+        h.functions = [
+            "child": { s in seen.withLock { $0.append("child \(s.id)") }; childRan.signal() },
+            "after": { s in seen.withLock { $0.append("after \(s.id)") } },
+            "parent": { step in
+                let child = try step.insertFunctionStep("child", prerequisites: [])
+                #expect(childRan.wait(timeout: .now() + 10) == .success, "the child ran while its parent was still running")
+                try step.insertFunctionStep("after", prerequisites: [child])
+            },
+        ]
+        let report = try h.run { try $0.insertFunctionStep("parent") }
+        #expect(report.outcome == .finished)
+        #expect(seen.withLock { $0 } == ["child 2", "after 3"])
+        #expect(report.records[1].insertedBy == .step(1) && report.records[2].prerequisites == [2])
+    }
+
+    @Test("S3: a running step's refused edit throws in that step, with rank 0's message")
+    func refusedEditInStep() throws {
+        var h = Harness(threads: 1)
+        let message = Mutex<String?>(nil)
+        h.functions = ["s": { step in
+            do {
+                try step.insertFunctionStep("s", prerequisites: [99])
+            } catch {
+                message.withLock { $0 = String(describing: error) }
+            }
+        }]
+        let report = try h.run { try $0.insertFunctionStep("s") }
+        #expect(report.outcome == .finished)
+        #expect(message.withLock { $0 }?.contains("step 99 does not exist") == true)
+    }
+
+    @Test("S4: a waiting step runs only once a step releases it, after the prerequisites added to it")
+    func releasedByStep() throws {
+        let iv = Intervals()
+        var h = Harness(threads: 4)
+        let close = 2
+        h.functions = [
+            "work": EngineTests.sleep(iv),
+            "close": { s in iv.record(s) {} },
+            "fanout": { step in
+                var ids: [StepID] = []
+                for _ in 0..<3 { ids.append(try step.insertFunctionStep("work", prerequisites: [])) }
+                try step.addPrerequisites(to: close, ids)
+                try step.release(close)
+            },
+        ]
+        let report = try h.run { steps in
+            try steps.insertFunctionStep("fanout")
+            #expect(try steps.insertFunctionStep("close", wait: true) == close)
+        }
+        #expect(report.outcome == .finished)
+        let closeStart = try #require(iv.of(close)).start
+        for id in 3...5 { #expect(try #require(iv.of(id)).end <= closeStart) }
+    }
+
+    @Test("S4: the stepsCheck hook releases a waiting step")
+    func releasedByHook() throws {
+        let calls = Mutex(0)
+        var h = Harness(threads: 1)
+        h.functions = ["s": { _ in }]
+        h.hook = { run in
+            let n = calls.withLock { $0 += 1; return $0 }
+            if n == 3 {
+                try run.insertFunctionStep("s", prerequisites: [])
+                try run.release(1)
+            }
+        }
+        let report = try h.run { try $0.insertFunctionStep("s", wait: true) }
+        #expect(report.outcome == .finished)
+        #expect(calls.withLock { $0 } >= 3)
+        #expect(report.records.map(\.status) == [.finished, .finished])
+        #expect(report.records[1].insertedBy == .stepsCheck)
+    }
+
+    @Test("S4: with no hook, a run whose waiting step is never released ends stalled, naming it")
+    func stalled() throws {
+        var h = Harness(threads: 2)
+        h.functions = ["s": { _ in }]
+        let report = try h.run { steps in
+            try steps.insertFunctionStep("s")
+            try steps.insertFunctionStep("s", wait: true)
+            try steps.insertFunctionStep("s")
+        }
+        #expect(report.outcome == .stalled(waiting: [2], blocked: [3]))
+        #expect(report.exitCode == 1)
+        let text = RunSummary.text(report, protocolName: "T", runDirectory: URL(fileURLWithPath: "/tmp"))
+        #expect(text.contains("STALLED") && text.contains("2 's'"))
+    }
+
+    @Test("S4: a hook that declares none (the default stepsCheck) does not keep a stalled run alive")
+    func defaultHookIsNoHook() throws {
+        struct P: StepProtocol {
+            init(params: NoParams) {}
+            static let functions: StepFunctions<P> = ["s": { _, _ in }]
+            mutating func insertAllSteps(_ steps: StepInserter) throws { try steps.insertFunctionStep("s", wait: true) }
+        }
+        let dir = Executables.temporaryFolder("nohook")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let report = try ProtocolRunner.runLocal(P(), settings: RunSettings(runDirectory: dir, stepsCheckInterval: .milliseconds(5)))
+        #expect(report.outcome == .stalled(waiting: [1], blocked: []))
+    }
+
+    @Test("S5: a step with threads: k holds k slots; at most T slots are busy at once")
+    func threadsPerStep() throws {
+        let iv = Intervals()
+        var h = Harness(threads: 4)
+        h.functions = ["s": EngineTests.sleep(iv)]
+        let report = try h.run { steps in
+            for _ in 0..<6 { try steps.insertFunctionStep("s", prerequisites: [], threads: 2) }
+        }
+        #expect(report.outcome == .finished)
+        #expect(iv.peakConcurrency == 2)
+    }
+
+    @Test("S5: serial mode runs one step at a time in id order, whatever the prerequisites", arguments: [1, 2])
+    func serial(ranks: Int) throws {
+        let iv = Intervals()
+        var h = Harness(threads: 4, ranks: ranks, mode: .serial)
+        h.functions = ["s": { s in iv.record(s) { Thread.sleep(forTimeInterval: 0.005) } }]
+        let report = try h.run { steps in
+            for _ in 0..<8 { try steps.insertFunctionStep("s", prerequisites: []) }
+        }
+        #expect(report.outcome == .finished)
+        #expect(iv.peakConcurrency == 1)
+        #expect(iv.order == Array(1...8))
+    }
+
+    @Test("S6: with one slot, independent steps run in ascending id order")
+    func idOrder() throws {
+        let iv = Intervals()
+        var h = Harness(threads: 1)
+        h.functions = ["s": { s in iv.record(s) {} }]
+        _ = try h.run { steps in for _ in 0..<20 { try steps.insertFunctionStep("s", prerequisites: []) } }
+        #expect(iv.order == Array(1...20))
+    }
+
+    @Test("S7: by default a failure stops new launches; running steps finish and are recorded", arguments: [1, 2])
+    func failureStops(ranks: Int) throws {
+        var h = Harness(threads: 2, ranks: ranks)
+        let started = Mutex(Set<StepID>())
+        h.functions = [
+            "fail": { s in started.withLock { _ = $0.insert(s.id) }; Thread.sleep(forTimeInterval: 0.02); throw Boom() },
+            "slow": { s in started.withLock { _ = $0.insert(s.id) }; Thread.sleep(forTimeInterval: 0.2) },
+            "later": { s in started.withLock { _ = $0.insert(s.id) } },
+        ]
+        let report = try h.run { steps in
+            try steps.insertFunctionStep("fail", prerequisites: [])
+            try steps.insertFunctionStep("slow", prerequisites: [])
+            try steps.insertFunctionStep("later", prerequisites: [1, 2])
+            try steps.insertFunctionStep("later", prerequisites: [2])
+        }
+        #expect(report.outcome == .failed && report.exitCode == 1)
+        #expect(report.records.map(\.status) == [.failed, .finished, .new, .new])
+        #expect(started.withLock { $0 } == [1, 2])
+        #expect(report.records[0].error == "boom")
+        #expect(report.records[1].end != nil, "the running step's end was recorded")
+        let text = RunSummary.text(report, protocolName: "T", runDirectory: URL(fileURLWithPath: "/r"))
+        #expect(text.contains("failed step 1 'fail'") && text.contains("boom") && text.contains("step-1.log"))
+    }
+
+    @Test("S7: --keep-going runs what does not depend on the failure; dependents end skipped", arguments: [1, 2])
+    func keepGoing(ranks: Int) throws {
+        var h = Harness(threads: 2, ranks: ranks, policy: .keepGoing)
+        h.functions = ["fail": { _ in throw Boom() }, "ok": { _ in }]
+        let report = try h.run { steps in
+            try steps.insertFunctionStep("fail", prerequisites: [])
+            try steps.insertFunctionStep("ok")
+            try steps.insertFunctionStep("ok")
+            try steps.insertFunctionStep("ok", prerequisites: [])
+            try steps.insertFunctionStep("ok")
+        }
+        #expect(report.outcome == .failed)
+        #expect(report.records.map(\.status) == [.failed, .skipped, .skipped, .finished, .finished])
+    }
+
+    @Test("S7: retries: a step that fails twice then succeeds finishes on its third attempt")
+    func retries() throws {
+        var h = Harness(threads: 1)
+        let attempts = Mutex<[Int]>([])
+        h.functions = ["flaky": { s in
+            attempts.withLock { $0.append(s.attempt) }
+            if s.attempt < 3 { throw Boom() }
+        }]
+        let ok = try h.run { try $0.insertFunctionStep("flaky", retries: 2) }
+        #expect(ok.outcome == .finished && ok.records[0].attempts == 3)
+        #expect(attempts.withLock { $0 } == [1, 2, 3])
+        let short = try h.run { try $0.insertFunctionStep("flaky", retries: 0) }
+        #expect(short.outcome == .failed && short.records[0].attempts == 1)
+    }
+
+    @Test("S5: an impossible request is an error at insertion, from a running step too")
+    func impossibleThreads() throws {
+        var h = Harness(threads: 2)
+        let message = Mutex<String?>(nil)
+        h.functions = ["s": { step in
+            do { try step.insertFunctionStep("s", threads: 3) } catch { message.withLock { $0 = "\(error)" } }
+        }]
+        #expect(throws: StepGraphError.self) { try h.run { try $0.insertFunctionStep("s", threads: 5) } }
+        let report = try h.run { try $0.insertFunctionStep("s") }
+        #expect(report.outcome == .finished)
+        #expect(message.withLock { $0 }?.contains("threads: 3") == true)
+    }
+
+    @Test("S11: a step logs to logs/step-<id>.log and the record points at it")
+    func stepLog() throws {
+        struct P: StepProtocol {
+            init(params: NoParams) {}
+            static let functions: StepFunctions<P> = ["s": { _, step in step.logger.info("hello from \(step.id)") }]
+            mutating func insertAllSteps(_ steps: StepInserter) throws { try steps.insertFunctionStep("s") }
+        }
+        let dir = Executables.temporaryFolder("log")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let report = try ProtocolRunner.runLocal(P(), settings: RunSettings(runDirectory: dir))
+        let path = try #require(report.records[0].logPath)
+        #expect(path == dir.appendingPathComponent("logs/step-1.log").path)
+        #expect(try String(contentsOfFile: path, encoding: .utf8).contains("hello from 1"))
+        #expect(report.records[0].rank == 0 && report.records[0].slot == 0)
+    }
+}

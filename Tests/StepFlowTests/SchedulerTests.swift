@@ -1,0 +1,197 @@
+import Testing
+@testable import StepFlow
+
+/// The scheduler as a pure state machine: events in, decisions out, driven one step at a time.
+@Suite struct SchedulerTests {
+    func spec(_ f: String = "f", threads: Int = 1, gpu: Bool = false, retries: Int = 0, wait: Bool = false) -> StepSpec {
+        StepSpec(function: f, threads: threads, needsGPU: gpu, retries: retries, wait: wait)
+    }
+
+    @Test("S1: ids are 1-based, in insertion order")
+    func idsInInsertionOrder() throws {
+        var s = Scheduler(config: SchedulerConfig(threadsPerRank: 2))
+        let ids = try (0..<5).map { _ in try s.insert(spec(), prerequisites: [], insertedBy: .protocolSteps) }
+        #expect(ids == [1, 2, 3, 4, 5])
+        #expect(s.graph.record(3).insertedBy == .protocolSteps)
+    }
+
+    @Test("S6: ready steps go out in ascending id order, only as slots free up")
+    func dispatchInIdOrder() throws {
+        var s = Scheduler(config: SchedulerConfig(threadsPerRank: 2))
+        for _ in 0..<5 { try s.insert(spec(), prerequisites: [], insertedBy: .protocolSteps) }
+        #expect(s.nextAssignments().map(\.step) == [1, 2])
+        #expect(s.nextAssignments().isEmpty)
+        s.stepEnded(2, .finished)
+        #expect(s.nextAssignments().map(\.step) == [3])
+        s.stepEnded(1, .finished)
+        s.stepEnded(3, .finished)
+        #expect(s.nextAssignments().map(\.step) == [4, 5])
+    }
+
+    @Test("S6: steps spread over ranks, least loaded first")
+    func spreadOverRanks() throws {
+        var s = Scheduler(config: SchedulerConfig(ranks: 3, threadsPerRank: 2))
+        for _ in 0..<6 { try s.insert(spec(), prerequisites: [], insertedBy: .protocolSteps) }
+        let a = s.nextAssignments()
+        #expect(a.map(\.step) == [1, 2, 3, 4, 5, 6])
+        #expect(a.map(\.rank) == [0, 1, 2, 0, 1, 2])
+    }
+
+    @Test("S6: a prefetch credit sends steps ahead beyond the T slots")
+    func prefetchCredit() throws {
+        var s = Scheduler(config: SchedulerConfig(ranks: 2, threadsPerRank: 1, prefetch: 2))
+        for _ in 0..<10 { try s.insert(spec(), prerequisites: [], insertedBy: .protocolSteps) }
+        #expect(s.nextAssignments().count == 6)
+    }
+
+    @Test("S2/S4: a step becomes ready when its last prerequisite finishes, and a waiting one only once released")
+    func readiness() throws {
+        var s = Scheduler(config: SchedulerConfig(threadsPerRank: 4))
+        let a = try s.insert(spec(), prerequisites: [], insertedBy: .protocolSteps)
+        let b = try s.insert(spec(), prerequisites: [], insertedBy: .protocolSteps)
+        let c = try s.insert(spec(wait: true), prerequisites: [a, b], insertedBy: .protocolSteps)
+        #expect(s.graph.status(c) == .waiting)
+        #expect(s.nextAssignments().map(\.step) == [a, b])
+        s.stepEnded(a, .finished)
+        s.stepEnded(b, .finished)
+        #expect(s.nextAssignments().isEmpty)
+        #expect(s.outcome() == .stalled(waiting: [c], blocked: []))
+        try s.release(c)
+        #expect(s.nextAssignments().map(\.step) == [c])
+        s.stepEnded(c, .finished)
+        #expect(s.outcome() == .finished)
+    }
+
+    @Test("S3: a prerequisite added to a queued step takes it out of the ready queue")
+    func addPrerequisiteToQueuedStep() throws {
+        var s = Scheduler(config: SchedulerConfig(threadsPerRank: 1))
+        let a = try s.insert(spec(), prerequisites: [], insertedBy: .protocolSteps)
+        let b = try s.insert(spec(), prerequisites: [], insertedBy: .protocolSteps)
+        let c = try s.insert(spec(), prerequisites: [], insertedBy: .protocolSteps)
+        #expect(s.nextAssignments().map(\.step) == [a])
+        try s.addPrerequisites(to: b, [c])
+        s.stepEnded(a, .finished)
+        #expect(s.nextAssignments().map(\.step) == [c])
+        s.stepEnded(c, .finished)
+        #expect(s.nextAssignments().map(\.step) == [b])
+    }
+
+    @Test("Graph edits that make no sense are refused with a message naming the step")
+    func refusedEdits() throws {
+        var s = Scheduler(config: SchedulerConfig(threadsPerRank: 2))
+        let a = try s.insert(spec(), prerequisites: [], insertedBy: .protocolSteps)
+        let b = try s.insert(spec(), prerequisites: [a], insertedBy: .protocolSteps)
+        #expect(throws: StepGraphError.unknownStep(9, context: "prerequisite of new step 3 ('f')", at: nil)) {
+            try s.insert(spec(), prerequisites: [9], insertedBy: .protocolSteps)
+        }
+        #expect(throws: StepGraphError.selfPrerequisite(3, at: nil)) {
+            try s.insert(spec(), prerequisites: [3], insertedBy: .protocolSteps)
+        }
+        #expect(throws: StepGraphError.cycle(target: a, prerequisite: b, at: nil)) {
+            try s.addPrerequisites(to: a, [b])
+        }
+        #expect(throws: StepGraphError.notWaiting(a, at: nil)) { try s.release(a) }
+        _ = s.nextAssignments()
+        #expect(throws: StepGraphError.alreadyStarted(a, status: .running, at: nil)) {
+            try s.addPrerequisites(to: a, [])
+        }
+        #expect(s.graph.count == 2, "a refused insert leaves no step behind")
+        let message = StepGraphError.cycle(target: a, prerequisite: b, at: SourceLocation(file: "P/main.swift", line: 12)).description
+        #expect(message.contains("P/main.swift:12") && message.contains("step 2") && message.contains("step 1"))
+    }
+
+    @Test("S5: a resource request that can never be met is refused at insertion")
+    func impossibleRequests() throws {
+        var s = Scheduler(config: SchedulerConfig(threadsPerRank: 2))
+        #expect(throws: StepGraphError.threadsOutOfRange(function: "big", threads: 3, available: 2, at: nil)) {
+            try s.insert(spec("big", threads: 3), prerequisites: [], insertedBy: .protocolSteps)
+        }
+        #expect(throws: StepGraphError.threadsOutOfRange(function: "zero", threads: 0, available: 2, at: nil)) {
+            try s.insert(spec("zero", threads: 0), prerequisites: [], insertedBy: .protocolSteps)
+        }
+        #expect(throws: StepGraphError.noGPU(function: "gpu", at: nil)) {
+            try s.insert(spec("gpu", gpu: true), prerequisites: [], insertedBy: .protocolSteps)
+        }
+        #expect(s.graph.count == 0)
+    }
+
+    @Test("S5: a multi-thread step takes k slots; GPUs are handed out and returned")
+    func slotsAndGPUs() throws {
+        var s = Scheduler(config: SchedulerConfig(ranks: 1, threadsPerRank: 4, gpusPerRank: 1))
+        let wide = try s.insert(spec(threads: 3), prerequisites: [], insertedBy: .protocolSteps)
+        let g1 = try s.insert(spec(gpu: true), prerequisites: [], insertedBy: .protocolSteps)
+        let g2 = try s.insert(spec(gpu: true), prerequisites: [], insertedBy: .protocolSteps)
+        let a = s.nextAssignments()
+        #expect(a.map(\.step) == [wide, g1])
+        #expect(a[1].gpus == [0])
+        s.stepEnded(g1, .finished)
+        let b = s.nextAssignments()
+        #expect(b.map(\.step) == [g2] && b[0].gpus == [0])
+    }
+
+    @Test("S5: serial mode runs one step at a time, in id order")
+    func serialMode() throws {
+        var s = Scheduler(config: SchedulerConfig(ranks: 2, threadsPerRank: 4, mode: .serial))
+        for _ in 0..<3 { try s.insert(spec(), prerequisites: [], insertedBy: .protocolSteps) }
+        for id in 1...3 {
+            #expect(s.nextAssignments().map(\.step) == [id])
+            #expect(s.nextAssignments().isEmpty)
+            s.stepEnded(id, .finished)
+        }
+        #expect(s.outcome() == .finished)
+    }
+
+    @Test("S7: after a failure the default policy launches nothing new")
+    func stopPolicy() throws {
+        var s = Scheduler(config: SchedulerConfig(threadsPerRank: 2))
+        for _ in 0..<4 { try s.insert(spec(), prerequisites: [], insertedBy: .protocolSteps) }
+        _ = s.nextAssignments()
+        #expect(s.stepEnded(1, .failed(error: "boom")) == true)
+        #expect(s.nextAssignments().isEmpty)
+        #expect(s.outcome() == nil, "step 2 still runs")
+        s.stepEnded(2, .finished)
+        #expect(s.outcome() == .failed)
+        #expect(s.graph.status(1) == .failed && s.graph.status(2) == .finished && s.graph.status(3) == .new)
+    }
+
+    @Test("S7: keep-going skips the failed step's dependents, transitively, and runs the rest")
+    func keepGoing() throws {
+        var s = Scheduler(config: SchedulerConfig(threadsPerRank: 1, failurePolicy: .keepGoing))
+        let a = try s.insert(spec(), prerequisites: [], insertedBy: .protocolSteps)
+        let b = try s.insert(spec(), prerequisites: [a], insertedBy: .protocolSteps)
+        let c = try s.insert(spec(wait: true), prerequisites: [b], insertedBy: .protocolSteps)
+        let d = try s.insert(spec(), prerequisites: [], insertedBy: .protocolSteps)
+        _ = s.nextAssignments()
+        #expect(s.stepEnded(a, .failed(error: "x")) == false)
+        #expect(s.graph.status(b) == .skipped && s.graph.status(c) == .skipped)
+        #expect(s.nextAssignments().map(\.step) == [d])
+        s.stepEnded(d, .finished)
+        let late = try s.insert(spec(), prerequisites: [b], insertedBy: .step(d))
+        #expect(s.graph.status(late) == .skipped, "a step inserted after a failed prerequisite is skipped at once")
+        #expect(s.outcome() == .failed)
+    }
+
+    @Test("S7: a step with retries runs again until it succeeds or runs out")
+    func retries() throws {
+        var s = Scheduler(config: SchedulerConfig(threadsPerRank: 1))
+        let a = try s.insert(spec(retries: 2), prerequisites: [], insertedBy: .protocolSteps)
+        for attempt in 1...2 {
+            let x = s.nextAssignments()
+            #expect(x.map(\.attempt) == [attempt])
+            s.stepEnded(a, .failed(error: "try \(attempt)"))
+        }
+        #expect(s.nextAssignments().map(\.attempt) == [3])
+        s.stepEnded(a, .finished)
+        #expect(s.graph.record(a).status == .finished && s.graph.record(a).attempts == 3)
+    }
+
+    @Test("Steps handed back unstarted become ready again, in order")
+    func handedBack() throws {
+        var s = Scheduler(config: SchedulerConfig(threadsPerRank: 2))
+        for _ in 0..<2 { try s.insert(spec(), prerequisites: [], insertedBy: .protocolSteps) }
+        _ = s.nextAssignments()
+        s.stepEnded(2, .notStarted)
+        #expect(s.graph.status(2) == .new && s.graph.record(2).attempts == 0)
+        #expect(s.nextAssignments().map(\.step) == [2])
+    }
+}

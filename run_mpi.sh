@@ -1,0 +1,243 @@
+#!/usr/bin/env bash
+# run_mpi.sh — install what is missing, build if stale, launch a StepFlow program on MPI.
+# See usage() below, or ./run_mpi.sh --help.
+set -euo pipefail
+
+# The package lives beside this script; the user's working directory is left alone so that relative
+# paths in PROGRAM ARGS (--run-dir, inputs) mean what the user typed.
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+readonly ROOT
+
+usage() {
+    cat <<'EOF'
+Usage: ./run_mpi.sh [--mpi M] [--threads T] [--hostfile FILE] [--release|--debug] [-- PROGRAM ARGS...]
+
+Builds PROGRAM if needed and runs it on M MPI ranks with T step workers on each rank
+(M x T step slots in all).
+
+Options:
+  --mpi M           MPI ranks (default 2; inside Slurm, SLURM_NTASKS)
+  --threads T       step worker threads per rank (default 2; inside Slurm, SLURM_CPUS_PER_TASK if set)
+  --hostfile FILE   OpenMPI hostfile (see hostfiles/); default: every rank on this machine
+  --release         build and run the release binary (default)
+  --debug           build and run the debug binary
+  -h, --help        show this help
+
+PROGRAM is an executable product of this package (ImportMovies, stepflow, ...) or a path to an
+executable; it defaults to ImportMovies. Everything after PROGRAM is passed to it. A protocol
+executable (any product but stepflow) gets --run-dir ./run unless ARGS give one.
+
+Every rank gets STEPFLOW_MPI=M and STEPFLOW_THREADS=T. Outside Slurm it runs mpirun (adding
+--oversubscribe when M exceeds the cores or hostfile slots, --allow-run-as-root as root); inside a
+Slurm allocation (SLURM_JOB_ID set) it runs srun --mpi=pmix on the allocation.
+
+Examples:
+  ./run_mpi.sh                                   ImportMovies, 2 ranks x 2 threads, run dir ./run
+  ./run_mpi.sh --mpi 4 --threads 1 -- ImportMovies --run-dir /tmp/run1
+  ./run_mpi.sh --hostfile hostfiles/cluster --mpi 64 -- stepflow run pipeline.yaml
+
+Exit codes: the program's; 2 for bad usage or missing packages this user cannot install.
+EOF
+}
+
+die() {
+    echo "run_mpi.sh: $*" >&2
+    exit 2
+}
+
+usage_error() {
+    echo "run_mpi.sh: $*" >&2
+    usage >&2
+    exit 2
+}
+
+positive_int() { [[ $1 =~ ^[1-9][0-9]{0,5}$ ]]; }
+
+# --- arguments -------------------------------------------------------------------------------------
+
+mpi="" threads="" hostfile="" config=release
+while (($# > 0)); do
+    case $1 in
+        -h | --help) usage; exit 0 ;;
+        --mpi | --threads | --hostfile)
+            (($# >= 2)) || usage_error "$1 needs a value"
+            case $1 in
+                --mpi) mpi=$2 ;;
+                --threads) threads=$2 ;;
+                --hostfile) hostfile=$2 ;;
+            esac
+            shift 2
+            ;;
+        --mpi=*) mpi=${1#*=}; shift ;;
+        --threads=*) threads=${1#*=}; shift ;;
+        --hostfile=*) hostfile=${1#*=}; shift ;;
+        --release) config=release; shift ;;
+        --debug) config=debug; shift ;;
+        --) shift; break ;;
+        -*) usage_error "unknown option: $1 (options for PROGRAM go after --)" ;;
+        *) break ;; # a bare word starts PROGRAM ARGS, so `./run_mpi.sh ImportMovies` works too
+    esac
+done
+
+in_slurm=false
+[[ -n ${SLURM_JOB_ID:-} ]] && in_slurm=true
+
+# Inside an allocation the user already said how big the job is; take that instead of our defaults.
+if $in_slurm; then
+    : "${mpi:=${SLURM_NTASKS:-2}}"
+    : "${threads:=${SLURM_CPUS_PER_TASK:-2}}"
+else
+    : "${mpi:=2}"
+    : "${threads:=2}"
+fi
+positive_int "$mpi" || die "--mpi must be a positive integer (got '$mpi'); see ./run_mpi.sh --help"
+positive_int "$threads" || die "--threads must be a positive integer (got '$threads'); see ./run_mpi.sh --help"
+
+if [[ -n $hostfile ]]; then
+    [[ -f $hostfile && -r $hostfile ]] || die "hostfile '$hostfile' does not exist or is not readable (see hostfiles/)"
+    if $in_slurm; then
+        echo "run_mpi.sh: inside Slurm job $SLURM_JOB_ID: ignoring --hostfile $hostfile, srun uses the allocation" >&2
+        hostfile=""
+    fi
+fi
+
+if (($# > 0)); then
+    program=$1
+    shift
+else
+    program=ImportMovies
+fi
+args=("$@")
+
+# --- packages --------------------------------------------------------------------------------------
+
+# pkg-config: SwiftPM needs it to find Debian's multiarch ompi-c.pc when building the CMPI target.
+"$ROOT/scripts/ensure-packages.sh" run_mpi.sh libopenmpi-dev openmpi-bin libsqlite3-dev pkg-config
+
+# --- program ---------------------------------------------------------------------------------------
+
+# Executable products of the package, explicit (.executable) or implied by an .executableTarget.
+# Read from Package.swift rather than `swift package dump-package`: that would resolve packages and
+# take the build lock just to print usage.
+package_executables() {
+    tr '\n' ' ' <"$ROOT/Package.swift" |
+        grep -oE '\.(executable|executableTarget)\([[:space:]]*name:[[:space:]]*"[^"]+"' |
+        sed -E 's/.*"([^"]+)"$/\1/' | sort -u
+}
+
+is_product=false
+if [[ $program != */* ]] && package_executables | grep -qxF -- "$program"; then
+    is_product=true
+fi
+
+if $is_product; then
+    command -v swift >/dev/null 2>&1 ||
+        die "'swift' is not on PATH; install a Swift 6.1+ toolchain (https://www.swift.org/install/) to build $program"
+    binary="$ROOT/.build/$config/$program"
+    # Rebuild only when stale: `swift build` on an up-to-date tree still costs seconds of planning,
+    # paid on every launch otherwise.
+    stale=""
+    if [[ -x $binary ]]; then
+        stale=$(find "$ROOT/Sources" "$ROOT/Package.swift" "$ROOT/Package.resolved" \
+            -newer "$binary" -print -quit 2>/dev/null || true)
+    fi
+    if [[ ! -x $binary || -n $stale ]]; then
+        echo "run_mpi.sh: building $program ($config)${stale:+, ${stale#"$ROOT/"} changed}" >&2
+        # Build output goes to stderr so the program's stdout stays clean for pipes.
+        swift build --package-path "$ROOT" -c "$config" --product "$program" >&2
+        [[ -x $binary ]] || die "built $program but found no binary at $binary"
+        # A touched-but-unchanged source makes swift build a no-op that leaves the binary older
+        # than it; mark the binary current so the next launch skips the build.
+        touch "$binary"
+    fi
+    # Protocol executables take --run-dir (RunOptions); the stepflow CLI has subcommands, so a
+    # flag put before them would be misread. Prepended, not appended, so it lands before any `--`.
+    if [[ $program != stepflow ]]; then
+        has_run_dir=false
+        for a in ${args[@]+"${args[@]}"}; do
+            [[ $a == --run-dir || $a == --run-dir=* ]] && has_run_dir=true
+        done
+        $has_run_dir || args=(--run-dir ./run ${args[@]+"${args[@]}"})
+    fi
+elif [[ -f $program && -x $program ]]; then
+    # Ranks on other nodes resolve the path themselves; an absolute path means the same everywhere.
+    binary=$(cd "$(dirname "$program")" && pwd)/$(basename "$program")
+elif [[ $program != */* ]] && binary=$(command -v -- "$program" 2>/dev/null) && [[ $binary == /* ]]; then
+    : # a command on PATH (e.g. `hostname` to check a hostfile)
+else
+    products=$(package_executables | tr '\n' ' ')
+    die "'$program' is neither an executable product of this package (${products% }) nor a path to an executable"
+fi
+
+# --- launch ----------------------------------------------------------------------------------------
+
+# Every rank reads these (RunOptions falls back to them), so --mpi/--threads need not be repeated
+# in ARGS and cannot disagree with the launch.
+export STEPFLOW_THREADS=$threads STEPFLOW_MPI=$mpi
+
+# Cores mpirun sees as slots on this machine: it counts physical cores, nproc counts hardware
+# threads (and honors cpusets), so take the smaller one.
+local_cores() {
+    local n cores
+    n=$(nproc)
+    cores=$(lscpu -p=core,socket 2>/dev/null | grep -v '^#' | sort -u | wc -l || true)
+    if [[ $cores =~ ^[0-9]+$ ]] && ((cores > 0 && cores < n)); then n=$cores; fi
+    echo "$n"
+}
+
+# Total slots in an OpenMPI hostfile; a host listed without slots= counts as 1, so we err on the
+# side of allowing oversubscription (which only permits it, never forces it).
+hostfile_slots() {
+    local total=0 line host slots
+    while IFS= read -r line || [[ -n $line ]]; do
+        line=${line%%#*}
+        read -r host _ <<<"$line" || true
+        [[ -n ${host:-} ]] || continue
+        slots=1
+        if [[ $line =~ (^|[[:space:]])slots[[:space:]]*=[[:space:]]*([0-9]+) ]]; then
+            slots=${BASH_REMATCH[2]}
+        fi
+        total=$((total + slots))
+    done <"$1"
+    echo "$total"
+}
+
+if $in_slurm; then
+    # Threads beyond a task's CPUs still run, but share cores; say so, since the fix is in the
+    # allocation request, not here.
+    if [[ -z ${SLURM_CPUS_PER_TASK:-} ]] && ((threads > 1)); then
+        echo "run_mpi.sh: note: the allocation has no --cpus-per-task, so each rank's $threads threads may share one CPU; ask salloc/sbatch for --cpus-per-task=$threads" >&2
+    elif [[ -n ${SLURM_CPUS_PER_TASK:-} ]] && ((threads > SLURM_CPUS_PER_TASK)); then
+        echo "run_mpi.sh: note: $threads threads per rank but each task has $SLURM_CPUS_PER_TASK CPU(s); ask salloc/sbatch for --cpus-per-task=$threads" >&2
+    fi
+    # srun passes the environment (STEPFLOW_*) by default. Only pmix works with Debian's OpenMPI
+    # (pmi2 does not), so it is named rather than left to the cluster's MpiDefault.
+    cmd=(srun --mpi=pmix -n "$mpi")
+    # Since Slurm 22.05 srun no longer inherits --cpus-per-task from the allocation; pass it on so
+    # each rank gets the CPUs its threads were given.
+    [[ -n ${SLURM_CPUS_PER_TASK:-} ]] && cmd+=(--cpus-per-task="$SLURM_CPUS_PER_TASK")
+    shown=(STEPFLOW_THREADS="$threads" STEPFLOW_MPI="$mpi")
+else
+    cmd=(mpirun -np "$mpi")
+    [[ $(id -u) -eq 0 ]] && cmd+=(--allow-run-as-root)
+    if [[ -n $hostfile ]]; then
+        cmd+=(--hostfile "$hostfile")
+        slots=$(hostfile_slots "$hostfile")
+        ((slots >= mpi)) || cmd+=(--oversubscribe)
+    elif ((mpi > $(local_cores))); then
+        cmd+=(--oversubscribe)
+    fi
+    # Each rank runs T worker threads; OpenMPI's default binds a rank to one core, which would
+    # squeeze all T threads onto it.
+    cmd+=(--bind-to none -x "STEPFLOW_THREADS=$threads" -x "STEPFLOW_MPI=$mpi")
+    shown=()
+fi
+cmd+=("$binary" ${args[@]+"${args[@]}"})
+
+# One copy-pasteable line, so a user can see and rerun exactly what was launched.
+{
+    printf 'run_mpi.sh:'
+    printf ' %q' ${shown[@]+"${shown[@]}"} "${cmd[@]}"
+    printf '\n'
+} >&2
+exec "${cmd[@]}"

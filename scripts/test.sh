@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Usage: scripts/test.sh [SWIFT-TEST-ARGS...]     e.g. scripts/test.sh --filter StepGraphTests
+#
+# The one test command (README, CI): installs what the build and the tests need, builds every
+# executable the integration tests launch under mpirun, then runs `swift test` with the given
+# arguments and exits with its code.
+set -euo pipefail
+
+# Paths below are the package's, wherever this is called from (CI runs it from a fresh clone).
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+start=$SECONDS
+# Printed on every exit, failures included, so a slow or broken CI run still says how long it took.
+# shellcheck disable=SC2317  # called by the EXIT trap, which shellcheck 0.9 cannot see
+report_time() {
+    local rc=$?
+    local s=$((SECONDS - start))
+    echo "test.sh: finished in $((s / 60))m$((s % 60))s (exit $rc)" >&2
+}
+trap report_time EXIT
+
+# libopenmpi-dev/openmpi-bin: the CMPI target and the mpirun the integration tests launch;
+# libsqlite3-dev: the run database; iproute2: `ip netns` for the multi-"host" tests;
+# pkg-config: SwiftPM asks it for the multiarch search path where Debian keeps ompi-c.pc
+# (/usr/lib/x86_64-linux-gnu/pkgconfig), without it CMPI's flags are not found.
+./scripts/ensure-packages.sh test.sh libopenmpi-dev openmpi-bin libsqlite3-dev iproute2 pkg-config
+
+if ! command -v swift >/dev/null 2>&1; then
+    echo "test.sh: 'swift' is not on PATH; install a Swift 6.1+ toolchain (https://www.swift.org/install/) and retry." >&2
+    exit 2
+fi
+
+# CI and developers run as root here; OpenMPI refuses root unless told twice.
+if [[ $(id -u) -eq 0 ]]; then
+    export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+fi
+# Multi-rank tests ask for more ranks than this 2-core machine has.
+export OMPI_MCA_rmaps_base_oversubscribe=1
+
+# `swift test` builds only the test bundle and what it links; the integration tests launch the
+# executables (ImportMovies, stepflow, ...) as child processes, so those must be built first.
+echo "test.sh: swift build" >&2
+swift build
+
+echo "test.sh: swift test${*:+ $*}" >&2
+rc=0
+swift test "$@" || rc=$?
+exit "$rc"

@@ -6,6 +6,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .library(name: "StepFlow", targets: ["StepFlow"]),
+        .library(name: "StepFlowMPI", targets: ["StepFlowMPI"]),
         .executable(name: "ImportMovies", targets: ["ImportMovies"]),
     ],
     dependencies: [
@@ -23,10 +24,20 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        .systemLibrary(
+            name: "CMPI",
+            pkgConfig: "ompi-c",
+            providers: [.apt(["libopenmpi-dev"])]
+        ),
+        .target(
+            name: "StepFlowMPI",
+            dependencies: ["StepFlow", "CMPI"]
+        ),
         .executableTarget(
             name: "ImportMovies",
             dependencies: [
                 "StepFlow",
+                "StepFlowMPI",
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),

@@ -1,3 +1,4 @@
 import StepFlow
+import StepFlowMPI
 
-ProtocolMain.main(ImportMovies.self)
+ProtocolMain.main(ImportMovies.self, launcher: MPIProtocolRunner.run)

@@ -86,8 +86,15 @@ public enum ProtocolMain {
         let launch: Launcher<P> = launcher ?? { p, s in try ProtocolRunner.runLocal(p, settings: s) }
         do {
             guard let report = try launch(proto, settings) else { return 0 }
+            do {
+                try RunReportFile.write(report, protocolName: P.protocolName, to: settings.runDirectory)
+            } catch {
+                FileHandle.standardError.write(Data("warning: could not write the run report: \(error)\n".utf8))
+            }
             print(RunSummary.text(report, protocolName: P.protocolName, runDirectory: settings.runDirectory))
             return report.exitCode
+        } catch RunSetupError.reportedElsewhere {
+            return 2
         } catch {
             FileHandle.standardError.write(Data("error: \(error)\n".utf8))
             return 2

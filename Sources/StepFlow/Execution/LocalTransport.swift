@@ -33,10 +33,12 @@ public final class LocalTransport: CoordinatorTransport {
 }
 
 /// A running step's requests in this process: queued for the coordinator, answered through a slot.
-struct LocalRequestChannel: StepRequestChannel {
+public struct LocalRequestChannel: StepRequestChannel {
     let events: EventQueue<RankEvent>
 
-    func send(_ request: StepRequest) -> EditResult {
+    public init(events: EventQueue<RankEvent>) { self.events = events }
+
+    public func send(_ request: StepRequest) -> EditResult {
         let slot = ReplySlot()
         events.push(.request(request, replyTo: .local(slot)))
         return slot.wait()

@@ -32,6 +32,8 @@ public enum RunSetupError: Error, CustomStringConvertible, Sendable {
     case runDirectory(path: String, reason: String)
     case insertion(String)
     case worldSizeMismatch(mpi: Int, worldSize: Int, source: String)
+    /// Another rank (rank 0) prints why the run cannot start; this rank only exits.
+    case reportedElsewhere
 
     public var description: String {
         switch self {
@@ -39,6 +41,7 @@ public enum RunSetupError: Error, CustomStringConvertible, Sendable {
         case .runDirectory(let path, let reason):
             return "cannot use run directory '\(path)': \(reason). Choose a writable place with --run-dir DIR."
         case .insertion(let text): return "insertAllSteps failed: \(text)"
+        case .reportedElsewhere: return "the run could not start (rank 0 says why)"
         case .worldSizeMismatch(let mpi, let worldSize, let source):
             let launch = mpi == 1 ? "run it without mpirun, or with `mpirun -np 1`"
                 : "launch it with `mpirun -np \(mpi) …` or `./run_mpi.sh --mpi \(mpi) -- …`"

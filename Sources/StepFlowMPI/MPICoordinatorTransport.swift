@@ -1,0 +1,103 @@
+import Foundation
+import StepFlow
+
+/// Rank 0's transport: rank 0's own workers in this process, every other rank over MPI.
+///
+/// Outgoing events are buffered per rank and leave as one message per rank each time the coordinator
+/// waits for events, so many ready steps (or replies) travel together.
+// @unchecked: the messenger and the outgoing buffers are touched only by the coordinator thread, which is
+// the MPI thread (MPI_THREAD_FUNNELED); worker threads reach this object only through `localEvents`.
+public final class MPICoordinatorTransport: CoordinatorTransport, @unchecked Sendable {
+    public let rankCount: Int
+    private let localEvents = EventQueue<RankEvent>()
+    private let localPool: WorkerPool
+    private let messenger = MPIMessenger()
+    private var outgoing: [[WireEvent]]
+    private var backoff = IdleBackoff()
+
+    public init(world: MPIWorld, threads: Int, executor: StepExecutor, runDirectory: URL) {
+        precondition(world.rank == 0, "the coordinator runs on rank 0")
+        self.rankCount = world.size
+        self.outgoing = Array(repeating: [], count: world.size)
+        let events = localEvents
+        localPool = WorkerPool(rank: 0, threads: threads, executor: executor, runDirectory: runDirectory,
+                               channel: LocalRequestChannel(events: events), report: { events.push(.ended($0)) })
+    }
+
+    public func assign(_ steps: [StepAssignment], to rank: Int) {
+        if rank == 0 { localPool.submit(steps) } else { outgoing[rank].append(contentsOf: steps.map { .assign($0) }) }
+    }
+
+    public func takeBackUnstarted() {
+        localPool.takeBackUnstarted()
+        for r in 1..<rankCount { outgoing[r].append(.takeBackUnstarted) }
+    }
+
+    public func reply(_ result: EditResult, to address: ReplyAddress) {
+        switch address {
+        case .local(let slot): slot.fill(result)
+        case .remote(let rank, let token): outgoing[rank].append(.reply(token: token, result))
+        }
+    }
+
+    public func nextEvents(timeout: Duration) -> [RankEvent] {
+        flushOutgoing()
+        let clock = ContinuousClock()
+        let deadline = clock.now + timeout
+        while true {
+            var events = localEvents.drain()
+            receive(into: &events)
+            messenger.progressSends()
+            if !events.isEmpty {
+                backoff.reset()
+                return events
+            }
+            let now = clock.now
+            if now >= deadline { return [] }
+            let pause = min(backoff.next(), deadline - now)
+            if pause > .zero {
+                // Sleep on the local queue, so rank 0's own workers wake us at once.
+                let local = localEvents.drain(waitingUpTo: pause)
+                if !local.isEmpty {
+                    var more = local
+                    receive(into: &more)
+                    backoff.reset()
+                    return more
+                }
+            }
+        }
+    }
+
+    public func shutdown() {
+        flushOutgoing()
+        for r in 1..<max(rankCount, 1) { messenger.send(WireCodec.encode([.shutdown]), to: r) }
+        messenger.flush()
+        localPool.shutdown()
+    }
+
+    private func flushOutgoing() {
+        for r in 1..<max(rankCount, 1) where !outgoing[r].isEmpty {
+            messenger.send(WireCodec.encode(outgoing[r]), to: r)
+            outgoing[r].removeAll(keepingCapacity: true)
+        }
+    }
+
+    private func receive(into events: inout [RankEvent]) {
+        for (source, bytes) in messenger.receiveAll() {
+            let decoded: [WireEvent]
+            do {
+                decoded = try WireCodec.decode(bytes)
+            } catch {
+                FileHandle.standardError.write(Data("stepflow rank 0: \(error) (from rank \(source))\n".utf8))
+                MPIWorld.initialize().abort(70)
+            }
+            for e in decoded {
+                switch e {
+                case .ended(let outcome): events.append(.ended(outcome))
+                case .request(let token, let request): events.append(.request(request, replyTo: .remote(rank: source, token: token)))
+                default: break
+                }
+            }
+        }
+    }
+}

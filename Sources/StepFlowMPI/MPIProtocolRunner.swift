@@ -1,0 +1,74 @@
+import Foundation
+import StepFlow
+
+/// Runs a protocol on the MPI world: every rank builds the protocol and numbers its steps (S3); rank 0
+/// keeps the graph and coordinates; every rank, rank 0 included, runs T workers.
+public enum MPIProtocolRunner {
+    /// Steps sent ahead to each rank beyond its T slots (S6): at least 2, so a worker has its next step
+    /// before it finishes the current one; `STEPFLOW_PREFETCH` overrides it.
+    public static func prefetch(threads: Int, environment: [String: String]) -> Int {
+        if let raw = environment["STEPFLOW_PREFETCH"], let v = Int(raw), v >= 0 { return v }
+        return min(max(2, threads), 8)
+    }
+
+    /// Runs `proto` on this rank. Returns the run's report on rank 0 and nil on the other ranks.
+    /// MPI is finalized before it returns.
+    /// - Throws: `RunSetupError` when the run cannot start; on ranks other than 0 it is
+    ///   `.reportedElsewhere`, since rank 0 prints the message.
+    public static func run<P: StepProtocol>(_ proto: P, settings: RunSettings) throws -> RunReport? {
+        let world = MPIWorld.initialize()
+        defer { world.finalize() }
+        var proto = proto
+        var form = ProtocolForm()
+        proto.defineParams(&form)
+        // Every rank resolves the same values from the same inputs, so every rank fails alike, at once.
+        let parallel: ResolvedParallelSection
+        do {
+            parallel = try ResolvedParallelSection.resolve(form: form, settings: settings, worldSize: world.size)
+        } catch {
+            if world.rank == 0 { throw error }
+            throw RunSetupError.reportedElsewhere
+        }
+        var failure: RunSetupError?
+        var state: SchedulerState?
+        if world.rank == 0 {
+            do {
+                try ProtocolRunner.prepareRunDirectory(settings.runDirectory)
+                state = try ProtocolRunner.insertSteps(&proto, parallel: parallel, keepGoing: settings.keepGoing,
+                                                       prefetch: prefetch(threads: parallel.threads, environment: settings.environment))
+            } catch {
+                failure = error
+            }
+        } else {
+            let numberer = StepNumberer(threadsPerRank: parallel.threads, gpusPerRank: parallel.gpus)
+            do {
+                try proto.insertAllSteps(StepInserter(.protocolSteps, editor: numberer, functionNames: P.functions.names))
+            } catch {
+                failure = .insertion(String(describing: error))
+            }
+        }
+        let flags = world.orAcrossRanks(failure == nil ? 0 : world.rank == 0 ? 2 : 1)
+        if flags != 0 {
+            if world.rank == 0 {
+                throw failure ?? .insertion("a worker rank could not insert the protocol's steps; its message is above")
+            }
+            if flags & 2 == 0, let failure {
+                FileHandle.standardError.write(Data("rank \(world.rank): \(failure)\n".utf8))
+            }
+            throw RunSetupError.reportedElsewhere
+        }
+        let frozen = proto
+        let executor = StepExecutor(frozen)
+        guard world.rank == 0, let state else {
+            MPIWorkerRuntime(world: world, threads: parallel.threads, executor: executor,
+                             runDirectory: settings.runDirectory).run()
+            return nil
+        }
+        let transport = MPICoordinatorTransport(world: world, threads: parallel.threads, executor: executor,
+                                                runDirectory: settings.runDirectory)
+        return Coordinator(state: state, transport: transport, functionNames: P.functions.names,
+                           hook: { try frozen.stepsCheck($0) },
+                           hookInterval: settings.stepsCheckInterval ?? frozen.stepsCheckInterval,
+                           progress: settings.progress).run()
+    }
+}

@@ -1,0 +1,104 @@
+import Foundation
+import StepFlow
+import Synchronization
+
+/// A worker rank (rank > 0): runs the steps rank 0 sends on T workers and sends back results and the
+/// graph edits its steps ask for, in the order they happened (S3). Runs on the MPI thread until rank 0
+/// says shut down; sleeps with a short adaptive backoff when idle.
+public final class MPIWorkerRuntime {
+    private let world: MPIWorld
+    private let outbox = EventQueue<WireEvent>()
+    private let replies = ReplyTable()
+    private let messenger = MPIMessenger()
+    private let pool: WorkerPool
+
+    public init(world: MPIWorld, threads: Int, executor: StepExecutor, runDirectory: URL) {
+        self.world = world
+        let outbox = self.outbox
+        let channel = MPIRequestChannel(outbox: outbox, replies: replies)
+        pool = WorkerPool(rank: world.rank, threads: threads, executor: executor, runDirectory: runDirectory,
+                          channel: channel, report: { outbox.push(.ended($0)) })
+    }
+
+    /// Serves rank 0 until it sends `shutdown`.
+    public func run() {
+        var backoff = IdleBackoff()
+        var stopping = false
+        while !stopping {
+            var busy = false
+            for (_, bytes) in messenger.receiveAll() {
+                busy = true
+                let events: [WireEvent]
+                do {
+                    events = try WireCodec.decode(bytes)
+                } catch {
+                    FileHandle.standardError.write(Data("stepflow rank \(world.rank): \(error)\n".utf8))
+                    world.abort(70)
+                }
+                var batch: [StepAssignment] = []
+                for e in events {
+                    switch e {
+                    case .assign(let step): batch.append(step)
+                    case .takeBackUnstarted:
+                        pool.submit(batch)
+                        batch.removeAll()
+                        pool.takeBackUnstarted()
+                    case .reply(let token, let result):
+                        replies.fill(token, with: result)
+                    case .shutdown: stopping = true
+                    default: break
+                    }
+                }
+                pool.submit(batch)
+            }
+            if sendOutbox(outbox.drain()) { busy = true }
+            messenger.progressSends()
+            if busy {
+                backoff.reset()
+            } else {
+                let pause = backoff.next()
+                if pause > .zero, sendOutbox(outbox.drain(waitingUpTo: pause)) { backoff.reset() }
+            }
+        }
+        pool.shutdown()
+        _ = sendOutbox(outbox.drain())
+        messenger.flush()
+    }
+
+    private func sendOutbox(_ events: [WireEvent]) -> Bool {
+        guard !events.isEmpty else { return false }
+        messenger.send(WireCodec.encode(events), to: 0)
+        return true
+    }
+}
+
+/// Steps on this rank waiting for rank 0's answer, by token.
+final class ReplyTable: Sendable {
+    private let slots = Mutex<[UInt32: ReplySlot]>([:])
+    private let nextToken = Atomic<UInt32>(1)
+
+    /// A new token and the slot its answer will fill.
+    func open() -> (UInt32, ReplySlot) {
+        let slot = ReplySlot()
+        let token = nextToken.wrappingAdd(1, ordering: .relaxed).oldValue
+        slots.withLock { $0[token] = slot }
+        return (token, slot)
+    }
+
+    func fill(_ token: UInt32, with result: EditResult) {
+        slots.withLock { $0.removeValue(forKey: token) }?.fill(result)
+    }
+}
+
+/// A running step's requests on a worker rank: queued for the MPI thread (after every result and
+/// request before it, so rank 0 sees them in order), answered by token.
+struct MPIRequestChannel: StepRequestChannel {
+    let outbox: EventQueue<WireEvent>
+    let replies: ReplyTable
+
+    func send(_ request: StepRequest) -> EditResult {
+        let (token, slot) = replies.open()
+        outbox.push(.request(token: token, request))
+        return slot.wait()
+    }
+}

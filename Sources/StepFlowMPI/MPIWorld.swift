@@ -1,0 +1,158 @@
+import CMPI
+import Foundation
+
+/// The MPI world of this process: initialized once (MPI may not be initialized again after
+/// `MPI_Finalize`), with one MPI thread (`MPI_THREAD_FUNNELED`): only the thread that called
+/// `initialize` may call MPI. Worker threads never do.
+public struct MPIWorld: Sendable {
+    public let rank: Int
+    public let size: Int
+
+    /// Initializes MPI on this thread, or returns the world if it already is.
+    public static func initialize() -> MPIWorld {
+        var initialized: Int32 = 0
+        MPI_Initialized(&initialized)
+        if initialized == 0 {
+            var provided: Int32 = 0
+            MPI_Init_thread(nil, nil, Int32(MPI_THREAD_FUNNELED), &provided)
+        }
+        var rank: Int32 = 0, size: Int32 = 0
+        MPI_Comm_rank(stepflow_comm_world(), &rank)
+        MPI_Comm_size(stepflow_comm_world(), &size)
+        return MPIWorld(rank: Int(rank), size: Int(size))
+    }
+
+    /// Ends MPI for this process. Nothing may call MPI afterwards.
+    public func finalize() {
+        var finalized: Int32 = 0
+        MPI_Finalized(&finalized)
+        if finalized == 0 { MPI_Finalize() }
+    }
+
+    /// Ends every rank of the job at once, with `code`.
+    public func abort(_ code: Int32) -> Never {
+        MPI_Abort(stepflow_comm_world(), code)
+        exit(code)
+    }
+
+    /// Bitwise OR of every rank's `flags`, without blocking in MPI: the call polls a non-blocking
+    /// reduction and sleeps between polls, so a rank that waits here does not burn a core.
+    public func orAcrossRanks(_ flags: Int32) -> Int32 {
+        var send = flags, receive: Int32 = 0
+        var request: MPI_Request? = stepflow_request_null()
+        MPI_Iallreduce(&send, &receive, 1, stepflow_int(), stepflow_bor(), stepflow_comm_world(), &request)
+        var backoff = IdleBackoff()
+        var done: Int32 = 0
+        while true {
+            MPI_Test(&request, &done, nil)
+            if done != 0 { return receive }
+            backoff.pause()
+        }
+    }
+}
+
+/// Sleeps that grow while nothing happens and reset when something does: a rank with nothing to do
+/// uses little CPU, yet notices a message within `maxSleep`.
+public struct IdleBackoff: Sendable {
+    public static let minSleep: Duration = .microseconds(10)
+    public static let maxSleep: Duration = .microseconds(200)
+    /// Polls without sleeping before the first sleep: a reply often comes within microseconds.
+    static let spins = 64
+
+    private var idleRounds = 0
+    public private(set) var sleep: Duration = .zero
+
+    public init() {}
+
+    public mutating func reset() {
+        idleRounds = 0
+        sleep = .zero
+    }
+
+    /// How long to wait now, having found nothing again.
+    public mutating func next() -> Duration {
+        idleRounds += 1
+        if idleRounds <= Self.spins { return .zero }
+        sleep = sleep == .zero ? Self.minSleep : min(sleep * 2, Self.maxSleep)
+        return sleep
+    }
+
+    /// Waits as `next()` says.
+    public mutating func pause() {
+        let d = next()
+        if d > .zero { usleep(UInt32(d.components.attoseconds / 1_000_000_000_000)) }
+    }
+}
+
+/// Sends and receives StepFlow frames over MPI without ever blocking: sends are `MPI_Isend` with the
+/// buffer kept until `MPI_Test` says it went; receives are `MPI_Iprobe` then `MPI_Recv` of a message
+/// already there. Use it only on the MPI thread.
+final class MPIMessenger {
+    static let tag: Int32 = 7
+    private var inFlight: [(request: MPI_Request?, buffer: UnsafeMutableRawBufferPointer)] = []
+
+    deinit {
+        for s in inFlight { s.buffer.deallocate() }
+    }
+
+    var hasPendingSends: Bool { !inFlight.isEmpty }
+
+    func send(_ bytes: [UInt8], to rank: Int) {
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(bytes.count, 1), alignment: 8)
+        bytes.withUnsafeBytes { buffer.copyMemory(from: $0) }
+        var request: MPI_Request? = stepflow_request_null()
+        MPI_Isend(buffer.baseAddress, Int32(bytes.count), stepflow_byte(), Int32(rank), Self.tag, stepflow_comm_world(), &request)
+        inFlight.append((request, buffer))
+        progressSends()
+    }
+
+    /// Frees the buffers of sends that completed.
+    func progressSends() {
+        guard !inFlight.isEmpty else { return }
+        var i = 0
+        while i < inFlight.count {
+            var done: Int32 = 0
+            MPI_Test(&inFlight[i].request, &done, nil)
+            if done != 0 {
+                inFlight[i].buffer.deallocate()
+                inFlight.swapAt(i, inFlight.count - 1)
+                inFlight.removeLast()
+            } else {
+                i += 1
+            }
+        }
+    }
+
+    /// Every message that has arrived, from any rank, in arrival order per sender.
+    func receiveAll() -> [(source: Int, bytes: [UInt8])] {
+        var out: [(Int, [UInt8])] = []
+        // The first Iprobe of a wake-up only pulls pending messages into the library (DESIGN §3).
+        var misses = 0
+        while misses < 2 {
+            var flag: Int32 = 0
+            var status = MPI_Status()
+            MPI_Iprobe(stepflow_any_source(), Self.tag, stepflow_comm_world(), &flag, &status)
+            if flag == 0 {
+                misses += 1
+                continue
+            }
+            var count: Int32 = 0
+            MPI_Get_count(&status, stepflow_byte(), &count)
+            var bytes = [UInt8](repeating: 0, count: Int(count))
+            bytes.withUnsafeMutableBytes { p in
+                _ = MPI_Recv(p.baseAddress, count, stepflow_byte(), status.MPI_SOURCE, Self.tag, stepflow_comm_world(), nil)
+            }
+            out.append((Int(status.MPI_SOURCE), bytes))
+        }
+        return out
+    }
+
+    /// Waits until every send went, polling (used before shutting down).
+    func flush() {
+        var backoff = IdleBackoff()
+        while hasPendingSends {
+            progressSends()
+            backoff.pause()
+        }
+    }
+}

@@ -41,6 +41,10 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
+        .executableTarget(
+            name: "StepFlowProbe",
+            dependencies: ["StepFlow", "StepFlowMPI", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
         .testTarget(
             name: "StepFlowTests",
             dependencies: ["StepFlow"]

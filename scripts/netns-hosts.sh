@@ -37,6 +37,7 @@ down() {
     done
     ip link del "${P}br" 2>/dev/null || true
     rm -rf "$dir"
+    rmdir "${dir%/*}" 2>/dev/null || true # the shared parent, once no PREFIX uses it
 }
 
 # Runs a setup command; on failure its first stderr line becomes the one-line skip reason.
@@ -47,13 +48,14 @@ try() {
 
 case $cmd in
 up)
-    [[ $(id -u) == 0 ]] || fail "needs root (network namespaces, veth, bridge)"
+    ((EUID == 0)) || fail "needs root (network namespaces, veth, bridge)"
     command -v ip >/dev/null || fail "no \`ip\` command (apt-get install iproute2)"
     command -v unshare >/dev/null || fail "no \`unshare\` command (apt-get install util-linux)"
     ((${#P} <= 13)) || fail "PREFIX '$P' too long (interface names are at most 15 characters)"
-    down
+    # Errors here are not fatal: if leftovers cannot go, `ip netns add` below says why, in one line.
+    down 2>/dev/null || true
     if ip -o -4 addr show | grep -qF " $SUBNET."; then
-        fail "$SUBNET.0/24 already in use in the root namespace (another PREFIX up? set STEPFLOW_NETNS_SUBNET)"
+        fail "$SUBNET.0/24 already in use in the root namespace (another PREFIX up, or leftovers that could not be removed? see STEPFLOW_NETNS_SUBNET)"
     fi
     try ip netns add "${P}1" # the usual failure in sandboxes/unprivileged containers
     try ip netns add "${P}2"
@@ -72,7 +74,7 @@ up)
     echo "$dir/hostfile"
     ;;
 down)
-    if [[ $(id -u) == 0 ]] && command -v ip >/dev/null; then down; fi
+    if ((EUID == 0)) && command -v ip >/dev/null; then down; fi
     ;;
 *)
     echo "usage: netns-hosts.sh up|down [PREFIX]" >&2

@@ -65,6 +65,7 @@ public struct Scheduler: Sendable {
     public private(set) var load: [Int]
     private var freeGPUs: [[Int]]
     public private(set) var inFlight = 0
+    private var lastRank: Int
     /// Set after a failure under `.stop`, or by a signal: nothing new is launched.
     public private(set) var stopping = false
     private var abortSignal: Int32?
@@ -74,6 +75,7 @@ public struct Scheduler: Sendable {
         self.graph = StepGraph(skipDependentsOfFailures: config.failurePolicy == .keepGoing)
         self.load = Array(repeating: 0, count: config.ranks)
         self.freeGPUs = Array(repeating: Array(0..<config.gpusPerRank), count: config.ranks)
+        self.lastRank = config.ranks - 1
     }
 
     /// Checks that a step's resource request can ever be met (S5), then inserts it.
@@ -112,12 +114,16 @@ public struct Scheduler: Sendable {
         while let id = graph.peekReady() {
             if config.mode == .serial && inFlight > 0 { break }
             let spec = graph.record(id).spec
+            // Least-loaded rank; ties go round-robin from the rank after the last one used, so even a
+            // chain of steps spreads over the ranks.
             var best = -1
-            for r in 0..<config.ranks where load[r] + spec.threads <= capacity {
-                if spec.needsGPU && freeGPUs[r].isEmpty { continue }
+            for k in 1...config.ranks {
+                let r = (lastRank + k) % config.ranks
+                guard load[r] + spec.threads <= capacity, !(spec.needsGPU && freeGPUs[r].isEmpty) else { continue }
                 if best < 0 || load[r] < load[best] { best = r }
             }
             guard best >= 0 else { break }
+            lastRank = best
             _ = graph.takeReady()
             load[best] += spec.threads
             inFlight += 1

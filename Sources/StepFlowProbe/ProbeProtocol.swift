@@ -1,0 +1,137 @@
+import ArgumentParser
+import Foundation
+import StepFlow
+
+/// A protocol for the integration tests: its steps write down, themselves, when and where they ran
+/// and what they inserted, so tests can check the engine against records it did not make.
+///
+/// Scenarios:
+/// - `random`: a seeded random DAG; some steps insert more steps at run time (on whatever rank runs them).
+/// - `fail`: a fixed graph where step 8 fails (on a worker rank when there are several), for comparing
+///   the failure policies across rank counts.
+/// - `sleep`: `--steps` independent steps that sleep `--work-us`, for crash and signal tests.
+struct ProbeProtocol: StepProtocol {
+    struct Params: ParsableArguments, Sendable {
+        @Option var scenario: String = "random"
+        @Option var steps: Int = 200
+        @Option var seed: UInt64 = 1
+        @Option(name: .customLong("work-us")) var workMicroseconds: Int = 0
+    }
+
+    let params: Params
+    init(params: Params) { self.params = params }
+
+    static let protocolName = "Probe"
+
+    static let functions: StepFunctions<ProbeProtocol> = [
+        "node": { p, step in try p.node(step) },
+        "work": { p, step in try p.record(step) },
+        "fail": { p, step in
+            try p.record(step)
+            throw ProbeFailure(step: step.id, rank: step.rank)
+        },
+    ]
+
+    mutating func insertAllSteps(_ steps: StepInserter) throws {
+        switch params.scenario {
+        case "random":
+            var rng = SplitMix(seed: params.seed)
+            var last: StepID?
+            for _ in 0..<params.steps {
+                last = try insertRandom(steps, rng: &rng, candidates: last.map { Array(1...$0) } ?? [], lastOwn: last, spawn: true)
+            }
+        case "fail":
+            for _ in 1...6 { try steps.insertFunctionStep("work", prerequisites: []) }
+            try steps.insertFunctionStep("work", prerequisites: Array(1...6))      // 7: the gate
+            try steps.insertFunctionStep("fail", prerequisites: [7])              // 8
+            try steps.insertFunctionStep("work", prerequisites: [8])              // 9
+            try steps.insertFunctionStep("work", prerequisites: [9])              // 10
+        case "fail-keep-going":
+            for _ in 1...6 { try steps.insertFunctionStep("work", prerequisites: []) }
+            try steps.insertFunctionStep("work", prerequisites: Array(1...6))
+            try steps.insertFunctionStep("fail", prerequisites: [7])
+            try steps.insertFunctionStep("work", prerequisites: [8])
+            try steps.insertFunctionStep("work", prerequisites: [9])
+            try steps.insertFunctionStep("work", prerequisites: [7])              // 11: independent of the failure
+            try steps.insertFunctionStep("work", prerequisites: [11])             // 12
+        case "sleep":
+            for _ in 0..<params.steps { try steps.insertFunctionStep("work", prerequisites: []) }
+        default:
+            throw ValidationError("unknown --scenario '\(params.scenario)' (random, fail, fail-keep-going, sleep)")
+        }
+    }
+
+    /// Inserts one random step and writes down what it should depend on.
+    func insertRandom(_ inserter: some StepInserting, rng: inout SplitMix, candidates: [StepID], lastOwn: StepID?,
+                      spawn: Bool) throws -> StepID {
+        let children = spawn && rng.next() % 6 == 0 ? Int(rng.next() % 5) + 1 : 0
+        let args: [StepValue] = [.int(Int(rng.next() >> 2)), .int(children)]
+        let id: StepID
+        let prereqs: [StepID]
+        if rng.next() % 4 == 0 {
+            id = try inserter.insertFunctionStep("node", arguments: args)
+            prereqs = lastOwn.map { [$0] } ?? []
+        } else {
+            let k = candidates.isEmpty ? 0 : Int(rng.next() % UInt64(min(3, candidates.count) + 1))
+            prereqs = (0..<k).map { _ in candidates[Int(rng.next() % UInt64(candidates.count))] }
+            id = try inserter.insertFunctionStep("node", arguments: args, prerequisites: prereqs)
+        }
+        if isRankZero || inserter.steps.inserter.stepID != nil {
+            ProbeLog.append(runDirectory, "plan \(id) \(Set(prereqs).sorted().map(String.init).joined(separator: ","))")
+        }
+        return id
+    }
+
+    func node(_ step: StepContext) throws {
+        try record(step) {
+            var rng = SplitMix(seed: UInt64(step.args[0].intValue ?? 0))
+            var own: [StepID] = []
+            for _ in 0..<(step.args[1].intValue ?? 0) {
+                let older = (0..<2).map { _ in Int(rng.next() % UInt64(step.id - 1 + 1)) }.filter { $0 >= 1 }
+                own.append(try insertRandom(step, rng: &rng, candidates: own + [step.id] + older, lastOwn: own.last, spawn: false))
+            }
+        }
+    }
+
+    /// Runs `body` and writes `run <id> <rank> <slot> <start> <end>`.
+    func record(_ step: StepContext, _ body: () throws -> Void = {}) throws {
+        let start = Date().timeIntervalSince1970
+        if params.workMicroseconds > 0 { usleep(UInt32(params.workMicroseconds)) }
+        try body()
+        let end = Date().timeIntervalSince1970
+        ProbeLog.append(step.runDirectory, "run \(step.id) \(step.rank) \(step.slot) \(start) \(end)")
+    }
+
+    var runDirectory: URL { URL(fileURLWithPath: ProcessInfo.processInfo.environment["PROBE_RUN_DIR"] ?? "./run") }
+    var isRankZero: Bool { (ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_RANK"] ?? "0") == "0" }
+}
+
+struct ProbeFailure: Error, CustomStringConvertible {
+    let step: StepID
+    let rank: Int
+    var description: String { "probe step \(step) failed on purpose on rank \(rank)" }
+}
+
+/// Appends lines to `<run-dir>/probe-<pid>.txt`: one file per process, so ranks never interleave.
+enum ProbeLog {
+    static func append(_ runDirectory: URL, _ line: String) {
+        let path = runDirectory.appendingPathComponent("probe-\(getpid()).txt").path
+        let fd = open(path, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        let bytes = Array((line + "\n").utf8)
+        _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+    }
+}
+
+struct SplitMix {
+    var state: UInt64
+    init(seed: UInt64) { state = seed &+ 0x9E37_79B9_7F4A_7C15 }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE5_E4B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}

@@ -1,0 +1,4 @@
+import StepFlow
+import StepFlowMPI
+
+ProtocolMain.main(ProbeProtocol.self, launcher: MPIProtocolRunner.run)

@@ -93,13 +93,13 @@ struct ProbeProtocol: StepProtocol {
         }
     }
 
-    /// Runs `body` and writes `run <id> <rank> <slot> <start> <end>`.
+    /// Runs `body` and writes `run <id> <rank> <slot> <start> <end> <host>`.
     func record(_ step: StepContext, _ body: () throws -> Void = {}) throws {
         let start = Date().timeIntervalSince1970
         if params.workMicroseconds > 0 { usleep(UInt32(params.workMicroseconds)) }
         try body()
         let end = Date().timeIntervalSince1970
-        ProbeLog.append(step.runDirectory, "run \(step.id) \(step.rank) \(step.slot) \(start) \(end)")
+        ProbeLog.append(step.runDirectory, "run \(step.id) \(step.rank) \(step.slot) \(start) \(end) \(ProbeLog.hostName)")
     }
 
     var runDirectory: URL { URL(fileURLWithPath: ProcessInfo.processInfo.environment["PROBE_RUN_DIR"] ?? "./run") }
@@ -114,6 +114,12 @@ struct ProbeFailure: Error, CustomStringConvertible {
 
 /// Appends lines to `<run-dir>/probe-<pid>.txt`: one file per process, so ranks never interleave.
 enum ProbeLog {
+    static let hostName: String = {
+        var buffer = [CChar](repeating: 0, count: 256)
+        gethostname(&buffer, buffer.count)
+        return String(cString: buffer)
+    }()
+
     static func append(_ runDirectory: URL, _ line: String) {
         let path = runDirectory.appendingPathComponent("probe-\(getpid()).txt").path
         let fd = open(path, O_WRONLY | O_CREAT | O_APPEND, 0o644)

@@ -22,7 +22,7 @@ enum MPILaunch {
 /// What a probe run's steps wrote down themselves (see StepFlowProbe).
 struct ProbeRecords {
     struct Run {
-        var id: Int, rank: Int, slot: Int, start: Double, end: Double
+        var id: Int, rank: Int, slot: Int, start: Double, end: Double, host: String
     }
 
     var runs: [Run] = []
@@ -35,7 +35,7 @@ struct ProbeRecords {
             for line in try String(contentsOf: runDirectory.appendingPathComponent(f), encoding: .utf8).split(separator: "\n") {
                 let p = line.split(separator: " ", omittingEmptySubsequences: false).map(String.init)
                 if p[0] == "run" {
-                    runs.append(Run(id: Int(p[1])!, rank: Int(p[2])!, slot: Int(p[3])!, start: Double(p[4])!, end: Double(p[5])!))
+                    runs.append(Run(id: Int(p[1])!, rank: Int(p[2])!, slot: Int(p[3])!, start: Double(p[4])!, end: Double(p[5])!, host: p.count > 6 ? p[6] : ""))
                 } else if p[0] == "plan" {
                     planCount += 1
                     plans[Int(p[1])!] = Set(p.count > 2 ? p[2].split(separator: ",").map { Int($0)! } : [])

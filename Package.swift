@@ -8,6 +8,7 @@ let package = Package(
         .library(name: "StepFlow", targets: ["StepFlow"]),
         .library(name: "StepFlowMPI", targets: ["StepFlowMPI"]),
         .executable(name: "ImportMovies", targets: ["ImportMovies"]),
+        .executable(name: "stepflow", targets: ["stepflow"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -40,6 +41,10 @@ let package = Package(
                 "StepFlowMPI",
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
+        ),
+        .executableTarget(
+            name: "stepflow",
+            dependencies: ["StepFlow", "StepFlowMPI", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
             name: "StepFlowProbe",

@@ -64,6 +64,8 @@ public final class MPICoordinatorTransport: CoordinatorTransport, @unchecked Sen
                     backoff.reset()
                     return more
                 }
+            } else {
+                sched_yield()
             }
         }
     }

@@ -18,6 +18,12 @@ public enum MPIProtocolRunner {
     public static func run<P: StepProtocol>(_ proto: P, settings: RunSettings) throws -> RunReport? {
         let world = MPIWorld.initialize()
         defer { world.finalize() }
+        return try run(proto, settings: settings, world: world)
+    }
+
+    /// Runs `proto` on an initialized world and leaves MPI initialized, so one launch can hold
+    /// several runs (the benchmark does). Every rank must call it with the same inputs.
+    public static func run<P: StepProtocol>(_ proto: P, settings: RunSettings, world: MPIWorld) throws -> RunReport? {
         var proto = proto
         var form = ProtocolForm()
         proto.defineParams(&form)

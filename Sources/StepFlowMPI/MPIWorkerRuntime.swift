@@ -57,7 +57,11 @@ public final class MPIWorkerRuntime {
                 backoff.reset()
             } else {
                 let pause = backoff.next()
-                if pause > .zero, sendOutbox(outbox.drain(waitingUpTo: pause)) { backoff.reset() }
+                if pause == .zero {
+                    sched_yield()
+                } else if sendOutbox(outbox.drain(waitingUpTo: pause)) {
+                    backoff.reset()
+                }
             }
         }
         pool.shutdown()

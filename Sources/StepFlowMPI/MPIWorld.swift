@@ -41,46 +41,75 @@ public struct MPIWorld: Sendable {
         var send = flags, receive: Int32 = 0
         var request: MPI_Request? = stepflow_request_null()
         MPI_Iallreduce(&send, &receive, 1, stepflow_int(), stepflow_bor(), stepflow_comm_world(), &request)
+        wait(&request)
+        return receive
+    }
+
+    /// The largest of every rank's `value`, without blocking in MPI (as `orAcrossRanks`).
+    public func maxAcrossRanks(_ value: Double) -> Double {
+        var send = value, receive = 0.0
+        var request: MPI_Request? = stepflow_request_null()
+        MPI_Iallreduce(&send, &receive, 1, stepflow_double(), stepflow_max(), stepflow_comm_world(), &request)
+        wait(&request)
+        return receive
+    }
+
+    private func wait(_ request: inout MPI_Request?) {
         var backoff = IdleBackoff()
         var done: Int32 = 0
         while true {
             MPI_Test(&request, &done, nil)
-            if done != 0 { return receive }
+            if done != 0 { return }
             backoff.pause()
         }
     }
 }
 
-/// Sleeps that grow while nothing happens and reset when something does: a rank with nothing to do
-/// uses little CPU, yet notices a message within `maxSleep`.
+/// How long an MPI thread waits when it finds nothing to do. Measured here (DESIGN §3, and the
+/// benchmark's idle line): every wake-up of a sleeping thread costs ~30 µs of CPU on these VMs, so a
+/// 200 µs sleep costs ~11% of a core and a 1 ms sleep ~4%. Hence three stages:
+/// - right after activity, poll without sleeping for `spinWindow`: the next message of a busy run
+///   (a chain's next link) usually comes within microseconds;
+/// - then sleep 10 µs, doubling up to `activeSleep` (200 µs): wakes within 200 µs;
+/// - after `longIdle` without activity, sleep `idleSleep` (1 ms): a rank with nothing to do stays
+///   under 5% of a core, and wakes within a millisecond.
 public struct IdleBackoff: Sendable {
-    public static let minSleep: Duration = .microseconds(10)
-    public static let maxSleep: Duration = .microseconds(200)
-    /// Polls without sleeping before the first sleep: a reply often comes within microseconds.
-    static let spins = 64
+    public static let spinWindow: Duration = .microseconds(100)
+    public static let activeSleep: Duration = .microseconds(200)
+    public static let longIdle: Duration = .milliseconds(50)
+    /// `STEPFLOW_IDLE_SLEEP_US` overrides it (to measure the trade-off between idle CPU and wake-up).
+    public static let idleSleep: Duration = .microseconds(
+        ProcessInfo.processInfo.environment["STEPFLOW_IDLE_SLEEP_US"].flatMap { Int($0) }.map { max($0, 10) } ?? 1000)
 
-    private var idleRounds = 0
-    public private(set) var sleep: Duration = .zero
+    private var idleSince: ContinuousClock.Instant?
+    private var sleep: Duration = .zero
 
     public init() {}
 
+    /// Something happened: start over with polling.
     public mutating func reset() {
-        idleRounds = 0
+        idleSince = nil
         sleep = .zero
     }
 
     /// How long to wait now, having found nothing again.
     public mutating func next() -> Duration {
-        idleRounds += 1
-        if idleRounds <= Self.spins { return .zero }
-        sleep = sleep == .zero ? Self.minSleep : min(sleep * 2, Self.maxSleep)
+        let now = ContinuousClock.now
+        guard let since = idleSince else {
+            idleSince = now
+            return .zero
+        }
+        let idle = now - since
+        if idle < Self.spinWindow { return .zero }
+        if idle >= Self.longIdle { return Self.idleSleep }
+        sleep = sleep == .zero ? .microseconds(10) : min(sleep * 2, Self.activeSleep)
         return sleep
     }
 
-    /// Waits as `next()` says.
+    /// Waits as `next()` says (yielding the core while polling).
     public mutating func pause() {
         let d = next()
-        if d > .zero { usleep(UInt32(d.components.attoseconds / 1_000_000_000_000)) }
+        if d > .zero { usleep(UInt32(d.components.attoseconds / 1_000_000_000_000)) } else { sched_yield() }
     }
 }
 

@@ -108,3 +108,20 @@ import Testing
         #expect(bad.code != 0 && (bad.stdout + bad.stderr).contains("STEPFLOW_MPI"))
     }
 }
+
+/// The benchmark runs and reports every figure (values are measured, never asserted: timing is noisy).
+@Suite struct BenchmarkSmokeTests {
+    @Test("stepflow bench --json prints steps/s, the raw MPI rate, their ratio, rank-0 memory and idle CPU")
+    func benchJSON() throws {
+        let result = try MPILaunch.run(np: 2, "stepflow", ["bench", "--shape", "diamond", "--steps", "3000", "--json",
+                                                           "--raw-tasks", "5000", "--idle-ms", "200",
+                                                           "--run-dir", Executables.temporaryFolder("bench").path])
+        #expect(result.code == 0, "\(result.stderr)")
+        let line = try #require(result.stdout.split(separator: "\n").last)
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        for key in ["steps_per_s", "raw_mpi_per_s", "ratio", "rank0_peak_rss_bytes", "idle_cpu_percent_max_rank"] {
+            #expect((json[key] as? NSNumber)?.doubleValue ?? 0 > 0, "\(key) in \(json)")
+        }
+        #expect(json["steps"] as? Int == 3000 && json["mpi"] as? Int == 2)
+    }
+}

@@ -53,6 +53,7 @@ public final class Coordinator: Sendable {
     private let hookInterval: Duration
     private let functionNames: Set<String>
     private let progress: (@Sendable (ProgressSnapshot) -> Void)?
+    private let stepTime = StepTimeAverage()
 
     public init(state: SchedulerState, transport: any CoordinatorTransport, functionNames: Set<String>,
                 hook: (@Sendable (StepsCheck) throws -> Void)? = nil, hookInterval: Duration = .seconds(1),
@@ -130,6 +131,9 @@ public final class Coordinator: Sendable {
             let stopNow = state.withScheduler { s in
                 s.noteRun(outcome.id, slot: outcome.slot >= 0 ? outcome.slot : nil, start: outcome.start,
                           end: outcome.end, logPath: outcome.logPath)
+                if let start = outcome.start, let end = outcome.end, stepTime.add(end - start) {
+                    s.adaptPrefetch(meanStepSeconds: stepTime.mean)
+                }
                 return s.stepEnded(outcome.id, outcome.report)
             }
             if stopNow { transport.takeBackUnstarted() }
@@ -159,4 +163,24 @@ public struct ProgressSnapshot: Sendable, Equatable {
     public var total, finished, running, failed, skipped, waiting: Int
     public var elapsed: Duration
     public var final: Bool
+}
+
+/// The mean duration of recent steps, refreshed every 64 steps, to size how far ahead steps are sent.
+final class StepTimeAverage: Sendable {
+    private let state = Mutex<(sum: Double, count: Int, mean: Double)>((0, 0, 0))
+
+    /// Adds a duration; returns true when the mean was refreshed.
+    func add(_ seconds: Double) -> Bool {
+        state.withLock { s in
+            s.sum += seconds
+            s.count += 1
+            guard s.count == 64 else { return false }
+            s.mean = s.sum / 64
+            s.sum = 0
+            s.count = 0
+            return true
+        }
+    }
+
+    var mean: Double { state.withLock { $0.mean } }
 }

@@ -13,6 +13,8 @@ public struct RunSettings: Sendable {
     /// Receives progress counts on rank 0 while the run lives.
     public var progress: (@Sendable (ProgressSnapshot) -> Void)?
     public var environment: [String: String]
+    /// Whether rank 0 records the run in its database (`--no-store` in the benchmark turns it off).
+    public var storeEnabled = true
 
     public init(runDirectory: URL, threads: Int? = nil, mpi: Int? = nil, gpus: Int? = nil, keepGoing: Bool = false,
                 stepsCheckInterval: Duration? = nil, environment: [String: String] = ProcessInfo.processInfo.environment) {

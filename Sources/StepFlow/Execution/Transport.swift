@@ -137,8 +137,9 @@ public final class EventQueue<Element: Sendable>: Sendable {
     /// Everything queued, without waiting.
     public func drain() -> [Element] {
         items.withLock { items in
-            let out = items
-            items.removeAll(keepingCapacity: true)
+            if items.isEmpty { return [] }
+            var out: [Element] = []
+            swap(&out, &items)
             return out
         }
     }

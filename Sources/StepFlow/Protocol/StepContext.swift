@@ -69,7 +69,7 @@ public final class StepContext: StepInserting, Sendable {
         self.attempt = attempt
         self.runDirectory = runDirectory
         self.steps = StepInserter(.step(id), editor: editor, functionNames: functionNames)
-        self.logFile = StepLogFile(path: runDirectory.appendingPathComponent("logs/step-\(id).log").path)
+        self.logFile = StepLogFile(runDirectory: runDirectory, step: id)
     }
 
     /// A logger whose lines go to `<run-dir>/logs/step-<id>.log` (created on the first line).
@@ -114,10 +114,21 @@ public struct StepArgumentError: Error, CustomStringConvertible {
 
 /// A step's log file, opened on the first line written, so steps that log nothing cost no file.
 final class StepLogFile: Sendable {
-    let path: String
+    private let runDirectory: URL
+    private let step: StepID
     private let handle = Mutex<FileHandle?>(nil)
 
-    init(path: String) { self.path = path }
+    init(runDirectory: URL, step: StepID) {
+        self.runDirectory = runDirectory
+        self.step = step
+    }
+
+    /// Built only when needed: appending to a file URL costs a stat, too much for every step.
+    var path: String { StepLogFile.path(runDirectory: runDirectory, step: step) }
+
+    static func path(runDirectory: URL, step: StepID) -> String {
+        runDirectory.path + "/logs/step-\(step).log"
+    }
 
     var exists: Bool { handle.withLock { $0 != nil } }
 

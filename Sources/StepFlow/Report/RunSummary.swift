@@ -20,7 +20,7 @@ public enum RunSummary {
         }
         lines.append(counts)
         for r in report.records where r.status == .failed {
-            let log = r.logPath ?? runDirectory.appendingPathComponent("logs/step-\(r.id).log").path
+            let log = r.logPath ?? StepLogFile.path(runDirectory: runDirectory, step: r.id)
             let place = r.rank.map { " on rank \($0)" + (r.slot.map { " slot \($0)" } ?? "") } ?? ""
             lines.append("  failed step \(r.id) '\(r.spec.function)'\(place) after \(r.attempts) attempt(s): \(r.error ?? "no error text")")
             lines.append("    log: \(log)")

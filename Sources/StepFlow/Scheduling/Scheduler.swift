@@ -66,6 +66,9 @@ public struct Scheduler: Sendable {
     private var freeGPUs: [[Int]]
     public private(set) var inFlight = 0
     private var lastRank: Int
+    /// Slot units sent ahead per rank now: starts at `config.prefetch`; the coordinator raises it for
+    /// short steps, where a deeper pipeline costs no balance (see `adaptPrefetch`).
+    public private(set) var prefetch: Int
     /// Set after a failure under `.stop`, or by a signal: nothing new is launched.
     public private(set) var stopping = false
     private var abortSignal: Int32?
@@ -76,6 +79,7 @@ public struct Scheduler: Sendable {
         self.load = Array(repeating: 0, count: config.ranks)
         self.freeGPUs = Array(repeating: Array(0..<config.gpusPerRank), count: config.ranks)
         self.lastRank = config.ranks - 1
+        self.prefetch = config.prefetch
     }
 
     /// Checks that a step's resource request can ever be met (S5), then inserts it.
@@ -110,7 +114,7 @@ public struct Scheduler: Sendable {
     public mutating func nextAssignments() -> [Assignment] {
         var out: [Assignment] = []
         guard !stopping else { return out }
-        let capacity = config.threadsPerRank + config.prefetch
+        let capacity = config.threadsPerRank + prefetch
         while let id = graph.peekReady() {
             if config.mode == .serial && inFlight > 0 { break }
             let spec = graph.record(id).spec
@@ -173,6 +177,22 @@ public struct Scheduler: Sendable {
     /// Records where and when a step ran, as its rank reported it.
     public mutating func noteRun(_ id: StepID, slot: Int?, start: Double?, end: Double?, logPath: String?) {
         graph.noteRun(id, rank: nil, slot: slot, start: start, end: end, logPath: logPath)
+    }
+
+    /// Sets how far ahead to send, from the mean duration of recent steps: the shorter the steps, the
+    /// more are sent ahead (up to 32 per rank), so workers never wait a round trip; steps of a
+    /// millisecond or more get `config.prefetch`, so a slow step never holds many others back.
+    /// Without a configured prefetch (one process, nothing travels) it stays 0.
+    public mutating func adaptPrefetch(meanStepSeconds: Double) {
+        guard config.prefetch > 0 else { return }
+        let wanted: Int
+        switch meanStepSeconds {
+        case ..<0.000_02: wanted = 32
+        case ..<0.000_2: wanted = 16
+        case ..<0.001: wanted = 8
+        default: wanted = config.prefetch
+        }
+        prefetch = max(config.prefetch, wanted)
     }
 
     /// Stop launching new steps; the run ends once nothing is in flight.

@@ -1,0 +1,77 @@
+import ArgumentParser
+import Foundation
+import StepFlow
+
+/// The graph shapes the benchmark runs.
+enum BenchShape: String, ExpressibleByArgument, CaseIterable, Sendable {
+    /// N steps, no prerequisites: throughput.
+    case independent
+    /// N steps, each after the previous: dependency latency (consecutive steps alternate ranks).
+    case chain
+    /// One source, N-2 steps after it, one sink after them all.
+    case diamond
+    /// Each step after 0–3 random earlier steps among the last 100 (seeded).
+    case random
+    /// One step that sleeps while every other rank waits: idle cost.
+    case idle
+}
+
+/// N steps of a given shape whose bodies do nothing, or sleep `workMicroseconds`.
+struct BenchProtocol: StepProtocol {
+    struct Params: ParsableArguments, Sendable {
+        @Option(help: "Graph shape: \(BenchShape.allCases.map(\.rawValue).joined(separator: ", ")).")
+        var shape: BenchShape = .independent
+        @Option(help: "Number of steps.")
+        var steps: Int = 100_000
+        @Option(name: .customLong("work-us"), help: "Each step sleeps this many microseconds (0: empty steps).")
+        var workMicroseconds: Int = 0
+        @Option(name: .customLong("idle-ms"), help: "How long the idle measurement waits.")
+        var idleMilliseconds: Int = 1000
+
+        func validate() throws {
+            guard steps >= 1 else { throw ValidationError("--steps must be at least 1 (got \(steps)).") }
+            guard workMicroseconds >= 0 else { throw ValidationError("--work-us must be 0 or more.") }
+        }
+    }
+
+    let params: Params
+    init(params: Params) { self.params = params }
+
+    static let protocolName = "Bench"
+
+    static let functions: StepFunctions<BenchProtocol> = [
+        "noop": { _, _ in },
+        "work": { p, _ in usleep(UInt32(p.params.workMicroseconds)) },
+        "idle": { p, _ in usleep(UInt32(p.params.idleMilliseconds * 1000)) },
+    ]
+
+    mutating func insertAllSteps(_ steps: StepInserter) throws {
+        let body = params.workMicroseconds > 0 ? "work" : "noop"
+        let n = params.steps
+        switch params.shape {
+        case .independent:
+            for _ in 0..<n { try steps.insertFunctionStep(body, arguments: [], prerequisites: []) }
+        case .chain:
+            for _ in 0..<n { try steps.insertFunctionStep(body, arguments: []) }
+        case .diamond:
+            let source = try steps.insertFunctionStep(body, arguments: [], prerequisites: [])
+            var middle: [StepID] = []
+            middle.reserveCapacity(max(n - 2, 0))
+            for _ in 0..<max(n - 2, 0) { middle.append(try steps.insertFunctionStep(body, arguments: [], prerequisites: [source])) }
+            try steps.insertFunctionStep(body, arguments: [], prerequisites: middle)
+        case .random:
+            var state: UInt64 = 0x5EED
+            func next() -> Int {
+                state = state &* 6364136223846793005 &+ 1442695040888963407
+                return Int(truncatingIfNeeded: state >> 33)
+            }
+            for i in 0..<n {
+                let k = i == 0 ? 0 : next() % 4
+                let prereqs = (0..<k).map { _ in max(1, i - next() % 100) }
+                try steps.insertFunctionStep(body, arguments: [], prerequisites: prereqs)
+            }
+        case .idle:
+            try steps.insertFunctionStep("idle", arguments: [], prerequisites: [])
+        }
+    }
+}

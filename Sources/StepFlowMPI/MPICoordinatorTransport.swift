@@ -77,6 +77,12 @@ public final class MPICoordinatorTransport: CoordinatorTransport, @unchecked Sen
         localPool.shutdown()
     }
 
+    public func abort() {
+        for r in 1..<max(rankCount, 1) { messenger.send(WireCodec.encode([.abort]), to: r) }
+        messenger.flush()
+        localPool.stopLaunching()
+    }
+
     private func flushOutgoing() {
         for r in 1..<max(rankCount, 1) where !outgoing[r].isEmpty {
             messenger.send(WireCodec.encode(outgoing[r]), to: r)

@@ -36,12 +36,11 @@ public enum MPIProtocolRunner {
             throw RunSetupError.reportedElsewhere
         }
         var failure: RunSetupError?
-        var state: SchedulerState?
+        var setup: ProtocolRunner.Rank0Setup?
         if world.rank == 0 {
             do {
-                try ProtocolRunner.prepareRunDirectory(settings.runDirectory)
-                state = try ProtocolRunner.insertSteps(&proto, parallel: parallel, keepGoing: settings.keepGoing,
-                                                       prefetch: prefetch(threads: parallel.threads, environment: settings.environment))
+                setup = try ProtocolRunner.prepareRank0(&proto, parallel: parallel, settings: settings,
+                                                        prefetch: prefetch(threads: parallel.threads, environment: settings.environment))
             } catch {
                 failure = error
             }
@@ -65,16 +64,19 @@ public enum MPIProtocolRunner {
         }
         let frozen = proto
         let executor = StepExecutor(frozen)
-        guard world.rank == 0, let state else {
+        guard world.rank == 0, let setup else {
+            if settings.watchSignals { SignalWatch.ignoreOnWorker() }
             MPIWorkerRuntime(world: world, threads: parallel.threads, executor: executor,
                              runDirectory: settings.runDirectory).run()
             return nil
         }
         let transport = MPICoordinatorTransport(world: world, threads: parallel.threads, executor: executor,
                                                 runDirectory: settings.runDirectory)
-        return Coordinator(state: state, transport: transport, functionNames: P.functions.names,
-                           hook: { try frozen.stepsCheck($0) },
-                           hookInterval: settings.stepsCheckInterval ?? frozen.stepsCheckInterval,
-                           progress: settings.progress).run()
+        let report = Coordinator(state: setup.state, transport: transport, functionNames: P.functions.names,
+                                 hook: { try frozen.stepsCheck($0) },
+                                 hookInterval: settings.stepsCheckInterval ?? frozen.stepsCheckInterval,
+                                 progress: settings.progress, journal: setup.store, watchSignals: settings.watchSignals).run()
+        ProtocolRunner.finish(report, store: setup.store)
+        return report
     }
 }

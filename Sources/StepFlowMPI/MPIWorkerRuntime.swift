@@ -20,10 +20,12 @@ public final class MPIWorkerRuntime {
                           channel: channel, report: { outbox.push(.ended($0)) })
     }
 
-    /// Serves rank 0 until it sends `shutdown`.
+    /// Serves rank 0 until it sends `shutdown` (or `abort`, after a signal: then running steps are
+    /// left behind, as the process is about to end).
     public func run() {
         var backoff = IdleBackoff()
         var stopping = false
+        var aborting = false
         while !stopping {
             var busy = false
             for (_, bytes) in messenger.receiveAll() {
@@ -46,6 +48,9 @@ public final class MPIWorkerRuntime {
                     case .reply(let token, let result):
                         replies.fill(token, with: result)
                     case .shutdown: stopping = true
+                    case .abort:
+                        stopping = true
+                        aborting = true
                     default: break
                     }
                 }
@@ -63,6 +68,10 @@ public final class MPIWorkerRuntime {
                     backoff.reset()
                 }
             }
+        }
+        if aborting {
+            pool.stopLaunching()
+            return
         }
         pool.shutdown()
         _ = sendOutbox(outbox.drain())

@@ -23,28 +23,49 @@ public struct RunOptions: ParsableArguments, Sendable {
     @Option(help: "Progress line on standard error: auto (on a terminal), always, never.")
     public var progress: ProgressMode = .auto
 
+    @Flag(name: .customLong("continue"), help: "Finish the run in --run-dir: keep what finished, run the rest.")
+    public var continueRun = false
+
+    @Flag(help: "Start over in --run-dir; the old run database is moved aside, not deleted.")
+    public var restart = false
+
     public init() {}
 
     public func validate() throws {
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1 (got \(threads)).") }
         if let mpi, mpi < 1 { throw ValidationError("--mpi must be at least 1 (got \(mpi)); it is the number of MPI ranks.") }
         if let gpus, gpus < 0 { throw ValidationError("--gpus must be 0 or more (got \(gpus)).") }
+        if continueRun && restart { throw ValidationError("--continue and --restart exclude each other: choose one.") }
     }
 
     /// The settings these options give, with progress printed by `printer`.
     public func settings(printer: ProgressPrinter?) -> RunSettings {
         var s = RunSettings(runDirectory: URL(fileURLWithPath: runDir), threads: threads, mpi: mpi, gpus: gpus, keepGoing: keepGoing)
         if let printer { s.progress = { printer.update($0) } }
+        s.mode = continueRun ? .continueRun : restart ? .restart : .new
+        s.notes = { FileHandle.standardError.write(Data("note: \($0)\n".utf8)) }
         return s
     }
 }
 
-/// A protocol executable's command line: `RunOptions` plus the protocol's `Params`.
-public struct ProtocolCommand<P: StepProtocol>: ParsableCommand {
+/// A protocol executable's command line: `run` (the default) and `status`.
+public struct ProtocolRoot<P: StepProtocol>: ParsableCommand {
     public static var configuration: CommandConfiguration {
         CommandConfiguration(commandName: P.protocolName,
+                             abstract: "Run the \(P.protocolName) protocol on StepFlow, or show a run's status.",
+                             subcommands: [ProtocolCommand<P>.self, StatusCommand.self],
+                             defaultSubcommand: ProtocolCommand<P>.self)
+    }
+
+    public init() {}
+}
+
+/// Running a protocol: `RunOptions` plus the protocol's `Params`.
+public struct ProtocolCommand<P: StepProtocol>: ParsableCommand {
+    public static var configuration: CommandConfiguration {
+        CommandConfiguration(commandName: "run",
                              abstract: "Run the \(P.protocolName) protocol on StepFlow.",
-                             discussion: "Exit codes: 0 every step finished, 1 a step failed or the run stalled, 2 bad input or usage.")
+                             discussion: "Exit codes: 0 every step finished, 1 a step failed or the run stalled, 2 bad input or usage, 130/143 stopped by SIGINT/SIGTERM (finish it with --continue).")
     }
 
     @OptionGroup public var options: RunOptions
@@ -63,12 +84,12 @@ public enum ProtocolMain {
     /// 0 when every step finished, 1 when a step failed or the run stalled, 2 on bad input or usage.
     public static func main<P: StepProtocol>(_ type: P.Type, arguments: [String]? = nil,
                                              launcher: Launcher<P>? = nil) -> Never {
-        let command: ProtocolCommand<P>
+        let parsed: ParsableCommand
         do {
-            command = try ProtocolCommand<P>.parse(arguments)
+            parsed = try ProtocolRoot<P>.parseAsRoot(arguments)
         } catch {
-            let code = ProtocolCommand<P>.exitCode(for: error)
-            let message = ProtocolCommand<P>.fullMessage(for: error)
+            let code = ProtocolRoot<P>.exitCode(for: error)
+            let message = ProtocolRoot<P>.fullMessage(for: error)
             if code == .success {
                 print(message)
                 exit(0)
@@ -76,13 +97,31 @@ public enum ProtocolMain {
             FileHandle.standardError.write(Data((message + "\n").utf8))
             exit(2)
         }
-        exit(run(command, launcher: launcher))
+        guard let command = parsed as? ProtocolCommand<P> else {
+            do {
+                var other = parsed
+                try other.run()
+                exit(0)
+            } catch {
+                // `--help` arrives here too, as an error that asks for the help text.
+                let code = ProtocolRoot<P>.exitCode(for: error)
+                let message = ProtocolRoot<P>.fullMessage(for: error)
+                if !message.isEmpty {
+                    if code == .success { print(message) } else { FileHandle.standardError.write(Data((message + "\n").utf8)) }
+                }
+                exit(code == .success ? 0 : 2)
+            }
+        }
+        SignalWatch.install()
+        exit(run(command, launcher: launcher, watchSignals: true))
     }
 
     /// Runs a parsed command line; returns the exit code.
-    public static func run<P: StepProtocol>(_ command: ProtocolCommand<P>, launcher: Launcher<P>? = nil) -> Int32 {
+    public static func run<P: StepProtocol>(_ command: ProtocolCommand<P>, launcher: Launcher<P>? = nil,
+                                            watchSignals: Bool = false) -> Int32 {
         let proto = P(params: command.params)
-        let settings = command.options.settings(printer: ProgressPrinter(mode: command.options.progress))
+        var settings = command.options.settings(printer: ProgressPrinter(mode: command.options.progress))
+        settings.watchSignals = watchSignals
         let launch: Launcher<P> = launcher ?? { p, s in try ProtocolRunner.runLocal(p, settings: s) }
         do {
             guard let report = try launch(proto, settings) else { return 0 }

@@ -7,6 +7,11 @@ public final class SchedulerState: Sendable {
 
     public init(_ config: SchedulerConfig) { scheduler = Mutex(Scheduler(config: config)) }
 
+    /// A scheduler over a graph rebuilt from the run database (S9).
+    public init(_ config: SchedulerConfig, restoring records: [StepRecord]) {
+        scheduler = Mutex(Scheduler(config: config, restoring: records))
+    }
+
     public func withScheduler<T>(_ body: (inout Scheduler) throws -> T) rethrows -> T {
         try scheduler.withLock { try body(&$0) }
     }
@@ -28,6 +33,8 @@ public struct RunReport: Sendable {
     public let records: [StepRecord]
     public let config: SchedulerConfig
     public let wallSeconds: Double
+    /// When the coordinator started, in seconds since the epoch.
+    public let started: Double
     /// Why the `stepsCheck` hook stopped the run, if it threw.
     public let hookError: String?
 
@@ -54,10 +61,19 @@ public final class Coordinator: Sendable {
     private let functionNames: Set<String>
     private let progress: (@Sendable (ProgressSnapshot) -> Void)?
     private let stepTime = StepTimeAverage()
+    private let journal: (any RunJournal)?
+    private let watchSignals: Bool
+    /// How often changed steps go to the journal (S8: batched, never per step).
+    static let journalInterval: Duration = .milliseconds(100)
+    /// How often progress is reported; the journal is synced first, so what is shown is committed.
+    static let progressInterval: Duration = .milliseconds(500)
 
     public init(state: SchedulerState, transport: any CoordinatorTransport, functionNames: Set<String>,
                 hook: (@Sendable (StepsCheck) throws -> Void)? = nil, hookInterval: Duration = .seconds(1),
-                progress: (@Sendable (ProgressSnapshot) -> Void)? = nil) {
+                progress: (@Sendable (ProgressSnapshot) -> Void)? = nil, journal: (any RunJournal)? = nil,
+                watchSignals: Bool = false) {
+        self.journal = journal
+        self.watchSignals = watchSignals
         self.state = state
         self.transport = transport
         self.hook = hook
@@ -70,13 +86,19 @@ public final class Coordinator: Sendable {
     public func run() -> RunReport {
         let clock = ContinuousClock()
         let started = clock.now
+        let startedAt = Date().timeIntervalSince1970
         var hookActive = hook != nil
         var hookError: String?
         var nextHook = started + hookInterval
         let checker = StepsCheck(steps: StepInserter(.stepsCheck, editor: state.editor, functionNames: functionNames),
                                  status: { [state] id in state.withScheduler { s in s.graph.contains(id) ? s.graph.status(id) : nil } })
         var outcome: RunOutcome
+        var lastJournal = started, lastProgress = started
+        var journalFailure: String?
         while true {
+            if watchSignals, let signal = SignalWatch.received, state.withScheduler({ !$0.stopping || $0.inFlight > 0 }) {
+                state.withScheduler { $0.abort(signal: signal) }
+            }
             dispatch()
             if let done = state.withScheduler({ $0.outcome() }) {
                 if case .stalled = done, hookActive, hookError == nil {
@@ -99,16 +121,38 @@ public final class Coordinator: Sendable {
                 }
                 nextHook = clock.now + hookInterval
             }
-            if let progress { progress(snapshot(elapsed: clock.now - started)) }
+            let now2 = clock.now
+            if journal != nil, now2 - lastJournal >= Self.journalInterval {
+                handOffChanged()
+                lastJournal = now2
+            }
+            if let progress, now2 - lastProgress >= Self.progressInterval {
+                handOffChanged()
+                if let failure = journal?.sync() { journalFailure = failure }
+                progress(snapshot(elapsed: now2 - started))
+                lastProgress = now2
+            }
+            if journalFailure != nil { state.withScheduler { $0.stopLaunching() } }
         }
-        transport.shutdown()
+        if case .aborted = outcome { transport.abort() } else { transport.shutdown() }
+        handOffChanged()
+        if let failure = journal?.sync() { journalFailure = failure }
         let elapsed = clock.now - started
         if let progress { progress(snapshot(elapsed: elapsed, final: true)) }
+        if let journalFailure { hookError = (hookError.map { $0 + "; " } ?? "") + "run database: \(journalFailure)" }
         let records = state.withScheduler { $0.graph.records }
         let config = state.withScheduler { $0.config }
         return RunReport(outcome: outcome, records: records, config: config,
                          wallSeconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18,
+                         started: startedAt,
                          hookError: hookError)
+    }
+
+    /// Hands the steps changed since the last hand-off to the journal.
+    private func handOffChanged() {
+        guard let journal else { return }
+        let records = state.withScheduler { s in s.takeChanged().map { s.graph.record($0) } }
+        journal.record(records)
     }
 
     private func dispatch() {

@@ -30,6 +30,8 @@ public final class LocalTransport: CoordinatorTransport {
     public func nextEvents(timeout: Duration) -> [RankEvent] { events.drain(waitingUpTo: timeout) }
 
     public func shutdown() { pools.forEach { $0.shutdown() } }
+
+    public func abort() { pools.forEach { $0.stopLaunching() } }
 }
 
 /// A running step's requests in this process: queued for the coordinator, answered through a slot.

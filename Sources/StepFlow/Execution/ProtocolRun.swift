@@ -15,6 +15,14 @@ public struct RunSettings: Sendable {
     public var environment: [String: String]
     /// Whether rank 0 records the run in its database (`--no-store` in the benchmark turns it off).
     public var storeEnabled = true
+    /// What to do with a run already in the run directory (S9).
+    public var mode: RunMode = .new
+    /// The command line, recorded with the run.
+    public var commandLine: [String] = Array(CommandLine.arguments.dropFirst())
+    /// Notes for the user about how the run started (a continued run, an old database moved aside).
+    public var notes: (@Sendable (String) -> Void)?
+    /// Whether SIGINT/SIGTERM stop the run (the command line turns it on; tests leave it off).
+    public var watchSignals = false
 
     public init(runDirectory: URL, threads: Int? = nil, mpi: Int? = nil, gpus: Int? = nil, keepGoing: Bool = false,
                 stepsCheckInterval: Duration? = nil, environment: [String: String] = ProcessInfo.processInfo.environment) {
@@ -28,12 +36,23 @@ public struct RunSettings: Sendable {
     }
 }
 
+/// What a run does with a run directory that already holds a run (S9).
+public enum RunMode: Sendable, Equatable {
+    /// Start a run; refuse a directory that already holds one.
+    case new
+    /// Keep what finished, run the rest (`--continue`).
+    case continueRun
+    /// Set the old run aside and start over (`--restart`).
+    case restart
+}
+
 /// Why a run could not start. These are the user's to fix; the command line exits 2 on them.
 public enum RunSetupError: Error, CustomStringConvertible, Sendable {
     case invalidSetting(String)
     case runDirectory(path: String, reason: String)
     case insertion(String)
     case worldSizeMismatch(mpi: Int, worldSize: Int, source: String)
+    case store(RunStoreError)
     /// Another rank (rank 0) prints why the run cannot start; this rank only exits.
     case reportedElsewhere
 
@@ -44,6 +63,7 @@ public enum RunSetupError: Error, CustomStringConvertible, Sendable {
             return "cannot use run directory '\(path)': \(reason). Choose a writable place with --run-dir DIR."
         case .insertion(let text): return "insertAllSteps failed: \(text)"
         case .reportedElsewhere: return "the run could not start (rank 0 says why)"
+        case .store(let error): return error.description
         case .worldSizeMismatch(let mpi, let worldSize, let source):
             let launch = mpi == 1 ? "run it without mpirun, or with `mpirun -np 1`"
                 : "launch it with `mpirun -np \(mpi) …` or `./run_mpi.sh --mpi \(mpi) -- …`"
@@ -122,20 +142,70 @@ public enum ProtocolRunner {
         return nil
     }
 
-    /// Inserts the protocol's steps into a new scheduler for the given parallel section.
-    public static func insertSteps<P: StepProtocol>(_ proto: inout P, parallel: ResolvedParallelSection,
-                                                    keepGoing: Bool, prefetch: Int) throws(RunSetupError) -> SchedulerState {
+    /// What rank 0 needs to run: the scheduler with the protocol's steps (or the continued graph) and
+    /// the run database, opened as `settings.mode` says.
+    public struct Rank0Setup: Sendable {
+        public let state: SchedulerState
+        public let store: RunStore?
+    }
+
+    /// Creates the run directory, inserts the protocol's steps and opens the run database (S8, S9).
+    public static func prepareRank0<P: StepProtocol>(_ proto: inout P, parallel: ResolvedParallelSection,
+                                                     settings: RunSettings, prefetch: Int) throws(RunSetupError) -> Rank0Setup {
+        try prepareRunDirectory(settings.runDirectory)
+        var previous: StoredRun?
+        if settings.storeEnabled && settings.mode != .restart {
+            do {
+                previous = try RunStore.inspect(runDirectory: settings.runDirectory)
+            } catch {
+                throw .store(error)
+            }
+            if let previous {
+                if previous.protocolName != P.protocolName {
+                    throw .store(.otherProtocol(path: RunStore.path(in: settings.runDirectory), found: previous.protocolName, expected: P.protocolName))
+                }
+                if settings.mode == .new {
+                    throw .store(.alreadyHoldsRun(path: RunStore.path(in: settings.runDirectory), protocolName: previous.protocolName,
+                                                  status: previous.status, steps: previous.steps.count))
+                }
+            } else if settings.mode == .continueRun {
+                settings.notes?("no run to continue in \(settings.runDirectory.path); starting a new one")
+            }
+        }
         let config = SchedulerConfig(ranks: parallel.mpi, threadsPerRank: parallel.threads, gpusPerRank: parallel.gpus,
                                      prefetch: prefetch, mode: proto.stepsExecutionMode,
-                                     failurePolicy: keepGoing ? .keepGoing : .stop)
-        let state = SchedulerState(config)
+                                     failurePolicy: settings.keepGoing ? .keepGoing : .stop)
+        var state = SchedulerState(config)
         let inserter = StepInserter(.protocolSteps, editor: state.editor, functionNames: P.functions.names)
         do {
             try proto.insertAllSteps(inserter)
         } catch {
             throw .insertion(String(describing: error))
         }
-        return state
+        guard settings.storeEnabled else { return Rank0Setup(state: state, store: nil) }
+        do {
+            if let previous, settings.mode == .continueRun {
+                let current = state.withScheduler { $0.graph.records }
+                let plan = ContinuePlan(current: current, previous: previous.steps)
+                state = SchedulerState(config, restoring: plan.records)
+                _ = state.withScheduler { $0.takeChanged() }
+                settings.notes?("continuing the run in \(settings.runDirectory.path): \(plan.keptFinished) of \(plan.records.count) steps stay finished, \(plan.restored) restored from the database")
+                let store = try RunStore.reopen(runDirectory: settings.runDirectory, protocolName: P.protocolName,
+                                                params: settings.commandLine, threads: parallel.threads, mpi: parallel.mpi, steps: plan.records)
+                return Rank0Setup(state: state, store: store)
+            }
+            let (store, moved) = try RunStore.create(runDirectory: settings.runDirectory, protocolName: P.protocolName,
+                                                     params: settings.commandLine, threads: parallel.threads, mpi: parallel.mpi)
+            if let moved { settings.notes?("the previous run's database was moved to \(moved)") }
+            return Rank0Setup(state: state, store: store)
+        } catch {
+            throw .store(error)
+        }
+    }
+
+    /// Records how the run ended in its database.
+    public static func finish(_ report: RunReport, store: RunStore?) {
+        store?.finish(status: report.outcome.statusName)
     }
 
     /// Runs a protocol with every rank in this process (`LocalTransport`). With `worldSize` nil the
@@ -145,15 +215,16 @@ public enum ProtocolRunner {
         var form = ProtocolForm()
         proto.defineParams(&form)
         let parallel = try ResolvedParallelSection.resolve(form: form, settings: settings, worldSize: worldSize)
-        try prepareRunDirectory(settings.runDirectory)
-        let state = try insertSteps(&proto, parallel: parallel, keepGoing: settings.keepGoing, prefetch: 0)
+        let setup = try prepareRank0(&proto, parallel: parallel, settings: settings, prefetch: 0)
         let frozen = proto
         let transport = LocalTransport(ranks: parallel.mpi, threads: parallel.threads, executor: StepExecutor(frozen),
                                        runDirectory: settings.runDirectory)
-        let coordinator = Coordinator(state: state, transport: transport, functionNames: P.functions.names,
+        let coordinator = Coordinator(state: setup.state, transport: transport, functionNames: P.functions.names,
                                       hook: { try frozen.stepsCheck($0) },
                                       hookInterval: settings.stepsCheckInterval ?? frozen.stepsCheckInterval,
-                                      progress: settings.progress)
-        return coordinator.run()
+                                      progress: settings.progress, journal: setup.store, watchSignals: settings.watchSignals)
+        let report = coordinator.run()
+        finish(report, store: setup.store)
+        return report
     }
 }

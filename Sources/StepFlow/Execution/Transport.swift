@@ -104,6 +104,8 @@ public protocol CoordinatorTransport: AnyObject, Sendable {
     func nextEvents(timeout: Duration) -> [RankEvent]
     /// Ends every rank's workers after the run; returns when they have stopped.
     func shutdown()
+    /// Ends every rank at once after a signal, without waiting for running steps (they are `aborted`).
+    func abort()
 }
 
 /// A running step's way to rank 0: it sends a graph edit and blocks until rank 0 answers.

@@ -70,6 +70,18 @@ public final class WorkerPool: Sendable {
     /// Whether any step is queued or running on this rank.
     public var isBusy: Bool { state.withLock { $0.running > 0 || !$0.pending.isEmpty } }
 
+    /// Drops queued steps and lets the threads end after their current step, without waiting for them
+    /// (a signal stopped the run; what still runs is recorded `aborted`).
+    public func stopLaunching() {
+        wake.lock()
+        state.withLock {
+            $0.pending.removeAll()
+            $0.shuttingDown = true
+        }
+        wake.broadcast()
+        wake.unlock()
+    }
+
     /// Lets queued steps finish, then stops the threads and waits for them.
     public func shutdown() {
         wake.lock()

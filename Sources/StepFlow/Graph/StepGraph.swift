@@ -16,11 +16,40 @@ public struct StepGraph: Sendable {
     private var ready = Heap<Int>()
     private var queued: [Bool] = []
     private var countByStatus = [Int](repeating: 0, count: StepStatus.allCases.count)
+    /// Steps changed since the last `takeChanged()`, for the run database's write-behind.
+    private var changed: [Int32] = []
+    private var isChanged: [Bool] = []
     /// Whether a failed or skipped prerequisite skips its dependents (`--keep-going`).
     public var skipDependentsOfFailures: Bool
 
     public init(skipDependentsOfFailures: Bool = false) {
         self.skipDependentsOfFailures = skipDependentsOfFailures
+    }
+
+    /// A graph rebuilt from records (continuing a run, S9): `finished` steps stay finished, every other
+    /// step is `new` (or `waiting`, as its record says) and runs. Prerequisites may point at later ids
+    /// (added to a waiting step at run time); every id must be in 1...records.count.
+    public init(restoring restored: [StepRecord], skipDependentsOfFailures: Bool = false) {
+        self.skipDependentsOfFailures = skipDependentsOfFailures
+        let n = restored.count
+        records = restored
+        remaining = Array(repeating: 0, count: n)
+        dependents = Array(repeating: [], count: n)
+        queued = Array(repeating: false, count: n)
+        isChanged = Array(repeating: false, count: n)
+        for i in 0..<n {
+            precondition(records[i].id == i + 1, "restored records must be numbered 1...n")
+            if records[i].status != .finished && records[i].status != .waiting { records[i].status = .new }
+            countByStatus[records[i].status.ordinal] += 1
+            markChanged(i + 1)
+        }
+        for i in 0..<n where records[i].status != .finished {
+            for p in records[i].prerequisites where records[p - 1].status != .finished {
+                remaining[i] += 1
+                dependents[p - 1].append(Int32(i + 1))
+            }
+        }
+        for i in 0..<n { enqueueIfReady(i + 1) }
     }
 
     public var count: Int { records.count }
@@ -55,6 +84,8 @@ public struct StepGraph: Sendable {
         remaining.append(0)
         dependents.append([])
         queued.append(false)
+        isChanged.append(false)
+        markChanged(id)
         countByStatus[records[id - 1].status.ordinal] += 1
         var blocked = false
         for p in unique {
@@ -87,6 +118,7 @@ public struct StepGraph: Sendable {
             if p == target { throw .selfPrerequisite(target, at: location) }
             if dependsOn(p, target) { throw .cycle(target: target, prerequisite: p, at: location) }
         }
+        markChanged(target)
         for p in prerequisites where !records[target - 1].prerequisites.contains(p) {
             records[target - 1].prerequisites.append(p)
             let ps = records[p - 1].status
@@ -138,6 +170,7 @@ public struct StepGraph: Sendable {
         if let start { records[id - 1].start = start }
         if let end { records[id - 1].end = end }
         if let logPath { records[id - 1].logPath = logPath }
+        markChanged(id)
     }
 
     /// A running step finished: its dependents lose one unfinished prerequisite.
@@ -237,7 +270,23 @@ public struct StepGraph: Sendable {
         }
     }
 
+    /// The steps changed since the last call, each once, in the order they first changed.
+    public mutating func takeChanged() -> [StepID] {
+        guard !changed.isEmpty else { return [] }
+        let ids = changed.map { Int($0) }
+        for id in ids { isChanged[id - 1] = false }
+        changed.removeAll(keepingCapacity: true)
+        return ids
+    }
+
+    private mutating func markChanged(_ id: StepID) {
+        guard !isChanged[id - 1] else { return }
+        isChanged[id - 1] = true
+        changed.append(Int32(id))
+    }
+
     private mutating func setStatus(_ id: StepID, _ status: StepStatus) {
+        markChanged(id)
         countByStatus[records[id - 1].status.ordinal] -= 1
         records[id - 1].status = status
         countByStatus[status.ordinal] += 1

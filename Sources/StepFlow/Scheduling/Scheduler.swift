@@ -82,6 +82,12 @@ public struct Scheduler: Sendable {
         self.prefetch = config.prefetch
     }
 
+    /// A scheduler over a graph rebuilt from a run database (S9).
+    public init(config: SchedulerConfig, restoring records: [StepRecord]) {
+        self.init(config: config)
+        self.graph = StepGraph(restoring: records, skipDependentsOfFailures: config.failurePolicy == .keepGoing)
+    }
+
     /// Checks that a step's resource request can ever be met (S5), then inserts it.
     @discardableResult
     public mutating func insert(_ spec: StepSpec, prerequisites: [StepID], insertedBy: Inserter,
@@ -198,10 +204,18 @@ public struct Scheduler: Sendable {
     /// Stop launching new steps; the run ends once nothing is in flight.
     public mutating func stopLaunching() { stopping = true }
 
-    /// Stop launching because of a signal; the run ends `aborted` once nothing is in flight.
+    /// The steps changed since the last call (for the run database).
+    public mutating func takeChanged() -> [StepID] { graph.takeChanged() }
+
+    /// Stop at once because of a signal (S10): nothing new is launched and every running step is
+    /// `aborted` now, without waiting for it; reports that come later are ignored.
     public mutating func abort(signal: Int32) {
         stopping = true
         if abortSignal == nil { abortSignal = signal }
+        for r in graph.records where r.status == .running { graph.abort(r.id) }
+        inFlight = 0
+        load = Array(repeating: 0, count: config.ranks)
+        freeGPUs = Array(repeating: Array(0..<config.gpusPerRank), count: config.ranks)
     }
 
     /// The outcome once nothing is in flight and nothing more can be launched; nil while the run

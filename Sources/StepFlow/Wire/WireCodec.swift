@@ -6,6 +6,8 @@ public enum WireEvent: Sendable, Equatable {
     case takeBackUnstarted
     case reply(token: UInt32, EditResult)
     case shutdown
+    /// Stop at once (a signal): do not wait for running steps.
+    case abort
     // worker → rank 0
     case ended(StepOutcome)
     case request(token: UInt32, StepRequest)
@@ -122,6 +124,8 @@ struct WireWriter {
             }
         case .shutdown:
             byte(4)
+        case .abort:
+            byte(7)
         case .ended(let o):
             byte(5); int(o.id); int(o.rank); int(o.slot)
             switch o.report {
@@ -259,6 +263,8 @@ struct WireReader {
             return .reply(token: token, .failure(GraphEditError(try string())))
         case 4:
             return .shutdown
+        case 7:
+            return .abort
         case 5:
             let id = try int(), rank = try int(), slot = try int()
             let report: Scheduler.Report

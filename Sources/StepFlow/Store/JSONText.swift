@@ -1,0 +1,62 @@
+import Foundation
+
+/// Compact JSON text for step arguments and id lists, written by hand because the run database
+/// writes every step and Foundation's encoder costs more than the step itself.
+enum JSONText {
+    static func values(_ values: [StepValue]) -> String {
+        var out = "["
+        for (i, v) in values.enumerated() {
+            if i > 0 { out += "," }
+            append(v, to: &out)
+        }
+        return out + "]"
+    }
+
+    static func ids(_ ids: [Int]) -> String {
+        "[" + ids.map(String.init).joined(separator: ",") + "]"
+    }
+
+    static func append(_ v: StepValue, to out: inout String) {
+        switch v {
+        case .null: out += "null"
+        case .bool(let b): out += b ? "true" : "false"
+        case .int(let i): out += String(i)
+        case .double(let d): out += d.isFinite ? "\(d)" : "null"
+        case .string(let s): appendString(s, to: &out)
+        case .array(let a): out += values(a)
+        case .object(let o):
+            out += "{"
+            for (i, (k, x)) in o.sorted(by: { $0.key < $1.key }).enumerated() {
+                if i > 0 { out += "," }
+                appendString(k, to: &out)
+                out += ":"
+                append(x, to: &out)
+            }
+            out += "}"
+        }
+    }
+
+    static func appendString(_ s: String, to out: inout String) {
+        out += "\""
+        for u in s.unicodeScalars {
+            switch u {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case _ where u.value < 0x20: out += String(format: "\\u%04x", u.value)
+            default: out.unicodeScalars.append(u)
+            }
+        }
+        out += "\""
+    }
+
+    static func parseValues(_ text: String) -> [StepValue]? {
+        try? JSONDecoder().decode([StepValue].self, from: Data(text.utf8))
+    }
+
+    static func parseIDs(_ text: String) -> [Int] {
+        (try? JSONDecoder().decode([Int].self, from: Data(text.utf8))) ?? []
+    }
+}

@@ -1,0 +1,313 @@
+import Foundation
+import GRDB
+import Synchronization
+
+/// Why the run database cannot be used. The file is left as it was.
+public enum RunStoreError: Error, CustomStringConvertible, Sendable {
+    case unreadable(path: String, reason: String)
+    case otherProtocol(path: String, found: String, expected: String)
+    case newerSchema(path: String, found: Int, supported: Int)
+    case alreadyHoldsRun(path: String, protocolName: String, status: String, steps: Int)
+    case noRun(path: String)
+    case write(path: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case .unreadable(let path, let reason):
+            return "'\(path)' is not a StepFlow run database (\(reason)). Leave it be and choose another --run-dir, or move it away and start over."
+        case .otherProtocol(let path, let found, let expected):
+            return "'\(path)' holds a run of protocol '\(found)', not '\(expected)'. Use another --run-dir, or --restart to set the old run aside and start over."
+        case .newerSchema(let path, let found, let supported):
+            return "'\(path)' was written by a newer StepFlow (schema \(found); this one reads up to \(supported)). Use that StepFlow, or another --run-dir."
+        case .alreadyHoldsRun(let path, let name, let status, let steps):
+            return "'\(path)' already holds a run of \(name) (\(status), \(steps) steps). Add --continue to finish it, or --restart to set it aside and start over."
+        case .noRun(let path):
+            return "no run database at '\(path)'. Give the --run-dir of a run (it holds run.db)."
+        case .write(let path, let reason):
+            return "cannot write the run database '\(path)': \(reason)"
+        }
+    }
+}
+
+/// A run as the database holds it.
+public struct StoredRun: Sendable {
+    public var protocolName: String
+    public var params: [String]
+    public var status: String
+    public var threads: Int
+    public var mpi: Int
+    public var started: Double?
+    public var ended: Double?
+    public var steps: [StepRecord]
+
+    public func count(_ status: StepStatus) -> Int { steps.lazy.filter { $0.status == status }.count }
+}
+
+/// The run database (S8): `<run-dir>/run.db`, SQLite in WAL mode, owned by rank 0. Step records are
+/// written behind the run by a thread of their own, many to a transaction; `sync()` waits until
+/// everything handed over is committed, so a status is on disk before the run reports it.
+public final class RunStore: Sendable {
+    public static let fileName = "run.db"
+    public static let schemaVersion = 1
+
+    public let path: String
+    private let db: DatabaseQueue
+    private let queue = Mutex<(pending: [[StepRecord]], handed: Int, committed: Int, closing: Bool, failure: String?)>(([], 0, 0, false, nil))
+    private let wake = NSCondition()
+    private let writerDone = DispatchSemaphore(value: 0)
+
+    public static func path(in runDirectory: URL) -> String { runDirectory.path + "/" + fileName }
+
+    /// Opens the database of a run to read it (`status`), without writing and without blocking a live run.
+    public static func read(runDirectory: URL) throws(RunStoreError) -> StoredRun {
+        let path = path(in: runDirectory)
+        guard FileManager.default.fileExists(atPath: path) else { throw .noRun(path: path) }
+        let reader: DatabaseQueue
+        do {
+            var config = Configuration()
+            config.readonly = true
+            config.busyMode = .timeout(5)
+            reader = try DatabaseQueue(path: path, configuration: config)
+        } catch {
+            throw .unreadable(path: path, reason: Self.reason(error))
+        }
+        return try load(reader, path: path)
+    }
+
+    /// What the run directory holds: nil when there is no database yet. Never changes the file.
+    public static func inspect(runDirectory: URL) throws(RunStoreError) -> StoredRun? {
+        guard FileManager.default.fileExists(atPath: path(in: runDirectory)) else { return nil }
+        return try read(runDirectory: runDirectory)
+    }
+
+    /// Creates a new database; an existing one is first moved aside (never deleted) and its new name
+    /// returned.
+    public static func create(runDirectory: URL, protocolName: String, params: [String], threads: Int, mpi: Int) throws(RunStoreError) -> (RunStore, movedAside: String?) {
+        let path = path(in: runDirectory)
+        var moved: String?
+        if FileManager.default.fileExists(atPath: path) {
+            let stamp = ISO8601DateFormatter().string(from: Date()).replacingOccurrences(of: ":", with: "")
+            let aside = runDirectory.path + "/run-\(stamp).db"
+            do {
+                for suffix in ["", "-wal", "-shm"] where FileManager.default.fileExists(atPath: path + suffix) {
+                    try FileManager.default.moveItem(atPath: path + suffix, toPath: aside + suffix)
+                }
+            } catch {
+                throw .write(path: path, reason: "could not move the old database aside: \(reason(error))")
+            }
+            moved = aside
+        }
+        let store = try RunStore(path: path)
+        try store.writeRun(protocolName: protocolName, params: params, threads: threads, mpi: mpi, replaceSteps: [])
+        return (store, moved)
+    }
+
+    /// Opens an existing database to continue its run: its run row is refreshed, its steps will be
+    /// rewritten from the continued graph (`replaceSteps`).
+    public static func reopen(runDirectory: URL, protocolName: String, params: [String], threads: Int, mpi: Int,
+                              steps: [StepRecord]) throws(RunStoreError) -> RunStore {
+        let store = try RunStore(path: path(in: runDirectory))
+        try store.writeRun(protocolName: protocolName, params: params, threads: threads, mpi: mpi, replaceSteps: steps)
+        return store
+    }
+
+    private init(path: String) throws(RunStoreError) {
+        self.path = path
+        do {
+            var config = Configuration()
+            config.busyMode = .timeout(5)
+            config.prepareDatabase { db in
+                try db.execute(sql: "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL")
+            }
+            db = try DatabaseQueue(path: path, configuration: config)
+            try db.write { db in
+                let version = try Int.fetchOne(db, sql: "PRAGMA user_version") ?? 0
+                if version > Self.schemaVersion { throw RunStoreError.newerSchema(path: path, found: version, supported: Self.schemaVersion) }
+                try db.execute(sql: Self.schema)
+                try db.execute(sql: "PRAGMA user_version = \(Self.schemaVersion)")
+            }
+        } catch let error as RunStoreError {
+            throw error
+        } catch {
+            throw .write(path: path, reason: Self.reason(error))
+        }
+        let thread = Thread { [self] in self.writerLoop() }
+        thread.name = "stepflow-runstore"
+        thread.start()
+    }
+
+    /// Hands step records to the writer; they are committed within one batch, in order.
+    public func record(_ steps: [StepRecord]) {
+        guard !steps.isEmpty else { return }
+        wake.lock()
+        queue.withLock {
+            $0.pending.append(steps)
+            $0.handed += 1
+        }
+        wake.signal()
+        wake.unlock()
+    }
+
+    /// Waits until everything handed over so far is committed. Returns the writer's failure, if any.
+    @discardableResult
+    public func sync() -> String? {
+        let target = queue.withLock { $0.handed }
+        wake.lock()
+        defer { wake.unlock() }
+        while true {
+            let (committed, failure) = queue.withLock { ($0.committed, $0.failure) }
+            if committed >= target || failure != nil { return failure }
+            wake.wait()
+        }
+    }
+
+    /// Records how the run ended, commits everything and stops the writer.
+    public func finish(status: String) {
+        sync()
+        try? db.write { db in
+            try db.execute(sql: "UPDATE run SET status = ?, ended = ? WHERE id = 1", arguments: [status, Date().timeIntervalSince1970])
+        }
+        wake.lock()
+        queue.withLock { $0.closing = true }
+        wake.broadcast()
+        wake.unlock()
+        writerDone.wait()
+    }
+
+    private func writerLoop() {
+        while true {
+            wake.lock()
+            var batches: [[StepRecord]] = []
+            var closing = false
+            while true {
+                (batches, closing) = queue.withLock { q in
+                    let b = q.pending
+                    q.pending.removeAll()
+                    return (b, q.closing)
+                }
+                if !batches.isEmpty || closing { break }
+                wake.wait()
+            }
+            wake.unlock()
+            if !batches.isEmpty {
+                var failure: String?
+                do {
+                    try db.write { db in
+                        let statement = try db.cachedStatement(sql: Self.upsert)
+                        for batch in batches { for r in batch { try statement.execute(arguments: Self.arguments(r)) } }
+                    }
+                } catch {
+                    failure = Self.reason(error)
+                }
+                wake.lock()
+                queue.withLock {
+                    $0.committed += batches.count
+                    if let failure, $0.failure == nil { $0.failure = failure }
+                }
+                wake.broadcast()
+                wake.unlock()
+            }
+            if closing && batches.isEmpty { break }
+        }
+        writerDone.signal()
+    }
+
+    private func writeRun(protocolName: String, params: [String], threads: Int, mpi: Int, replaceSteps: [StepRecord]) throws(RunStoreError) {
+        do {
+            try db.write { db in
+                let existing = try String.fetchOne(db, sql: "SELECT protocol FROM run WHERE id = 1")
+                if let existing, existing != protocolName {
+                    throw RunStoreError.otherProtocol(path: path, found: existing, expected: protocolName)
+                }
+                try db.execute(sql: """
+                    INSERT INTO run (id, protocol, params, status, threads, mpi, started, ended) VALUES (1, ?, ?, 'running', ?, ?, ?, NULL)
+                    ON CONFLICT(id) DO UPDATE SET params = excluded.params, status = 'running', threads = excluded.threads,
+                      mpi = excluded.mpi, started = excluded.started, ended = NULL
+                    """, arguments: [protocolName, JSONText.values(params.map { .string($0) }), threads, mpi, Date().timeIntervalSince1970])
+                if !replaceSteps.isEmpty || existing != nil {
+                    try db.execute(sql: "DELETE FROM step")
+                    let statement = try db.cachedStatement(sql: Self.upsert)
+                    for r in replaceSteps { try statement.execute(arguments: Self.arguments(r)) }
+                }
+            }
+        } catch let error as RunStoreError {
+            throw error
+        } catch {
+            throw .write(path: path, reason: Self.reason(error))
+        }
+    }
+
+    static let schema = """
+        CREATE TABLE IF NOT EXISTS run (
+          id INTEGER PRIMARY KEY CHECK (id = 1), protocol TEXT NOT NULL, params TEXT NOT NULL, status TEXT NOT NULL,
+          threads INTEGER NOT NULL, mpi INTEGER NOT NULL, started REAL, ended REAL);
+        CREATE TABLE IF NOT EXISTS step (
+          id INTEGER PRIMARY KEY, function TEXT NOT NULL, args TEXT NOT NULL, prerequisites TEXT NOT NULL,
+          status TEXT NOT NULL, wait INTEGER NOT NULL, threads INTEGER NOT NULL, needs_gpu INTEGER NOT NULL,
+          retries INTEGER NOT NULL, inserter TEXT NOT NULL, inserted_by INTEGER, rank INTEGER, slot INTEGER,
+          attempts INTEGER NOT NULL, start REAL, "end" REAL, error TEXT, log TEXT);
+        """
+
+    static let upsert = """
+        INSERT INTO step (id, function, args, prerequisites, status, wait, threads, needs_gpu, retries, inserter,
+          inserted_by, rank, slot, attempts, start, "end", error, log)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        ON CONFLICT(id) DO UPDATE SET prerequisites = excluded.prerequisites, status = excluded.status,
+          rank = excluded.rank, slot = excluded.slot, attempts = excluded.attempts, start = excluded.start,
+          "end" = excluded."end", error = excluded.error, log = excluded.log
+        """
+
+    static func arguments(_ r: StepRecord) -> StatementArguments {
+        let inserter: String
+        switch r.insertedBy {
+        case .protocolSteps: inserter = "protocol"
+        case .stepsCheck: inserter = "stepsCheck"
+        case .step: inserter = "step"
+        }
+        return [r.id, r.spec.function, JSONText.values(r.spec.args), JSONText.ids(r.prerequisites), r.status.rawValue,
+                r.spec.wait, r.spec.threads, r.spec.needsGPU, r.spec.retries, inserter, r.insertedBy.stepID,
+                r.rank, r.slot, r.attempts, r.start, r.end, r.error, r.logPath]
+    }
+
+    private static func load(_ reader: DatabaseQueue, path: String) throws(RunStoreError) -> StoredRun {
+        do {
+            return try reader.read { db -> StoredRun in
+                let version = try Int.fetchOne(db, sql: "PRAGMA user_version") ?? 0
+                if version > schemaVersion { throw RunStoreError.newerSchema(path: path, found: version, supported: schemaVersion) }
+                guard try db.tableExists("run"), try db.tableExists("step"), let run = try Row.fetchOne(db, sql: "SELECT * FROM run WHERE id = 1") else {
+                    throw RunStoreError.unreadable(path: path, reason: "it has no StepFlow run in it")
+                }
+                var steps: [StepRecord] = []
+                for row in try Row.fetchAll(db, sql: "SELECT * FROM step ORDER BY id") {
+                    let kind: String = row["inserter"]
+                    let by: Int? = row["inserted_by"]
+                    let inserter: Inserter = kind == "step" ? .step(by ?? 0) : kind == "stepsCheck" ? .stepsCheck : .protocolSteps
+                    let spec = StepSpec(function: row["function"], args: JSONText.parseValues(row["args"]) ?? [],
+                                        threads: row["threads"], needsGPU: row["needs_gpu"], retries: row["retries"], wait: row["wait"])
+                    var r = StepRecord(id: row["id"], spec: spec, prerequisites: JSONText.parseIDs(row["prerequisites"]),
+                                       insertedBy: inserter, status: StepStatus(rawValue: row["status"]) ?? .new)
+                    r.rank = row["rank"]
+                    r.slot = row["slot"]
+                    r.attempts = row["attempts"]
+                    r.start = row["start"]
+                    r.end = row["end"]
+                    r.error = row["error"]
+                    r.logPath = row["log"]
+                    steps.append(r)
+                }
+                let params = JSONText.parseValues(run["params"] ?? "[]")?.compactMap(\.stringValue) ?? []
+                return StoredRun(protocolName: run["protocol"], params: params, status: run["status"], threads: run["threads"],
+                                 mpi: run["mpi"], started: run["started"], ended: run["ended"], steps: steps)
+            }
+        } catch let error as RunStoreError {
+            throw error
+        } catch {
+            throw .unreadable(path: path, reason: reason(error))
+        }
+    }
+
+    static func reason(_ error: any Error) -> String {
+        if let e = error as? DatabaseError { return e.message ?? e.description }
+        return String(describing: error)
+    }
+}

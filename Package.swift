@@ -54,7 +54,7 @@ let package = Package(
         ),
         .testTarget(
             name: "StepFlowTests",
-            dependencies: ["StepFlow"]
+            dependencies: ["StepFlow", .product(name: "GRDB", package: "GRDB.swift")]
         ),
     ],
     swiftLanguageModes: [.v6]

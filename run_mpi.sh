@@ -240,4 +240,22 @@ cmd+=("$binary" ${args[@]+"${args[@]}"})
     printf ' %q' ${shown[@]+"${shown[@]}"} "${cmd[@]}"
     printf '\n'
 } >&2
-exec "${cmd[@]}"
+# Not exec: on SIGTERM/SIGINT (Slurm's time limit, Ctrl-C) pass the signal on, let rank 0 record the
+# aborted run, then exit 128+signal like a program the signal stopped (mpirun itself would say 1).
+"${cmd[@]}" &
+launched=$!
+stopped_by=0
+forward() {
+    stopped_by=$1
+    kill "-$2" "$launched" 2>/dev/null || true
+}
+trap 'forward 143 TERM' TERM
+trap 'forward 130 INT' INT
+rc=0
+while true; do
+    wait "$launched" && rc=0 || rc=$?
+    # wait returns early (>128) when a trapped signal arrives; keep waiting for the launch itself.
+    kill -0 "$launched" 2>/dev/null || break
+done
+((stopped_by == 0)) || exit "$stopped_by"
+exit "$rc"

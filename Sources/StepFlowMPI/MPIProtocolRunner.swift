@@ -17,13 +17,26 @@ public enum MPIProtocolRunner {
     ///   `.reportedElsewhere`, since rank 0 prints the message.
     public static func run<P: StepProtocol>(_ proto: P, settings: RunSettings) throws -> RunReport? {
         let world = MPIWorld.initialize()
-        defer { world.finalize() }
-        return try run(proto, settings: settings, world: world)
+        let report: RunReport?
+        do {
+            report = try run(proto, settings: settings, world: world)
+        } catch {
+            world.finalize()
+            throw error
+        }
+        // After a signal, rank 0 ends without MPI_Finalize: the launcher (mpirun, srun) is tearing the
+        // job down and may never complete finalize's exchange; the run database is already flushed.
+        if case .aborted = report?.outcome {} else { world.finalize() }
+        return report
     }
 
     /// Runs `proto` on an initialized world and leaves MPI initialized, so one launch can hold
     /// several runs (the benchmark does). Every rank must call it with the same inputs.
     public static func run<P: StepProtocol>(_ proto: P, settings: RunSettings, world: MPIWorld) throws -> RunReport? {
+        // Under mpirun, MPI's initialization installs handlers of its own: ours go in after it.
+        if settings.watchSignals {
+            if world.rank == 0 { SignalWatch.install() } else { SignalWatch.ignoreOnWorker() }
+        }
         var proto = proto
         var form = ProtocolForm()
         proto.defineParams(&form)
@@ -65,9 +78,14 @@ public enum MPIProtocolRunner {
         let frozen = proto
         let executor = StepExecutor(frozen)
         guard world.rank == 0, let setup else {
-            if settings.watchSignals { SignalWatch.ignoreOnWorker() }
-            MPIWorkerRuntime(world: world, threads: parallel.threads, executor: executor,
-                             runDirectory: settings.runDirectory).run()
+            let ended = MPIWorkerRuntime(world: world, threads: parallel.threads, executor: executor,
+                                         runDirectory: settings.runDirectory).run()
+            if ended == .aborted {
+                // Rank 0 exits with 128+signal once its summary is out, and the launcher then ends every
+                // rank; a worker that outlives it (a launcher that does not) leaves on its own.
+                sleep(5)
+                _exit(0)
+            }
             return nil
         }
         let transport = MPICoordinatorTransport(world: world, threads: parallel.threads, executor: executor,

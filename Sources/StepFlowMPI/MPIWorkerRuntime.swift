@@ -22,7 +22,11 @@ public final class MPIWorkerRuntime {
 
     /// Serves rank 0 until it sends `shutdown` (or `abort`, after a signal: then running steps are
     /// left behind, as the process is about to end).
-    public func run() {
+    /// How a worker rank's service ended.
+    public enum Ending: Sendable { case shutdown, aborted }
+
+    @discardableResult
+    public func run() -> Ending {
         var backoff = IdleBackoff()
         var stopping = false
         var aborting = false
@@ -71,11 +75,12 @@ public final class MPIWorkerRuntime {
         }
         if aborting {
             pool.stopLaunching()
-            return
+            return .aborted
         }
         pool.shutdown()
         _ = sendOutbox(outbox.drain())
         messenger.flush()
+        return .shutdown
     }
 
     private func sendOutbox(_ events: [WireEvent]) -> Bool {

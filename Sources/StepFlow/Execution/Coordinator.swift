@@ -134,7 +134,14 @@ public final class Coordinator: Sendable {
             }
             if journalFailure != nil { state.withScheduler { $0.stopLaunching() } }
         }
-        if case .aborted = outcome { transport.abort() } else { transport.shutdown() }
+        if case .aborted = outcome {
+            // Commit first: after a signal the launcher may end every rank soon (mpirun: one second).
+            handOffChanged()
+            if let failure = journal?.sync() { journalFailure = failure }
+            transport.abort()
+        } else {
+            transport.shutdown()
+        }
         handOffChanged()
         if let failure = journal?.sync() { journalFailure = failure }
         let elapsed = clock.now - started

@@ -161,7 +161,7 @@ public final class RunStore: Sendable {
         }
     }
 
-    /// Records how the run ended, commits everything and stops the writer.
+    /// Records how the run ended, commits everything, stops the writer and closes the database.
     public func finish(status: String) {
         sync()
         try? db.write { db in
@@ -172,6 +172,8 @@ public final class RunStore: Sendable {
         wake.broadcast()
         wake.unlock()
         writerDone.wait()
+        // Closing checkpoints the write-ahead log into run.db now, not whenever the store is freed.
+        try? db.close()
     }
 
     private func writerLoop() {

@@ -33,6 +33,10 @@ struct ProbeProtocol: StepProtocol {
     ]
 
     mutating func insertAllSteps(_ steps: StepInserter) throws {
+        // Every rank runs insertAllSteps: a good place to tell tests which process is which rank.
+        let rank = ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_RANK"] ?? "0"
+        try? FileManager.default.createDirectory(at: runDirectory.appendingPathComponent("pids"), withIntermediateDirectories: true)
+        try? String(getpid()).write(to: runDirectory.appendingPathComponent("pids/rank-\(rank)"), atomically: true, encoding: .utf8)
         switch params.scenario {
         case "random":
             var rng = SplitMix(seed: params.seed)

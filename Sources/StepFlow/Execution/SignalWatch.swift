@@ -10,6 +10,13 @@ public enum SignalWatch {
     public static func install() {
         signal(SIGINT) { SignalWatch.pending.store($0, ordering: .relaxed) }
         signal(SIGTERM) { SignalWatch.pending.store($0, ordering: .relaxed) }
+        // A launcher may hand down a mask that blocks them (a program spawned from a thread that
+        // blocks signals inherits its mask); threads started from here on inherit this one.
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, SIGINT)
+        sigaddset(&set, SIGTERM)
+        pthread_sigmask(SIG_UNBLOCK, &set, nil)
     }
 
     /// On worker ranks: mpirun and Slurm send the signal to every rank, but only rank 0 decides;

@@ -1,0 +1,140 @@
+import Foundation
+import Testing
+@testable import StepFlow
+
+/// Runs stopped by signals and killed ranks, then finished with --continue (S8–S10), checked against
+/// what the steps wrote down themselves.
+@Suite(.serialized) struct RecoveryTests {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    /// `status --json` of a run, parsed.
+    func statusJSON(_ run: URL) throws -> [String: Any] {
+        let result = try Executables.run("StepFlowProbe", ["status", "--json", "--run-dir", run.path])
+        #expect(result.code == 0, "\(result.stderr)")
+        return try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+    }
+
+    func checkSchema(_ doc: [String: Any]) throws {
+        let run = try #require(doc["run"] as? [String: Any])
+        for key in ["protocol", "status", "threads", "mpi", "started", "ended", "counts"] { #expect(run.keys.contains(key), "run.\(key)") }
+        let counts = try #require(run["counts"] as? [String: Int])
+        #expect(Set(counts.keys) == Set(StepStatus.allCases.map(\.rawValue)))
+        let steps = try #require(doc["steps"] as? [[String: Any]])
+        #expect(counts.values.reduce(0, +) == steps.count)
+        for s in steps {
+            for key in ["id", "function", "args", "prerequisites", "status", "rank", "slot", "attempts", "start", "end", "insertedBy", "error", "log"] {
+                #expect(s.keys.contains(key), "step.\(key)")
+            }
+            if s["status"] as? String == "finished" {
+                #expect(s["start"] is Double && s["end"] is Double && s["rank"] is Int && s["slot"] is Int)
+            }
+        }
+    }
+
+    @Test("status --json works on a live run (read-only, the run goes on) and on a finished one")
+    func statusLiveAndFinished() throws {
+        let dir = Executables.temporaryFolder("status")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let run = dir.appendingPathComponent("run")
+        let launch = try Background.launch(np: 2, "StepFlowProbe",
+                                           ["--run-dir", run.path, "--scenario", "sleep", "--steps", "40", "--work-us", "60000", "--threads", "2"],
+                                           environment: ["PROBE_RUN_DIR": run.path])
+        #expect(Background.waitUntil { (Background.stored(run)?.count(.finished) ?? 0) >= 4 })
+        let live = try statusJSON(run)
+        try checkSchema(live)
+        let liveRun = try #require(live["run"] as? [String: Any])
+        #expect(liveRun["status"] as? String == "running")
+        #expect(((liveRun["counts"] as? [String: Int])?["finished"] ?? 0) < 40)
+        let table = try Executables.run("StepFlowProbe", ["status", "--run-dir", run.path])
+        #expect(table.code == 0 && table.stdout.contains("RANK/SLOT"))
+        #expect(launch.wait() == 0, "\(launch.text)")
+        let done = try statusJSON(run)
+        try checkSchema(done)
+        let doneRun = try #require(done["run"] as? [String: Any])
+        #expect(doneRun["status"] as? String == "finished" && doneRun["ended"] is Double)
+        #expect((doneRun["counts"] as? [String: Int])?["finished"] == 40)
+    }
+
+    /// Ids the probe's steps recorded running, from the probe files whose names are not in `except`.
+    func ranIDs(_ run: URL, except: Set<String> = []) throws -> (ids: [Int], files: Set<String>) {
+        let files = Set(try FileManager.default.contentsOfDirectory(atPath: run.path).filter { $0.hasPrefix("probe-") })
+        var ids: [Int] = []
+        for f in files.subtracting(except) {
+            for line in try String(contentsOf: run.appendingPathComponent(f), encoding: .utf8).split(separator: "\n")
+            where line.hasPrefix("run ") {
+                ids.append(Int(line.split(separator: " ")[1])!)
+            }
+        }
+        return (ids, files)
+    }
+
+    /// Stops a launch with `stop` once `threshold` steps are finished, then checks the database and
+    /// finishes the run with --continue: every step ends finished, and none that was recorded finished
+    /// before the stop ran again.
+    func stopAndContinue(np: Int, steps: Int, threshold: Int, expectCode: Int32?, stop: (Background, URL) throws -> Void) throws {
+        let dir = Executables.temporaryFolder("recover")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let run = dir.appendingPathComponent("run")
+        let args = ["--run-dir", run.path, "--scenario", "sleep", "--steps", String(steps), "--work-us", "8000", "--threads", "2"]
+        let launch = try Background.launch(np: np, "StepFlowProbe", args, environment: ["PROBE_RUN_DIR": run.path])
+        #expect(Background.waitUntil { (Background.stored(run)?.count(.finished) ?? 0) >= threshold }, "\(launch.text)")
+        try stop(launch, run)
+        let code = launch.wait()
+        if let expectCode { #expect(code == expectCode, "\(launch.text)") } else { #expect(code != 0) }
+        let before = try #require(Background.stored(run))
+        #expect(before.count(.running) == 0 || expectCode == nil, "no step is left running after a signal")
+        let finishedBefore = Set(before.steps.filter { $0.status == .finished }.map(\.id))
+        let (_, oldFiles) = try ranIDs(run)
+
+        let resumed = try MPILaunch.run(np: max(np, 1), "StepFlowProbe", args + ["--continue"], environment: ["PROBE_RUN_DIR": run.path])
+        #expect(resumed.code == 0, "\(resumed.stdout)\n\(resumed.stderr)")
+        let after = try #require(Background.stored(run))
+        #expect(after.steps.count == steps && after.steps.allSatisfy { $0.status == .finished })
+        let rerun = Set(try ranIDs(run, except: oldFiles).ids)
+        #expect(rerun.isDisjoint(with: finishedBefore), "steps recorded finished before the stop ran again: \(rerun.intersection(finishedBefore).sorted())")
+        let everRan = Set(try ranIDs(run).ids)
+        #expect(everRan == Set(1...steps), "every step ran")
+    }
+
+    @Test("SIGTERM to a run: exit 143, running steps aborted, --continue completes it")
+    func sigtermAlone() throws {
+        try stopAndContinue(np: 0, steps: 120, threshold: 20, expectCode: 143) { launch, _ in
+            launch.signal(SIGTERM)
+        }
+    }
+
+    @Test("SIGTERM to run_mpi.sh mid-run: exit 143, the aborted run continues to the end")
+    func sigtermRunMPI() throws {
+        let dir = Executables.temporaryFolder("sigterm-mpi")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let run = dir.appendingPathComponent("run")
+        let args = ["--debug", "--mpi", "2", "--threads", "2", "--", "StepFlowProbe", "--run-dir", run.path,
+                    "--scenario", "sleep", "--steps", "160", "--work-us", "50000"]
+        let launch = try Background(Self.root.appendingPathComponent("run_mpi.sh").path, args, environment: ["PROBE_RUN_DIR": run.path])
+        #expect(Background.waitUntil { (Background.stored(run)?.count(.finished) ?? 0) >= 10 }, "\(launch.text)")
+        launch.signal(SIGTERM)
+        #expect(launch.wait() == 143, "\(launch.text)")
+        let stopped = try #require(Background.stored(run))
+        #expect(stopped.status == "aborted" && stopped.count(.running) == 0)
+        // mpirun passes SIGTERM on to the ranks one second after it gets it.
+        #expect(stopped.count(.aborted) > 0 && stopped.count(.finished) < 160)
+        let resumed = try MPILaunch.run(np: 2, "StepFlowProbe", Array(args.dropFirst(7)) + ["--threads", "2", "--continue"],
+                                        environment: ["PROBE_RUN_DIR": run.path])
+        #expect(resumed.code == 0, "\(resumed.stderr)")
+        #expect(try #require(Background.stored(run)).steps.allSatisfy { $0.status == .finished })
+    }
+
+    @Test("SIGKILL a worker rank, then rank 0, at seeded random moments: --continue finishes, nothing finished runs again",
+          arguments: Array(UInt64(1)...10))
+    func killRanks(seed: UInt64) throws {
+        var rng = SeededRandom(seed: seed)
+        let steps = 240
+        for victim in [Int.random(in: 1...2, using: &rng), 0] {
+            let threshold = Int.random(in: 10...(steps * 3 / 4), using: &rng)
+            try stopAndContinue(np: 3, steps: steps, threshold: threshold, expectCode: nil) { _, run in
+                let pid = try #require(Int32(try String(contentsOf: run.appendingPathComponent("pids/rank-\(victim)"), encoding: .utf8)))
+                kill(pid, SIGKILL)
+            }
+        }
+    }
+}

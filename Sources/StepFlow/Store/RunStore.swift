@@ -117,7 +117,7 @@ public final class RunStore: Sendable {
             var config = Configuration()
             config.busyMode = .timeout(5)
             config.prepareDatabase { db in
-                try db.execute(sql: "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL")
+                try db.execute(sql: "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = 16384")
             }
             db = try DatabaseQueue(path: path, configuration: config)
             try db.write { db in
@@ -177,6 +177,8 @@ public final class RunStore: Sendable {
     }
 
     private func writerLoop() {
+        // Steps this writer wrote already; a first write replaces whatever row `reopen` left.
+        var written: [Bool] = []
         while true {
             wake.lock()
             var batches: [[StepRecord]] = []
@@ -195,8 +197,15 @@ public final class RunStore: Sendable {
                 var failure: String?
                 do {
                     try db.write { db in
-                        let statement = try db.cachedStatement(sql: Self.upsert)
-                        for batch in batches { for r in batch { try statement.execute(arguments: Self.arguments(r)) } }
+                        let writer = try StepRowWriter(db)
+                        defer { writer.finish() }
+                        for batch in batches {
+                            for r in batch {
+                                if r.id > written.count { written += Array(repeating: false, count: max(r.id - written.count, written.count)) }
+                                try writer.write(r, firstTime: !written[r.id - 1])
+                                written[r.id - 1] = true
+                            }
+                        }
                     }
                 } catch {
                     failure = Self.reason(error)
@@ -228,8 +237,9 @@ public final class RunStore: Sendable {
                     """, arguments: [protocolName, JSONText.values(params.map { .string($0) }), threads, mpi, Date().timeIntervalSince1970])
                 if !replaceSteps.isEmpty || existing != nil {
                     try db.execute(sql: "DELETE FROM step")
-                    let statement = try db.cachedStatement(sql: Self.upsert)
-                    for r in replaceSteps { try statement.execute(arguments: Self.arguments(r)) }
+                    let writer = try StepRowWriter(db)
+                    defer { writer.finish() }
+                    for r in replaceSteps { try writer.write(r, firstTime: true) }
                 }
             }
         } catch let error as RunStoreError {
@@ -250,26 +260,6 @@ public final class RunStore: Sendable {
           attempts INTEGER NOT NULL, start REAL, "end" REAL, error TEXT, log TEXT);
         """
 
-    static let upsert = """
-        INSERT INTO step (id, function, args, prerequisites, status, wait, threads, needs_gpu, retries, inserter,
-          inserted_by, rank, slot, attempts, start, "end", error, log)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-        ON CONFLICT(id) DO UPDATE SET prerequisites = excluded.prerequisites, status = excluded.status,
-          rank = excluded.rank, slot = excluded.slot, attempts = excluded.attempts, start = excluded.start,
-          "end" = excluded."end", error = excluded.error, log = excluded.log
-        """
-
-    static func arguments(_ r: StepRecord) -> StatementArguments {
-        let inserter: String
-        switch r.insertedBy {
-        case .protocolSteps: inserter = "protocol"
-        case .stepsCheck: inserter = "stepsCheck"
-        case .step: inserter = "step"
-        }
-        return [r.id, r.spec.function, JSONText.values(r.spec.args), JSONText.ids(r.prerequisites), r.status.rawValue,
-                r.spec.wait, r.spec.threads, r.spec.needsGPU, r.spec.retries, inserter, r.insertedBy.stepID,
-                r.rank, r.slot, r.attempts, r.start, r.end, r.error, r.logPath]
-    }
 
     private static func load(_ reader: DatabaseQueue, path: String) throws(RunStoreError) -> StoredRun {
         do {

@@ -1,0 +1,89 @@
+import GRDB
+import GRDBSQLite
+
+/// Writes step rows with SQLite's own binding calls on GRDB's prepared statement: the run database
+/// writes every step, and building GRDB's `StatementArguments` for each row cost more than the step.
+/// A step's first write is a whole row; later writes update only what changes while it runs.
+struct StepRowWriter {
+    private let insert: OpaquePointer
+    private let update: OpaquePointer
+    /// SQLITE_TRANSIENT: SQLite copies the text before the call returns.
+    private static let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+
+    static let insertSQL = """
+        INSERT OR REPLACE INTO step (id, function, args, prerequisites, status, wait, threads, needs_gpu, retries, inserter,
+          inserted_by, rank, slot, attempts, start, "end", error, log)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        """
+    static let updateSQL = """
+        UPDATE step SET prerequisites = ?4, status = ?5, rank = ?12, slot = ?13, attempts = ?14, start = ?15,
+          "end" = ?16, error = ?17, log = ?18 WHERE id = ?1
+        """
+
+    init(_ db: Database) throws {
+        insert = try db.cachedStatement(sql: Self.insertSQL).sqliteStatement
+        update = try db.cachedStatement(sql: Self.updateSQL).sqliteStatement
+    }
+
+    /// Writes one step: the whole row the first time, the changing columns afterwards.
+    func write(_ r: StepRecord, firstTime: Bool) throws {
+        let handle = firstTime ? insert : update
+        sqlite3_reset(handle)
+        bind(r, to: handle, whole: firstTime)
+        let rc = sqlite3_step(handle)
+        guard rc == SQLITE_DONE else {
+            throw DatabaseError(resultCode: ResultCode(rawValue: rc), message: String(cString: sqlite3_errmsg(sqlite3_db_handle(handle))))
+        }
+    }
+
+    func finish() {
+        sqlite3_reset(insert)
+        sqlite3_reset(update)
+    }
+
+    /// Binds by column number (the numbering of `insertSQL`, which `updateSQL` reuses).
+    private func bind(_ r: StepRecord, to handle: OpaquePointer, whole: Bool) {
+        let text = { (i: Int32, v: String?) in Self.text(handle, i, v) }
+        let int = { (i: Int32, v: Int?) in Self.int(handle, i, v) }
+        let double = { (i: Int32, v: Double?) in Self.double(handle, i, v) }
+        sqlite3_bind_int64(handle, 1, Int64(r.id))
+        text(4, JSONText.ids(r.prerequisites))
+        text(5, r.status.rawValue)
+        int(12, r.rank)
+        int(13, r.slot)
+        sqlite3_bind_int64(handle, 14, Int64(r.attempts))
+        double(15, r.start)
+        double(16, r.end)
+        text(17, r.error)
+        text(18, r.logPath)
+        guard whole else { return }
+        text(2, r.spec.function)
+        text(3, JSONText.values(r.spec.args))
+        sqlite3_bind_int64(handle, 6, r.spec.wait ? 1 : 0)
+        sqlite3_bind_int64(handle, 7, Int64(r.spec.threads))
+        sqlite3_bind_int64(handle, 8, r.spec.needsGPU ? 1 : 0)
+        sqlite3_bind_int64(handle, 9, Int64(r.spec.retries))
+        switch r.insertedBy {
+        case .protocolSteps: text(10, "protocol")
+        case .stepsCheck: text(10, "stepsCheck")
+        case .step: text(10, "step")
+        }
+        int(11, r.insertedBy.stepID)
+    }
+
+    private static func text(_ handle: OpaquePointer, _ index: Int32, _ value: String?) {
+        guard let value else { sqlite3_bind_null(handle, index); return }
+        var copy = value
+        copy.withUTF8 { utf8 in
+            _ = utf8.withMemoryRebound(to: CChar.self) { sqlite3_bind_text(handle, index, $0.baseAddress, Int32(utf8.count), transient) }
+        }
+    }
+
+    private static func int(_ handle: OpaquePointer, _ index: Int32, _ value: Int?) {
+        if let value { sqlite3_bind_int64(handle, index, Int64(value)) } else { sqlite3_bind_null(handle, index) }
+    }
+
+    private static func double(_ handle: OpaquePointer, _ index: Int32, _ value: Double?) {
+        if let value { sqlite3_bind_double(handle, index, value) } else { sqlite3_bind_null(handle, index) }
+    }
+}

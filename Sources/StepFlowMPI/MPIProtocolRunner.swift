@@ -67,6 +67,8 @@ public enum MPIProtocolRunner {
         }
         let flags = world.orAcrossRanks(failure == nil ? 0 : world.rank == 0 ? 2 : 1)
         if flags != 0 {
+            // Another rank could not start: the run database rank 0 opened records a failed start.
+            setup?.store?.finish(status: "failed")
             if world.rank == 0 {
                 throw failure ?? .insertion("a worker rank could not insert the protocol's steps; its message is above")
             }

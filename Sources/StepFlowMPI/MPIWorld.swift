@@ -109,7 +109,11 @@ public struct IdleBackoff: Sendable {
     /// Waits as `next()` says (yielding the core while polling).
     public mutating func pause() {
         let d = next()
-        if d > .zero { usleep(UInt32(d.components.attoseconds / 1_000_000_000_000)) } else { sched_yield() }
+        if d > .zero {
+            usleep(UInt32(d.components.seconds * 1_000_000 + d.components.attoseconds / 1_000_000_000_000))
+        } else {
+            sched_yield()
+        }
     }
 }
 

@@ -118,6 +118,7 @@ public final class Coordinator: Sendable {
                 } catch {
                     hookError = "stepsCheck failed: \(error)"
                     state.withScheduler { $0.stopLaunching() }
+                    transport.takeBackUnstarted()
                 }
                 nextHook = clock.now + hookInterval
             }
@@ -132,7 +133,9 @@ public final class Coordinator: Sendable {
                 progress(snapshot(elapsed: now2 - started))
                 lastProgress = now2
             }
-            if journalFailure != nil { state.withScheduler { $0.stopLaunching() } }
+            if journalFailure != nil, state.withScheduler({ s in defer { s.stopLaunching() }; return !s.stopping }) {
+                transport.takeBackUnstarted()
+            }
         }
         if case .aborted = outcome {
             // Commit first: after a signal the launcher may end every rank soon (mpirun: one second).

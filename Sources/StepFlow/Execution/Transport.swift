@@ -133,7 +133,8 @@ public final class EventQueue<Element: Sendable>: Sendable {
 
     public func push(_ element: Element) {
         items.withLock { $0.append(element) }
-        if sleeping.load(ordering: .acquiring) { wakeUp.signal() }
+        // One signal per sleep: the first push after the waiter went to sleep wakes it.
+        if sleeping.exchange(false, ordering: .sequentiallyConsistent) { wakeUp.signal() }
     }
 
     /// Everything queued, without waiting.
@@ -150,16 +151,19 @@ public final class EventQueue<Element: Sendable>: Sendable {
     public func drain(waitingUpTo timeout: Duration) -> [Element] {
         let now = drain()
         if !now.isEmpty || timeout <= .zero { return now }
-        sleeping.store(true, ordering: .releasing)
+        sleeping.store(true, ordering: .sequentiallyConsistent)
         // A push between the drain above and the store would not signal: look once more.
         let raced = drain()
         if !raced.isEmpty {
-            sleeping.store(false, ordering: .releasing)
+            sleeping.store(false, ordering: .sequentiallyConsistent)
             return raced
         }
         let nanos = Int(timeout.components.seconds) * 1_000_000_000 + Int(timeout.components.attoseconds / 1_000_000_000)
-        _ = wakeUp.wait(timeout: .now() + .nanoseconds(nanos))
-        sleeping.store(false, ordering: .releasing)
+        if wakeUp.wait(timeout: .now() + .nanoseconds(nanos)) == .timedOut,
+           !sleeping.exchange(false, ordering: .sequentiallyConsistent) {
+            // A push cleared the flag and is about to signal: take that signal now, not on the next wait.
+            wakeUp.wait()
+        }
         return drain()
     }
 }

@@ -16,6 +16,9 @@ public struct StepGraph: Sendable {
     private var ready = Heap<Int>()
     private var queued: [Bool] = []
     private var countByStatus = [Int](repeating: 0, count: StepStatus.allCases.count)
+    /// Sets of prerequisites for steps that gained many at run time (a streaming close step), so
+    /// adding one more costs O(1) instead of a scan.
+    private var longPrerequisiteSets: [StepID: Set<StepID>] = [:]
     /// Steps changed since the last `takeChanged()`, for the run database's write-behind.
     private var changed: [Int32] = []
     private var isChanged: [Bool] = []
@@ -74,10 +77,13 @@ public struct StepGraph: Sendable {
         let id = records.count + 1
         var unique: [StepID] = []
         unique.reserveCapacity(prerequisites.count)
+        var seen = Set<StepID>()
         for p in prerequisites {
             if p == id { throw .selfPrerequisite(id, at: location) }
             guard contains(p) else { throw .unknownStep(p, context: "prerequisite of new step \(id) ('\(spec.function)')", at: location) }
-            if !unique.contains(p) { unique.append(p) }
+            // A linear scan for short lists; a set once a list is long (a merge step of 100k inputs).
+            let duplicate = prerequisites.count <= Self.shortList ? unique.contains(p) : !seen.insert(p).inserted
+            if !duplicate { unique.append(p) }
         }
         records.append(StepRecord(id: id, spec: spec, prerequisites: unique, insertedBy: insertedBy,
                                   status: spec.wait ? .waiting : .new))
@@ -116,11 +122,11 @@ public struct StepGraph: Sendable {
         for p in prerequisites {
             guard contains(p) else { throw .unknownStep(p, context: "prerequisite for step \(target)", at: location) }
             if p == target { throw .selfPrerequisite(target, at: location) }
-            if dependsOn(p, target) { throw .cycle(target: target, prerequisite: p, at: location) }
         }
+        if let p = firstDependingOn(target, among: prerequisites) { throw .cycle(target: target, prerequisite: p, at: location) }
         markChanged(target)
-        for p in prerequisites where !records[target - 1].prerequisites.contains(p) {
-            records[target - 1].prerequisites.append(p)
+        for p in prerequisites where !hasPrerequisite(target, p) {
+            appendPrerequisite(target, p)
             let ps = records[p - 1].status
             if ps == .finished { continue }
             remaining[target - 1] += 1
@@ -228,17 +234,37 @@ public struct StepGraph: Sendable {
         records.lazy.filter { $0.status == .new }.map(\.id)
     }
 
-    /// Whether `step` depends on `ancestor`, directly or through other unfinished steps.
-    private func dependsOn(_ step: StepID, _ ancestor: StepID) -> Bool {
-        var stack = [step]
+    /// The first of `steps` that depends on `ancestor`, directly or through other unfinished steps:
+    /// one search over the ancestors of all of them.
+    private func firstDependingOn(_ ancestor: StepID, among steps: [StepID]) -> StepID? {
         var seen = Set<StepID>()
-        while let s = stack.popLast() {
-            if s == ancestor { return true }
-            // A finished step cannot depend on a step that has not started.
-            if records[s - 1].status == .finished || !seen.insert(s).inserted { continue }
-            stack.append(contentsOf: records[s - 1].prerequisites)
+        for start in steps {
+            var stack = [start]
+            while let s = stack.popLast() {
+                if s == ancestor { return start }
+                // A finished step cannot depend on a step that has not started.
+                if records[s - 1].status == .finished || !seen.insert(s).inserted { continue }
+                stack.append(contentsOf: records[s - 1].prerequisites)
+            }
         }
-        return false
+        return nil
+    }
+
+    /// Lists up to this long are searched; longer ones get a set (see `longPrerequisiteSets`).
+    static let shortList = 32
+
+    private func hasPrerequisite(_ target: StepID, _ p: StepID) -> Bool {
+        if let set = longPrerequisiteSets[target] { return set.contains(p) }
+        return records[target - 1].prerequisites.contains(p)
+    }
+
+    private mutating func appendPrerequisite(_ target: StepID, _ p: StepID) {
+        records[target - 1].prerequisites.append(p)
+        if longPrerequisiteSets[target] != nil {
+            longPrerequisiteSets[target]!.insert(p)
+        } else if records[target - 1].prerequisites.count > Self.shortList {
+            longPrerequisiteSets[target] = Set(records[target - 1].prerequisites)
+        }
     }
 
     private func isReady(_ id: StepID) -> Bool {

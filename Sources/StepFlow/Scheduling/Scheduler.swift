@@ -227,7 +227,8 @@ public struct Scheduler: Sendable {
         if !stopping && graph.unfinishedCount > 0 {
             return .stalled(waiting: graph.waitingSteps, blocked: graph.blockedSteps)
         }
-        return graph.count(.failed) > 0 ? .failed : .finished
+        // Stopped with steps left undone (a failure, a hook that threw, a database that failed): failed.
+        return graph.count(.failed) > 0 || graph.unfinishedCount > 0 ? .failed : .finished
     }
 }
 

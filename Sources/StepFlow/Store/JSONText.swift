@@ -1,6 +1,6 @@
 import Foundation
 
-/// Compact JSON text for step arguments and id lists, written by hand because the run database
+/// Compact JSON text for id lists and the recorded command line, written by hand because the run database
 /// writes every step and Foundation's encoder costs more than the step itself.
 enum JSONText {
     static func values(_ values: [StepValue]) -> String {
@@ -52,8 +52,9 @@ enum JSONText {
         out += "\""
     }
 
-    static func parseValues(_ text: String) -> [StepValue]? {
-        try? JSONDecoder().decode([StepValue].self, from: Data(text.utf8))
+    /// Parses what `values` wrote for a list of strings (the recorded command line).
+    static func parseStrings(_ text: String) -> [String]? {
+        try? JSONDecoder().decode([String].self, from: Data(text.utf8))
     }
 
     static func parseIDs(_ text: String) -> [Int] {

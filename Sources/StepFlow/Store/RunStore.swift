@@ -196,17 +196,20 @@ public final class RunStore: Sendable {
             if !batches.isEmpty {
                 var failure: String?
                 do {
+                    // Marked written only once the transaction commits: a rolled-back row must be inserted again.
+                    var marks = written
                     try db.write { db in
                         let writer = try StepRowWriter(db)
                         defer { writer.finish() }
                         for batch in batches {
                             for r in batch {
-                                if r.id > written.count { written += Array(repeating: false, count: max(r.id - written.count, written.count)) }
-                                try writer.write(r, firstTime: !written[r.id - 1])
-                                written[r.id - 1] = true
+                                if r.id > marks.count { marks += Array(repeating: false, count: max(r.id - marks.count, marks.count)) }
+                                try writer.write(r, firstTime: !marks[r.id - 1])
+                                marks[r.id - 1] = true
                             }
                         }
                     }
+                    written = marks
                 } catch {
                     failure = Self.reason(error)
                 }
@@ -254,7 +257,7 @@ public final class RunStore: Sendable {
           id INTEGER PRIMARY KEY CHECK (id = 1), protocol TEXT NOT NULL, params TEXT NOT NULL, status TEXT NOT NULL,
           threads INTEGER NOT NULL, mpi INTEGER NOT NULL, started REAL, ended REAL);
         CREATE TABLE IF NOT EXISTS step (
-          id INTEGER PRIMARY KEY, function TEXT NOT NULL, args TEXT NOT NULL, prerequisites TEXT NOT NULL,
+          id INTEGER PRIMARY KEY, function TEXT NOT NULL, args BLOB NOT NULL, prerequisites TEXT NOT NULL,
           status TEXT NOT NULL, wait INTEGER NOT NULL, threads INTEGER NOT NULL, needs_gpu INTEGER NOT NULL,
           retries INTEGER NOT NULL, inserter TEXT NOT NULL, inserted_by INTEGER, rank INTEGER, slot INTEGER,
           attempts INTEGER NOT NULL, start REAL, "end" REAL, error TEXT, log TEXT);
@@ -274,7 +277,8 @@ public final class RunStore: Sendable {
                     let kind: String = row["inserter"]
                     let by: Int? = row["inserted_by"]
                     let inserter: Inserter = kind == "step" ? .step(by ?? 0) : kind == "stepsCheck" ? .stepsCheck : .protocolSteps
-                    let spec = StepSpec(function: row["function"], args: JSONText.parseValues(row["args"]) ?? [],
+                    let argBytes: Data = row["args"] ?? Data()
+                    let spec = StepSpec(function: row["function"], args: (try? WireCodec.decode(arguments: [UInt8](argBytes))) ?? [],
                                         threads: row["threads"], needsGPU: row["needs_gpu"], retries: row["retries"], wait: row["wait"])
                     var r = StepRecord(id: row["id"], spec: spec, prerequisites: JSONText.parseIDs(row["prerequisites"]),
                                        insertedBy: inserter, status: StepStatus(rawValue: row["status"]) ?? .new)
@@ -287,7 +291,7 @@ public final class RunStore: Sendable {
                     r.logPath = row["log"]
                     steps.append(r)
                 }
-                let params = JSONText.parseValues(run["params"] ?? "[]")?.compactMap(\.stringValue) ?? []
+                let params = JSONText.parseStrings(run["params"] ?? "[]") ?? []
                 return StoredRun(protocolName: run["protocol"], params: params, status: run["status"], threads: run["threads"],
                                  mpi: run["mpi"], started: run["started"], ended: run["ended"], steps: steps)
             }

@@ -58,7 +58,8 @@ struct StepRowWriter {
         text(18, r.logPath)
         guard whole else { return }
         text(2, r.spec.function)
-        text(3, JSONText.values(r.spec.args))
+        let args = WireCodec.encode(arguments: r.spec.args)
+        _ = args.withUnsafeBytes { sqlite3_bind_blob(handle, 3, $0.baseAddress, Int32($0.count), Self.transient) }
         sqlite3_bind_int64(handle, 6, r.spec.wait ? 1 : 0)
         sqlite3_bind_int64(handle, 7, Int64(r.spec.threads))
         sqlite3_bind_int64(handle, 8, r.spec.needsGPU ? 1 : 0)

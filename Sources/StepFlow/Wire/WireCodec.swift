@@ -29,6 +29,23 @@ public enum WireCodec {
         return w.bytes
     }
 
+    /// Step arguments as bytes (the run database keeps them so: exact, types included).
+    public static func encode(arguments: [StepValue]) -> [UInt8] {
+        var w = WireWriter()
+        w.varint(UInt64(arguments.count))
+        for v in arguments { w.value(v) }
+        return w.bytes
+    }
+
+    public static func decode(arguments bytes: [UInt8]) throws(WireError) -> [StepValue] {
+        try bytes.withUnsafeBufferPointer { buffer throws(WireError) in
+            var r = WireReader(buffer: buffer)
+            let values = try r.values()
+            guard r.atEnd else { throw WireError(message: "\(buffer.count - r.offset) trailing bytes") }
+            return values
+        }
+    }
+
     public static func decode(_ bytes: [UInt8]) throws(WireError) -> [WireEvent] {
         try bytes.withUnsafeBufferPointer { buffer throws(WireError) in
             var r = WireReader(buffer: buffer)

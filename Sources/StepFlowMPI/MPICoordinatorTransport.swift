@@ -21,7 +21,7 @@ public final class MPICoordinatorTransport: CoordinatorTransport, @unchecked Sen
         self.outgoing = Array(repeating: [], count: world.size)
         let events = localEvents
         localPool = WorkerPool(rank: 0, threads: threads, executor: executor, runDirectory: runDirectory,
-                               channel: LocalRequestChannel(events: events), report: { events.push(.ended($0)) })
+                               channel: LocalRequestChannel(events: events), report: { events.push($0) })
     }
 
     public func assign(_ steps: [StepAssignment], to rank: Int) {
@@ -101,6 +101,7 @@ public final class MPICoordinatorTransport: CoordinatorTransport, @unchecked Sen
             }
             for e in decoded {
                 switch e {
+                case .started(let start): events.append(.started(start))
                 case .ended(let outcome): events.append(.ended(outcome))
                 case .request(let token, let request): events.append(.request(request, replyTo: .remote(rank: source, token: token)))
                 default: break

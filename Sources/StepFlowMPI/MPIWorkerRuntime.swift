@@ -17,7 +17,13 @@ public final class MPIWorkerRuntime {
         let outbox = self.outbox
         let channel = MPIRequestChannel(outbox: outbox, replies: replies)
         pool = WorkerPool(rank: world.rank, threads: threads, executor: executor, runDirectory: runDirectory,
-                          channel: channel, report: { outbox.push(.ended($0)) })
+                          channel: channel, report: { event in
+                              switch event {
+                              case .started(let start): outbox.push(.started(start))
+                              case .ended(let outcome): outbox.push(.ended(outcome))
+                              case .request: break
+                              }
+                          })
     }
 
     /// Serves rank 0 until it sends `shutdown` (or `abort`, after a signal: then running steps are

@@ -47,6 +47,8 @@ import Testing
         #expect(((liveRun["counts"] as? [String: Int])?["finished"] ?? 0) < 40)
         let table = try Executables.run("StepFlowProbe", ["status", "--run-dir", run.path])
         #expect(table.code == 0 && table.stdout.contains("RANK/SLOT"))
+        let cli = try Executables.run("stepflow", ["status", run.path])
+        #expect(cli.code == 0 && cli.stdout.contains("Probe: running"), "\(cli.stdout)")
         #expect(launch.wait() == 0, "\(launch.text)")
         let done = try statusJSON(run)
         try checkSchema(done)
@@ -100,6 +102,13 @@ import Testing
     func sigtermAlone() throws {
         try stopAndContinue(np: 0, steps: 120, threshold: 20, expectCode: 143) { launch, _ in
             launch.signal(SIGTERM)
+        }
+    }
+
+    @Test("SIGINT (Ctrl-C) to a run: exit 130, --continue completes it")
+    func sigintAlone() throws {
+        try stopAndContinue(np: 0, steps: 120, threshold: 20, expectCode: 130) { launch, _ in
+            launch.signal(SIGINT)
         }
     }
 

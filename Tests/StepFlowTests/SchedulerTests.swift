@@ -194,4 +194,17 @@ import Testing
         #expect(s.graph.status(2) == .new && s.graph.record(2).attempts == 0)
         #expect(s.nextAssignments().map(\.step) == [2])
     }
+
+    @Test("S10: a signal aborts the steps that started; steps sent ahead but not started are new again")
+    func abortOnSignal() throws {
+        var s = Scheduler(config: SchedulerConfig(threadsPerRank: 1, prefetch: 1))
+        for _ in 0..<3 { try s.insert(spec(), prerequisites: [], insertedBy: .protocolSteps) }
+        #expect(s.nextAssignments().map(\.step) == [1, 2])
+        s.noteRun(1, slot: 0, start: 100, end: nil, logPath: nil)
+        s.abort(signal: 15)
+        #expect(s.graph.records.map(\.status) == [.aborted, .new, .new])
+        #expect(s.outcome() == .aborted(signal: 15))
+        s.stepEnded(1, .finished)
+        #expect(s.graph.status(1) == .aborted, "a report after the abort is ignored")
+    }
 }

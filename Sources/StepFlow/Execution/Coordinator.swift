@@ -181,6 +181,8 @@ public final class Coordinator: Sendable {
 
     private func apply(_ event: RankEvent) {
         switch event {
+        case .started(let s):
+            state.withScheduler { $0.noteRun(s.id, slot: s.slot, start: s.start, end: nil, logPath: nil) }
         case .ended(let outcome):
             let stopNow = state.withScheduler { s in
                 s.noteRun(outcome.id, slot: outcome.slot >= 0 ? outcome.slot : nil, start: outcome.start,

@@ -15,7 +15,7 @@ public final class LocalTransport: CoordinatorTransport {
         let channel = LocalRequestChannel(events: events)
         self.pools = (0..<ranks).map { rank in
             WorkerPool(rank: rank, threads: threads, executor: executor, runDirectory: runDirectory,
-                       channel: channel, report: { events.push(.ended($0)) })
+                       channel: channel, report: { events.push($0) })
         }
     }
 

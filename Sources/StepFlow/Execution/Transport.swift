@@ -42,6 +42,22 @@ public struct StepOutcome: Sendable, Equatable {
     }
 }
 
+/// A rank's note that a step it was sent has started (until then it may be waiting in the rank's queue).
+public struct StepStart: Sendable, Equatable {
+    public var id: StepID
+    public var rank: Int
+    public var slot: Int
+    /// Seconds since the epoch.
+    public var start: Double
+
+    public init(id: StepID, rank: Int, slot: Int, start: Double) {
+        self.id = id
+        self.rank = rank
+        self.slot = slot
+        self.start = start
+    }
+}
+
 /// A graph edit asked for by a running step, on its way to rank 0.
 public struct StepRequest: Sendable, Equatable {
     public var from: StepID
@@ -84,6 +100,7 @@ public final class ReplySlot: Sendable {
 
 /// What reaches rank 0's coordinator from the ranks (itself included).
 public enum RankEvent: Sendable {
+    case started(StepStart)
     case ended(StepOutcome)
     case request(StepRequest, replyTo: ReplyAddress)
 }

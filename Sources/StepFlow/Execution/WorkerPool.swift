@@ -4,14 +4,15 @@ import Synchronization
 
 /// One rank's T workers: dedicated threads that run the steps the rank was sent, at most T slot units
 /// at a time, in the order they came. Workers never talk to other ranks: results go to `report`, graph
-/// edits to `channel`, and the rank's transport carries them.
+/// edits to `channel`, and the rank's transport carries them (`.started` as a step begins, `.ended`
+/// when it is done).
 public final class WorkerPool: Sendable {
     public let rank: Int
     public let threads: Int
     private let executor: StepExecutor
     private let runDirectory: URL
     private let channel: any StepRequestChannel
-    private let report: @Sendable (StepOutcome) -> Void
+    private let report: @Sendable (RankEvent) -> Void
     private let state: Mutex<PoolState>
     private let wake = NSCondition()
     private let stopped = DispatchGroup()
@@ -25,7 +26,7 @@ public final class WorkerPool: Sendable {
 
     /// Starts `threads` worker threads for `rank`.
     public init(rank: Int, threads: Int, executor: StepExecutor, runDirectory: URL,
-                channel: any StepRequestChannel, report: @escaping @Sendable (StepOutcome) -> Void) {
+                channel: any StepRequestChannel, report: @escaping @Sendable (RankEvent) -> Void) {
         self.rank = rank
         self.threads = threads
         self.executor = executor
@@ -63,7 +64,7 @@ public final class WorkerPool: Sendable {
         }
         wake.unlock()
         for step in taken {
-            report(StepOutcome(id: step.id, rank: rank, slot: -1, report: .notStarted, start: nil, end: nil, logPath: nil))
+            report(.ended(StepOutcome(id: step.id, rank: rank, slot: -1, report: .notStarted, start: nil, end: nil, logPath: nil)))
         }
     }
 
@@ -128,6 +129,7 @@ public final class WorkerPool: Sendable {
                                   gpus: step.gpus, attempt: step.attempt, runDirectory: runDirectory,
                                   editor: ChannelEditor(channel: channel), functionNames: executor.functionNames)
         let start = Date().timeIntervalSince1970
+        report(.started(StepStart(id: step.id, rank: rank, slot: slot, start: start)))
         let outcome: Scheduler.Report
         do {
             try executor.run(context)
@@ -138,6 +140,6 @@ public final class WorkerPool: Sendable {
             outcome = .failed(error: text)
         }
         let end = Date().timeIntervalSince1970
-        report(StepOutcome(id: step.id, rank: rank, slot: slot, report: outcome, start: start, end: end, logPath: context.logPath))
+        report(.ended(StepOutcome(id: step.id, rank: rank, slot: slot, report: outcome, start: start, end: end, logPath: context.logPath)))
     }
 }

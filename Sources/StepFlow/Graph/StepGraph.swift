@@ -201,6 +201,7 @@ public struct StepGraph: Sendable {
         precondition(records[id - 1].status == .running, "step \(id) failed but was \(records[id - 1].status)")
         records[id - 1].error = error
         if records[id - 1].attempts <= records[id - 1].spec.retries {
+            records[id - 1].start = nil
             setStatus(id, .new)
             enqueueIfReady(id)
             return false

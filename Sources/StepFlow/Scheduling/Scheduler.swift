@@ -208,11 +208,14 @@ public struct Scheduler: Sendable {
     public mutating func takeChanged() -> [StepID] { graph.takeChanged() }
 
     /// Stop at once because of a signal (S10): nothing new is launched and every running step is
-    /// `aborted` now, without waiting for it; reports that come later are ignored.
+    /// `aborted` now, without waiting for it; steps sent ahead that had not started are `new` again.
+    /// Reports that come later are ignored.
     public mutating func abort(signal: Int32) {
         stopping = true
         if abortSignal == nil { abortSignal = signal }
-        for r in graph.records where r.status == .running { graph.abort(r.id) }
+        for r in graph.records where r.status == .running {
+            if r.start != nil { graph.abort(r.id) } else { graph.unassign(r.id) }
+        }
         inFlight = 0
         load = Array(repeating: 0, count: config.ranks)
         freeGPUs = Array(repeating: Array(0..<config.gpusPerRank), count: config.ranks)

@@ -9,6 +9,7 @@ public enum WireEvent: Sendable, Equatable {
     /// Stop at once (a signal): do not wait for running steps.
     case abort
     // worker → rank 0
+    case started(StepStart)
     case ended(StepOutcome)
     case request(token: UInt32, StepRequest)
 }
@@ -143,6 +144,8 @@ struct WireWriter {
             byte(4)
         case .abort:
             byte(7)
+        case .started(let s):
+            byte(8); int(s.id); int(s.rank); int(s.slot); double(s.start)
         case .ended(let o):
             byte(5); int(o.id); int(o.rank); int(o.slot)
             switch o.report {
@@ -282,6 +285,9 @@ struct WireReader {
             return .shutdown
         case 7:
             return .abort
+        case 8:
+            let id = try int(), rank = try int(), slot = try int()
+            return .started(StepStart(id: id, rank: rank, slot: slot, start: try double()))
         case 5:
             let id = try int(), rank = try int(), slot = try int()
             let report: Scheduler.Report

@@ -71,12 +71,12 @@ public struct MPIWorld: Sendable {
 /// - right after activity, poll without sleeping for `spinWindow`: the next message of a busy run
 ///   (a chain's next link) usually comes within microseconds;
 /// - then sleep 10 µs, doubling up to `activeSleep` (200 µs): wakes within 200 µs;
-/// - after `longIdle` without activity, sleep `idleSleep` (1 ms): a rank with nothing to do stays
+/// - after `longIdle` (20 ms) without activity, sleep `idleSleep` (1 ms): a rank with nothing to do stays
 ///   under 5% of a core, and wakes within a millisecond.
 public struct IdleBackoff: Sendable {
     public static let spinWindow: Duration = .microseconds(100)
     public static let activeSleep: Duration = .microseconds(200)
-    public static let longIdle: Duration = .milliseconds(50)
+    public static let longIdle: Duration = .milliseconds(20)
     /// `STEPFLOW_IDLE_SLEEP_US` overrides it (to measure the trade-off between idle CPU and wake-up).
     public static let idleSleep: Duration = .microseconds(
         ProcessInfo.processInfo.environment["STEPFLOW_IDLE_SLEEP_US"].flatMap { Int($0) }.map { max($0, 10) } ?? 1000)

@@ -22,7 +22,7 @@ import Testing
     }
 
     @Test("Random DAGs with run-time inserts from worker ranks: each step ran once, after its prerequisites",
-          arguments: [(2, 1, UInt64(3)), (2, 2, 4), (4, 1, 5), (4, 2, 6)])
+          arguments: [(1, 2, UInt64(2)), (2, 1, 3), (2, 2, 4), (4, 1, 5), (4, 2, 6)])
     func randomDAGs(np: Int, threads: Int, seed: UInt64) throws {
         let dir = Executables.temporaryFolder("mpi-random")
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -50,7 +50,7 @@ import Testing
             }
             if let parent = step["insertedBy"] as? Int, (byId[parent]?.first?.rank ?? 0) != 0 { insertedOnWorkers += 1 }
         }
-        #expect(insertedOnWorkers > 0, "some steps were inserted by steps running on worker ranks")
+        #expect(np == 1 || insertedOnWorkers > 0, "some steps were inserted by steps running on worker ranks")
         #expect(Set(probe.runs.map(\.rank)) == Set(0..<np))
     }
 

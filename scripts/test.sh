@@ -43,6 +43,17 @@ echo "test.sh: swift build" >&2
 swift build
 
 echo "test.sh: swift test${*:+ $*}" >&2
-rc=0
-swift test "$@" || rc=$?
+log=$(mktemp)
+set +e
+swift test "$@" 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
+set -e
+# One plain closing line for whoever reads the end of the output: Swift Testing's own summary
+# counts tests, not failures, and XCTest adds an "Executed 0 tests" line of its own.
+total=$(grep -oE 'Test run with [0-9]+ tests?' "$log" | tail -1 | grep -oE '[0-9]+' || true)
+failed=$(grep -cE '^✘ Test ".*failed after' "$log" || true)
+rm -f "$log"
+if [[ -n $total ]]; then
+    echo "swift-testing: $((total - failed)) passed, $failed failed"
+fi
 exit "$rc"

@@ -39,7 +39,7 @@ struct ProbeProtocol: StepProtocol {
         try? String(getpid()).write(to: runDirectory.appendingPathComponent("pids/rank-\(rank)"), atomically: true, encoding: .utf8)
         switch params.scenario {
         case "random":
-            var rng = SplitMix(seed: params.seed)
+            var rng = SeededRandom(seed: params.seed)
             var last: StepID?
             for _ in 0..<params.steps {
                 last = try insertRandom(steps, rng: &rng, candidates: last.map { Array(1...$0) } ?? [], lastOwn: last, spawn: true)
@@ -66,7 +66,7 @@ struct ProbeProtocol: StepProtocol {
     }
 
     /// Inserts one random step and writes down what it should depend on.
-    func insertRandom(_ inserter: some StepInserting, rng: inout SplitMix, candidates: [StepID], lastOwn: StepID?,
+    func insertRandom(_ inserter: some StepInserting, rng: inout SeededRandom, candidates: [StepID], lastOwn: StepID?,
                       spawn: Bool) throws -> StepID {
         let children = spawn && rng.next() % 6 == 0 ? Int(rng.next() % 5) + 1 : 0
         let args: [StepValue] = [.int(Int(rng.next() >> 2)), .int(children)]
@@ -88,7 +88,7 @@ struct ProbeProtocol: StepProtocol {
 
     func node(_ step: StepContext) throws {
         try record(step) {
-            var rng = SplitMix(seed: UInt64(step.args[0].intValue ?? 0))
+            var rng = SeededRandom(seed: UInt64(step.args[0].intValue ?? 0))
             var own: [StepID] = []
             for _ in 0..<(step.args[1].intValue ?? 0) {
                 let older = (0..<2).map { _ in Int(rng.next() % UInt64(step.id - 1 + 1)) }.filter { $0 >= 1 }
@@ -131,17 +131,5 @@ enum ProbeLog {
         defer { close(fd) }
         let bytes = Array((line + "\n").utf8)
         _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-    }
-}
-
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed &+ 0x9E37_79B9_7F4A_7C15 }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE5_E4B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

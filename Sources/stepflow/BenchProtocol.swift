@@ -60,14 +60,10 @@ struct BenchProtocol: StepProtocol {
             for _ in 0..<max(n - 2, 0) { middle.append(try steps.insertFunctionStep(body, arguments: [], prerequisites: [source])) }
             try steps.insertFunctionStep(body, arguments: [], prerequisites: middle)
         case .random:
-            var state: UInt64 = 0x5EED
-            func next() -> Int {
-                state = state &* 6364136223846793005 &+ 1442695040888963407
-                return Int(truncatingIfNeeded: state >> 33)
-            }
+            var rng = SeededRandom(seed: 0x5EED)
             for i in 0..<n {
-                let k = i == 0 ? 0 : next() % 4
-                let prereqs = (0..<k).map { _ in max(1, i - next() % 100) }
+                let k = i == 0 ? 0 : Int.random(in: 0...3, using: &rng)
+                let prereqs = (0..<k).map { _ in max(1, i - Int.random(in: 0..<100, using: &rng)) }
                 try steps.insertFunctionStep(body, arguments: [], prerequisites: prereqs)
             }
         case .idle:

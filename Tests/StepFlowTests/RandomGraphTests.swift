@@ -3,19 +3,6 @@ import Synchronization
 import Testing
 @testable import StepFlow
 
-/// A small deterministic random generator (SplitMix64), so every failure can be replayed from its seed.
-struct SeededRandom: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed &+ 0x9E37_79B9_7F4A_7C15 }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE5_E4B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 /// What the test itself meant each step to depend on and to do, kept apart from the engine's records.
 final class GraphPlan: Sendable {
     let intended = Mutex<[StepID: Set<StepID>]>([:])

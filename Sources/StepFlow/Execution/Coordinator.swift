@@ -95,6 +95,10 @@ public final class Coordinator: Sendable {
         var outcome: RunOutcome
         var lastJournal = started, lastProgress = started
         var journalFailure: String?
+        // The protocol's own steps are written when they first change (start, finish, get skipped);
+        // those that never do are written at the end. Until then insertAllSteps can recreate them, so
+        // a crash loses nothing, and most steps cost the database one row write instead of two.
+        let notYetWritten = journal == nil ? [] : state.withScheduler { $0.takeChanged() }
         while true {
             if watchSignals, let signal = SignalWatch.received, state.withScheduler({ !$0.stopping || $0.inFlight > 0 }) {
                 state.withScheduler { $0.abort(signal: signal) }
@@ -146,6 +150,11 @@ public final class Coordinator: Sendable {
             transport.shutdown()
         }
         handOffChanged()
+        if let journal, !notYetWritten.isEmpty {
+            journal.record(state.withScheduler { s in
+                notYetWritten.map { s.graph.record($0) }.filter { $0.status == .new || $0.status == .waiting }
+            })
+        }
         if let failure = journal?.sync() { journalFailure = failure }
         let elapsed = clock.now - started
         if let progress { progress(snapshot(elapsed: elapsed, final: true)) }

@@ -10,6 +10,8 @@ import StepFlow
 /// - `fail`: a fixed graph where step 8 fails (on a worker rank when there are several), for comparing
 ///   the failure policies across rank counts.
 /// - `sleep`: `--steps` independent steps that sleep `--work-us`, for crash and signal tests.
+/// - `gated`: as `sleep`, plus a step that waits (up to a minute) for `<run-dir>/go`, so a test can look
+///   at a run that is certainly live.
 struct ProbeProtocol: StepProtocol {
     struct Params: ParsableArguments, Sendable {
         @Option var scenario: String = "random"
@@ -26,6 +28,11 @@ struct ProbeProtocol: StepProtocol {
     static let functions: StepFunctions<ProbeProtocol> = [
         "node": { p, step in try p.node(step) },
         "work": { p, step in try p.record(step) },
+        "gate": { p, step in
+            let go = step.runDirectory.appendingPathComponent("go").path
+            for _ in 0..<3000 where !FileManager.default.fileExists(atPath: go) { usleep(20_000) }
+            try p.record(step)
+        },
         "fail": { p, step in
             try p.record(step)
             throw ProbeFailure(step: step.id, rank: step.rank)
@@ -60,8 +67,12 @@ struct ProbeProtocol: StepProtocol {
             try steps.insertFunctionStep("work", prerequisites: [11])             // 12
         case "sleep":
             for _ in 0..<params.steps { try steps.insertFunctionStep("work", prerequisites: []) }
+        case "gated":
+            // The run stays live until the test creates <run-dir>/go.
+            for _ in 0..<params.steps { try steps.insertFunctionStep("work", prerequisites: []) }
+            try steps.insertFunctionStep("gate", prerequisites: [])
         default:
-            throw ValidationError("unknown --scenario '\(params.scenario)' (random, fail, fail-keep-going, sleep)")
+            throw ValidationError("unknown --scenario '\(params.scenario)' (random, fail, fail-keep-going, sleep, gated)")
         }
     }
 

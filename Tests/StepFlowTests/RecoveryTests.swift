@@ -37,7 +37,7 @@ import Testing
         defer { try? FileManager.default.removeItem(at: dir) }
         let run = dir.appendingPathComponent("run")
         let launch = try Background.launch(np: 2, "StepFlowProbe",
-                                           ["--run-dir", run.path, "--scenario", "sleep", "--steps", "40", "--work-us", "200000", "--threads", "2"],
+                                           ["--run-dir", run.path, "--scenario", "gated", "--steps", "40", "--work-us", "20000", "--threads", "2"],
                                            environment: ["PROBE_RUN_DIR": run.path])
         #expect(Background.waitUntil { (Background.stored(run)?.count(.finished) ?? 0) >= 4 })
         let live = try statusJSON(run)
@@ -46,15 +46,16 @@ import Testing
         #expect(cli.code == 0 && cli.stdout.contains("Probe: running"), "\(cli.stdout)")
         let liveRun = try #require(live["run"] as? [String: Any])
         #expect(liveRun["status"] as? String == "running")
-        #expect(((liveRun["counts"] as? [String: Int])?["finished"] ?? 0) < 40, "the run (2 s) was still going")
+        #expect(((liveRun["counts"] as? [String: Int])?["finished"] ?? 0) < 41, "the gate step had not run")
         let table = try Executables.run("StepFlowProbe", ["status", "--run-dir", run.path])
         #expect(table.code == 0 && table.stdout.contains("RANK/SLOT"))
+        FileManager.default.createFile(atPath: run.appendingPathComponent("go").path, contents: nil)
         #expect(launch.wait() == 0, "\(launch.text)")
         let done = try statusJSON(run)
         try checkSchema(done)
         let doneRun = try #require(done["run"] as? [String: Any])
         #expect(doneRun["status"] as? String == "finished" && doneRun["ended"] is Double)
-        #expect((doneRun["counts"] as? [String: Int])?["finished"] == 40)
+        #expect((doneRun["counts"] as? [String: Int])?["finished"] == 41)
     }
 
     /// Ids the probe's steps recorded running, from the probe files whose names are not in `except`.
@@ -77,7 +78,7 @@ import Testing
         let dir = Executables.temporaryFolder("recover")
         defer { try? FileManager.default.removeItem(at: dir) }
         let run = dir.appendingPathComponent("run")
-        let args = ["--run-dir", run.path, "--scenario", "sleep", "--steps", String(steps), "--work-us", "8000", "--threads", "2"]
+        let args = ["--run-dir", run.path, "--scenario", "sleep", "--steps", String(steps), "--work-us", "15000", "--threads", "2"]
         let launch = try Background.launch(np: np, "StepFlowProbe", args, environment: ["PROBE_RUN_DIR": run.path])
         #expect(Background.waitUntil { (Background.stored(run)?.count(.finished) ?? 0) >= threshold }, "\(launch.text)")
         try stop(launch, run)

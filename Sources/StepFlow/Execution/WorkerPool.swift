@@ -20,7 +20,6 @@ public final class WorkerPool: Sendable {
     private struct PoolState: ~Copyable {
         var pending = Deque<StepAssignment>()
         var busyUnits = 0
-        var running = 0
         var shuttingDown = false
     }
 
@@ -68,9 +67,6 @@ public final class WorkerPool: Sendable {
         }
     }
 
-    /// Whether any step is queued or running on this rank.
-    public var isBusy: Bool { state.withLock { $0.running > 0 || !$0.pending.isEmpty } }
-
     /// Drops queued steps and lets the threads end after their current step, without waiting for them
     /// (a signal stopped the run; what still runs is recorded `aborted`).
     public func stopLaunching() {
@@ -96,10 +92,7 @@ public final class WorkerPool: Sendable {
         while let step = nextStep() {
             run(step, slot: slot)
             wake.lock()
-            state.withLock {
-                $0.busyUnits -= step.threads
-                $0.running -= 1
-            }
+            state.withLock { $0.busyUnits -= step.threads }
             wake.broadcast()
             wake.unlock()
         }
@@ -113,7 +106,6 @@ public final class WorkerPool: Sendable {
                 if let head = s.pending.first, s.busyUnits + head.threads <= threads {
                     s.pending.removeFirst()
                     s.busyUnits += head.threads
-                    s.running += 1
                     return (head, false)
                 }
                 return (nil, s.shuttingDown && s.pending.isEmpty)

@@ -102,8 +102,6 @@ public final class StepNumberer: GraphEditor {
         self.gpusPerRank = gpusPerRank
     }
 
-    public var stepCount: Int { count.withLock { $0 } }
-
     public func apply(_ edit: GraphEdit, by inserter: Inserter) throws -> StepID? {
         try count.withLock { (n: inout Int) throws -> StepID? in
             switch edit {

@@ -14,15 +14,129 @@ public enum WireEvent: Sendable, Equatable {
     case request(token: UInt32, StepRequest)
 }
 
-/// Why a frame could not be decoded: a bug or a version mismatch between ranks, never user input.
-public struct WireError: Error, CustomStringConvertible, Equatable {
-    public let message: String
-    public var description: String { "malformed StepFlow message: \(message). Are all ranks running the same build?" }
+/// Why bytes could not be decoded as a frame (or as stored step arguments). Every case names what was
+/// being read and the byte offset where it starts. Ranks exchange frames of one build, so this means
+/// a bug, a version mismatch between ranks, or a damaged run database — never bad user input.
+public enum WireError: Error, CustomStringConvertible, Equatable, Sendable {
+    /// The bytes end inside `field`, which starts at `offset` and needs `needed` bytes where `left` remain.
+    case truncated(field: String, offset: Int, needed: Int, left: Int)
+    /// A LEB128 integer for `field` does not fit in 64 bits (more than 10 bytes, or a 10th byte above 1).
+    case varintOverflow(field: String, offset: Int)
+    /// A length or count claims more items than the bytes left could hold (each takes at least `minimumBytes`).
+    case countPastEnd(field: String, count: UInt64, offset: Int, left: Int, minimumBytes: Int)
+    /// Arrays and objects nested deeper than `WireCodec.maximumNesting`.
+    case nestedTooDeep(offset: Int, limit: Int)
+    /// A kind byte this build does not know (an event, a value, a report, an edit, a reply).
+    case unknownKind(field: String, kind: UInt8, offset: Int)
+    /// A presence or boolean byte that is neither 0 nor 1.
+    case invalidFlag(field: String, value: UInt8, offset: Int)
+    /// A number that does not fit its field (a reply token above UInt32.max).
+    case outOfRange(field: String, value: UInt64, offset: Int)
+    /// A string whose bytes are not valid UTF-8.
+    case invalidUTF8(field: String, offset: Int, length: Int)
+    /// An object that names the same key twice.
+    case duplicateKey(String, offset: Int)
+    /// Bytes left over after the last event (or argument) the header announced.
+    case trailingBytes(count: Int, offset: Int)
+
+    /// Where in the bytes the problem starts.
+    public var offset: Int {
+        switch self {
+        case .truncated(_, let o, _, _), .varintOverflow(_, let o), .countPastEnd(_, _, let o, _, _),
+             .nestedTooDeep(let o, _), .unknownKind(_, _, let o), .invalidFlag(_, _, let o),
+             .outOfRange(_, _, let o), .invalidUTF8(_, let o, _), .duplicateKey(_, let o), .trailingBytes(_, let o):
+            return o
+        }
+    }
+
+    /// What is wrong, without the advice.
+    public var problem: String {
+        switch self {
+        case .truncated(let field, _, let needed, let left):
+            return "it ends inside the \(field) (needs \(needed) byte\(needed == 1 ? "" : "s"), \(left) left)"
+        case .varintOverflow(let field, _):
+            return "the \(field) is an integer longer than 64 bits"
+        case .countPastEnd(let field, let count, _, let left, let minimumBytes):
+            return "the \(field) says \(count), but only \(left) byte\(left == 1 ? "" : "s") follow"
+                + (minimumBytes > 1 ? " and each item takes at least \(minimumBytes)" : "")
+        case .nestedTooDeep(_, let limit):
+            return "arrays/objects are nested more than \(limit) levels deep"
+        case .unknownKind(let field, let kind, _):
+            return "unknown \(field) \(kind)"
+        case .invalidFlag(let field, let value, _):
+            return "the \(field) is \(value), not 0 or 1"
+        case .outOfRange(let field, let value, _):
+            return "the \(field) \(value) is out of range"
+        case .invalidUTF8(let field, _, let length):
+            return "the \(field) (\(length) bytes) is not valid UTF-8"
+        case .duplicateKey(let key, _):
+            return "an object repeats the key \"\(key)\""
+        case .trailingBytes(let count, _):
+            return "\(count) byte\(count == 1 ? "" : "s") left over after the last item"
+        }
+    }
+
+    public var description: String {
+        "malformed StepFlow message at byte \(offset): \(problem). Ranks and run databases must come from the same StepFlow build; rebuild, relaunch every rank, and report it if it persists."
+    }
+}
+
+/// Why step arguments cannot travel between ranks (nested too deep): the user's to fix, at insertion.
+public enum StepNestingError: Error, CustomStringConvertible, Equatable, Sendable {
+    /// Argument `index` (0-based) nests arrays/objects `depth` levels deep, more than `limit`.
+    case nestedTooDeep(index: Int, depth: Int, limit: Int)
+
+    public var description: String {
+        switch self {
+        case .nestedTooDeep(let index, let depth, let limit):
+            return "argument \(index + 1) nests arrays/objects \(depth) levels deep; a step argument may nest at most \(limit). Flatten it, or write it to a file in the run directory and pass the file's path."
+        }
+    }
+}
+
+extension StepValue {
+    /// How many arrays/objects are nested inside each other in this value: 0 for a scalar, 1 for
+    /// `[1, 2]` or `{"a": 1}`, 2 for `[[1]]`. Walks the value without recursion, so any depth is safe
+    /// to measure.
+    public var nestingDepth: Int {
+        var deepest = 0
+        var pending: [(value: StepValue, depth: Int)] = [(self, 0)]
+        while let (value, depth) = pending.popLast() {
+            switch value {
+            case .array(let items):
+                deepest = max(deepest, depth + 1)
+                for item in items { pending.append((item, depth + 1)) }
+            case .object(let fields):
+                deepest = max(deepest, depth + 1)
+                for item in fields.values { pending.append((item, depth + 1)) }
+            case .null, .bool, .int, .double, .string:
+                break
+            }
+        }
+        return deepest
+    }
 }
 
 /// A compact binary codec: little-endian fixed-width integers, LEB128 lengths, length-prefixed UTF-8.
-/// No JSON on the hot path.
+/// No JSON on the hot path. Decoding checks every length, count, kind and the nesting depth against
+/// the bytes at hand, so any input either decodes or throws `WireError`; it never traps.
 public enum WireCodec {
+    /// How deep arrays/objects may nest in a step argument. The decoder refuses deeper values (its
+    /// recursion, and a hostile frame's, stays bounded); the engine should refuse them at insertion
+    /// with `checkNesting(_:)`, so they never reach the wire.
+    public static let maximumNesting = 64
+
+    /// Throws `StepNestingError.nestedTooDeep` for the first argument nested deeper than
+    /// `maximumNesting`, which the decoder on the other rank would refuse.
+    public static func checkNesting(_ arguments: [StepValue]) throws(StepNestingError) {
+        for (index, value) in arguments.enumerated() {
+            let depth = value.nestingDepth
+            if depth > maximumNesting { throw .nestedTooDeep(index: index, depth: depth, limit: maximumNesting) }
+        }
+    }
+
+    /// One frame carrying `events` in order. Arguments nested deeper than `maximumNesting` are encoded
+    /// but the receiver refuses the frame; check them with `checkNesting(_:)` first.
     public static func encode(_ events: [WireEvent]) -> [UInt8] {
         var w = WireWriter()
         w.varint(UInt64(events.count))
@@ -38,23 +152,26 @@ public enum WireCodec {
         return w.bytes
     }
 
+    /// Decodes what `encode(arguments:)` wrote. Throws `WireError` for anything else.
     public static func decode(arguments bytes: [UInt8]) throws(WireError) -> [StepValue] {
         try bytes.withUnsafeBufferPointer { buffer throws(WireError) in
             var r = WireReader(buffer: buffer)
-            let values = try r.values()
-            guard r.atEnd else { throw WireError(message: "\(buffer.count - r.offset) trailing bytes") }
+            let values = try r.values("argument count")
+            try r.expectEnd()
             return values
         }
     }
 
+    /// Decodes a frame written by `encode(_:)`. Throws `WireError` for anything else: short, long,
+    /// overflowing, too deeply nested or unknown content.
     public static func decode(_ bytes: [UInt8]) throws(WireError) -> [WireEvent] {
         try bytes.withUnsafeBufferPointer { buffer throws(WireError) in
             var r = WireReader(buffer: buffer)
-            let n = try r.varint()
+            let n = try r.count("event count", minimumBytes: 1)
             var out: [WireEvent] = []
-            out.reserveCapacity(Int(min(n, 1 << 16)))
+            out.reserveCapacity(n)
             for _ in 0..<n { out.append(try r.event()) }
-            guard r.atEnd else { throw WireError(message: "\(buffer.count - r.offset) trailing bytes") }
+            try r.expectEnd()
             return out
         }
     }
@@ -137,7 +254,9 @@ struct WireWriter {
         case .reply(let token, let result):
             byte(3); varint(UInt64(token))
             switch result {
-            case .success(let id): byte(0); int(id ?? 0)
+            // nil has a kind of its own, so every id (0 included) comes back as it went.
+            case .success(let id?): byte(0); int(id)
+            case .success(nil): byte(2)
             case .failure(let error): byte(1); string(error.message)
             }
         case .shutdown:
@@ -173,151 +292,219 @@ struct WireWriter {
     }
 }
 
+/// Reads a frame. Every read checks the bytes left first; `field` names what is read, for the error.
 struct WireReader {
     let buffer: UnsafeBufferPointer<UInt8>
     var offset = 0
+    /// Arrays/objects open around the value being read.
+    var depth = 0
 
-    var atEnd: Bool { offset == buffer.count }
+    init(buffer: UnsafeBufferPointer<UInt8>) { self.buffer = buffer }
 
-    mutating func byte() throws(WireError) -> UInt8 {
-        guard offset < buffer.count else { throw WireError(message: "message ends early") }
+    var left: Int { buffer.count - offset }
+
+    mutating func expectEnd() throws(WireError) {
+        guard offset == buffer.count else { throw .trailingBytes(count: left, offset: offset) }
+    }
+
+    mutating func byte(_ field: String) throws(WireError) -> UInt8 {
+        guard offset < buffer.count else { throw .truncated(field: field, offset: offset, needed: 1, left: 0) }
         defer { offset += 1 }
         return buffer[offset]
     }
 
-    mutating func varint() throws(WireError) -> UInt64 {
-        var result: UInt64 = 0
-        var shift: UInt64 = 0
-        while true {
-            let b = try byte()
-            result |= UInt64(b & 0x7F) << shift
-            if b < 0x80 { return result }
-            shift += 7
-            if shift > 63 { throw WireError(message: "integer too long") }
+    /// A 0/1 byte.
+    mutating func flag(_ field: String) throws(WireError) -> Bool {
+        let at = offset
+        switch try byte(field) {
+        case 0: return false
+        case 1: return true
+        case let v: throw .invalidFlag(field: field, value: v, offset: at)
         }
     }
 
-    mutating func int() throws(WireError) -> Int {
-        let z = try varint()
+    mutating func varint(_ field: String) throws(WireError) -> UInt64 {
+        let start = offset
+        var result: UInt64 = 0
+        var shift: UInt64 = 0
+        while true {
+            guard offset < buffer.count else { throw .truncated(field: field, offset: start, needed: offset - start + 1, left: left + offset - start) }
+            let b = buffer[offset]
+            offset += 1
+            // The 10th byte holds bit 63 only: anything above 1 would be shifted out silently.
+            if shift == 63 && b > 1 { throw .varintOverflow(field: field, offset: start) }
+            result |= UInt64(b & 0x7F) << shift
+            if b < 0x80 { return result }
+            shift += 7
+        }
+    }
+
+    mutating func int(_ field: String) throws(WireError) -> Int {
+        let z = try varint(field)
         return Int(Int64(bitPattern: (z >> 1) ^ (0 &- (z & 1))))
     }
 
-    mutating func count() throws(WireError) -> Int {
-        let n = try varint()
-        guard n <= UInt64(buffer.count - offset) else { throw WireError(message: "length \(n) past the end") }
+    mutating func token(_ field: String) throws(WireError) -> UInt32 {
+        let at = offset
+        let v = try varint(field)
+        guard let t = UInt32(exactly: v) else { throw .outOfRange(field: field, value: v, offset: at) }
+        return t
+    }
+
+    /// A count of items that take at least `minimumBytes` each, checked against the bytes left, so a
+    /// hostile count never makes the reader allocate or loop past what the frame can hold.
+    mutating func count(_ field: String, minimumBytes: Int) throws(WireError) -> Int {
+        let at = offset
+        let n = try varint(field)
+        guard n <= UInt64(left / minimumBytes) else {
+            throw .countPastEnd(field: field, count: n, offset: at, left: left, minimumBytes: minimumBytes)
+        }
         return Int(n)
     }
 
-    mutating func double() throws(WireError) -> Double {
-        guard offset + 8 <= buffer.count else { throw WireError(message: "message ends early") }
+    mutating func double(_ field: String) throws(WireError) -> Double {
+        guard left >= 8 else { throw .truncated(field: field, offset: offset, needed: 8, left: left) }
         var bits: UInt64 = 0
         for i in 0..<8 { bits |= UInt64(buffer[offset + i]) << (8 * UInt64(i)) }
         offset += 8
         return Double(bitPattern: bits)
     }
 
-    mutating func optionalDouble() throws(WireError) -> Double? { try byte() == 0 ? nil : try double() }
-
-    mutating func string() throws(WireError) -> String {
-        let n = try count()
-        defer { offset += n }
-        return String(decoding: UnsafeBufferPointer(rebasing: buffer[offset..<offset + n]), as: UTF8.self)
+    mutating func optionalDouble(_ field: String) throws(WireError) -> Double? {
+        try flag(field + " flag") ? try double(field) : nil
     }
 
-    mutating func optionalString() throws(WireError) -> String? { try byte() == 0 ? nil : try string() }
+    mutating func string(_ field: String) throws(WireError) -> String {
+        let n = try count(field + " length", minimumBytes: 1)
+        let at = offset
+        let bytes = UnsafeBufferPointer(rebasing: buffer[at..<at + n])
+        offset += n
+        // ASCII needs no validation, and names and paths are ASCII: String(validating:) costs ~3× more.
+        if !bytes.contains(where: { $0 >= 0x80 }) { return String(decoding: bytes, as: UTF8.self) }
+        // Strict: a repaired string (U+FFFD) would decode "successfully" into something never sent.
+        guard let s = String(validating: bytes, as: UTF8.self) else { throw .invalidUTF8(field: field, offset: at, length: n) }
+        return s
+    }
 
-    mutating func ints() throws(WireError) -> [Int] {
-        let n = try count()
+    mutating func optionalString(_ field: String) throws(WireError) -> String? {
+        try flag(field + " flag") ? try string(field) : nil
+    }
+
+    mutating func ints(_ field: String) throws(WireError) -> [Int] {
+        let n = try count(field + " count", minimumBytes: 1)
         var out: [Int] = []
         out.reserveCapacity(n)
-        for _ in 0..<n { out.append(try int()) }
+        for _ in 0..<n { out.append(try int(field)) }
         return out
     }
 
-    mutating func values() throws(WireError) -> [StepValue] {
-        let n = try count()
+    /// A count-prefixed list of values (arguments, or an array's items).
+    mutating func values(_ field: String) throws(WireError) -> [StepValue] {
+        let n = try count(field, minimumBytes: 1)
         var out: [StepValue] = []
-        out.reserveCapacity(n)
+        // Capped: up to `maximumNesting` lists are open at once, and each count is only checked
+        // against the bytes left, so reserving it all at every level would multiply the frame's size.
+        out.reserveCapacity(min(n, 1024))
         for _ in 0..<n { out.append(try value()) }
         return out
     }
 
     mutating func value() throws(WireError) -> StepValue {
-        switch try byte() {
+        let at = offset
+        switch try byte("value kind") {
         case 0: return .null
         case 1: return .bool(false)
         case 2: return .bool(true)
-        case 3: return .int(try int())
-        case 4: return .double(try double())
-        case 5: return .string(try string())
-        case 6: return .array(try values())
+        case 3: return .int(try int("integer value"))
+        case 4: return .double(try double("double value"))
+        case 5: return .string(try string("string value"))
+        case 6:
+            try enter(at)
+            defer { depth -= 1 }
+            return .array(try values("array length"))
         case 7:
-            let n = try count()
-            var o: [String: StepValue] = [:]
+            try enter(at)
+            defer { depth -= 1 }
+            let n = try count("object size", minimumBytes: 2)
+            var o: [String: StepValue] = Dictionary(minimumCapacity: min(n, 1024))
             for _ in 0..<n {
-                let k = try string()
-                o[k] = try value()
+                let keyAt = offset
+                let k = try string("object key")
+                if o.updateValue(try value(), forKey: k) != nil { throw .duplicateKey(k, offset: keyAt) }
             }
             return .object(o)
-        case let k: throw WireError(message: "unknown value kind \(k)")
+        case let k: throw .unknownKind(field: "value kind", kind: k, offset: at)
         }
     }
 
-    mutating func location() throws(WireError) -> SourceLocation? {
-        try byte() == 0 ? nil : SourceLocation(file: try string(), line: try int())
+    /// Opens an array/object, refusing to go deeper than `WireCodec.maximumNesting`: the reader
+    /// recurses once per level, and a frame of nested arrays costs 2 bytes a level.
+    private mutating func enter(_ at: Int) throws(WireError) {
+        guard depth < WireCodec.maximumNesting else { throw .nestedTooDeep(offset: at, limit: WireCodec.maximumNesting) }
+        depth += 1
+    }
+
+    mutating func location(_ field: String) throws(WireError) -> SourceLocation? {
+        try flag(field + " flag") ? SourceLocation(file: try string(field + " file"), line: try int(field + " line")) : nil
     }
 
     mutating func event() throws(WireError) -> WireEvent {
-        switch try byte() {
+        let at = offset
+        switch try byte("event kind") {
         case 1:
-            let id = try int(), function = try string(), args = try values()
-            return .assign(StepAssignment(id: id, function: function, args: args, threads: try int(), gpus: try ints(), attempt: try int()))
+            let id = try int("step id"), function = try string("function name"), args = try values("argument count")
+            return .assign(StepAssignment(id: id, function: function, args: args, threads: try int("threads"),
+                                          gpus: try ints("gpu"), attempt: try int("attempt")))
         case 2:
             return .takeBackUnstarted
         case 3:
-            let token = UInt32(truncatingIfNeeded: try varint())
-            if try byte() == 0 {
-                let id = try int()
-                return .reply(token: token, .success(id == 0 ? nil : id))
+            let token = try token("reply token")
+            let kindAt = offset
+            switch try byte("reply kind") {
+            case 0: return .reply(token: token, .success(try int("inserted step id")))
+            case 1: return .reply(token: token, .failure(GraphEditError(try string("edit error"))))
+            case 2: return .reply(token: token, .success(nil))
+            case let k: throw .unknownKind(field: "reply kind", kind: k, offset: kindAt)
             }
-            return .reply(token: token, .failure(GraphEditError(try string())))
         case 4:
             return .shutdown
         case 7:
             return .abort
         case 8:
-            let id = try int(), rank = try int(), slot = try int()
-            return .started(StepStart(id: id, rank: rank, slot: slot, start: try double()))
+            let id = try int("step id"), rank = try int("rank"), slot = try int("slot")
+            return .started(StepStart(id: id, rank: rank, slot: slot, start: try double("start time")))
         case 5:
-            let id = try int(), rank = try int(), slot = try int()
+            let id = try int("step id"), rank = try int("rank"), slot = try int("slot")
             let report: Scheduler.Report
-            switch try byte() {
+            let kindAt = offset
+            switch try byte("report kind") {
             case 0: report = .finished
-            case 1: report = .failed(error: try string())
+            case 1: report = .failed(error: try string("step error"))
             case 2: report = .notStarted
             case 3: report = .aborted
-            case let k: throw WireError(message: "unknown report kind \(k)")
+            case let k: throw .unknownKind(field: "report kind", kind: k, offset: kindAt)
             }
-            return .ended(StepOutcome(id: id, rank: rank, slot: slot, report: report, start: try optionalDouble(),
-                                      end: try optionalDouble(), logPath: try optionalString()))
+            return .ended(StepOutcome(id: id, rank: rank, slot: slot, report: report, start: try optionalDouble("start time"),
+                                      end: try optionalDouble("end time"), logPath: try optionalString("log path")))
         case 6:
-            let token = UInt32(truncatingIfNeeded: try varint()), from = try int()
+            let token = try token("request token"), from = try int("requesting step id")
             let edit: GraphEdit
-            switch try byte() {
+            let kindAt = offset
+            switch try byte("edit kind") {
             case 0:
-                let function = try string(), args = try values()
-                let spec = StepSpec(function: function, args: args, threads: try int(), needsGPU: try byte() == 1,
-                                    retries: try int(), wait: try byte() == 1)
-                edit = .insert(spec, prerequisites: try ints(), at: try location())
+                let function = try string("function name"), args = try values("argument count")
+                let spec = StepSpec(function: function, args: args, threads: try int("threads"), needsGPU: try flag("needsGPU flag"),
+                                    retries: try int("retries"), wait: try flag("wait flag"))
+                edit = .insert(spec, prerequisites: try ints("prerequisite"), at: try location("source location"))
             case 1:
-                edit = .addPrerequisites(to: try int(), try ints(), at: try location())
+                edit = .addPrerequisites(to: try int("target step id"), try ints("prerequisite"), at: try location("source location"))
             case 2:
-                edit = .release(try int(), at: try location())
-            case let k: throw WireError(message: "unknown edit kind \(k)")
+                edit = .release(try int("released step id"), at: try location("source location"))
+            case let k: throw .unknownKind(field: "edit kind", kind: k, offset: kindAt)
             }
             return .request(token: token, StepRequest(from: from, edit: edit))
         case let k:
-            throw WireError(message: "unknown event kind \(k)")
+            throw .unknownKind(field: "event kind", kind: k, offset: at)
         }
     }
 }

@@ -152,6 +152,8 @@ enum BenchRunDirectoryError: Error, CustomStringConvertible {
     case unconfirmed(path: String, reason: String)
     /// Listing or deleting failed part way; what is left is named.
     case io(path: String, reason: String)
+    /// A live launch holds the folder's run.lock.
+    case inUse(RunDirectoryLockError)
 
     var description: String {
         let advice = "stepflow bench replaces its --run-dir on every run and deletes only a previous benchmark's files. Give a new or empty folder with --run-dir DIR (or the folder of an earlier benchmark)."
@@ -165,6 +167,8 @@ enum BenchRunDirectoryError: Error, CustomStringConvertible {
             return "'\(path)' holds a run of protocol '\(name)', not a benchmark; nothing was deleted. \(advice)"
         case .unconfirmed(let path, let reason):
             return "'\(path)' is not recognizably a benchmark's (\(reason)); nothing was deleted. \(advice)"
+        case .inUse(let error):
+            return "\(error) Nothing was deleted."
         case .io(let path, let reason):
             return "could not clear the previous benchmark in '\(path)': \(reason). Remove it yourself or choose another --run-dir."
         }
@@ -222,6 +226,10 @@ enum BenchRunDirectory {
     private static func collect(_ directory: URL, into plan: inout [String], level: Int) throws(BenchRunDirectoryError) {
         let path = directory.path
         func at(_ name: String) -> String { directory.appendingPathComponent(name).path }
+        // A live launch's files are not a previous benchmark's, whoever wrote them.
+        if case .held(let holder) = RunDirectoryLock.probe(runDirectory: directory) {
+            throw .inUse(RunDirectoryLockError.held(runDirectory: path, holder: holder))
+        }
         // Read the database before listing the folder, so the listing is what is there after the read.
         let hasDatabase = kind(RunStore.path(in: directory)) == .file
         if hasDatabase {

@@ -95,6 +95,20 @@ import Testing
         #expect(snapshot(dir) == before)
     }
 
+    @Test("A previous benchmark whose run.lock a live launch holds is refused; nothing is deleted")
+    func liveLockRefused() throws {
+        let dir = Executables.temporaryFolder("bench-locked")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        #expect(try bench(dir).code == 0)
+        let lock = try RunDirectoryLock.acquire(runDirectory: dir)
+        defer { lock.release() }
+        let before = snapshot(dir)
+        let result = try bench(dir)
+        #expect(result.code == 2, "\(result.stderr)")
+        #expect(result.stderr.contains("(pid \(getpid()) on host"), "\(result.stderr)")
+        #expect(snapshot(dir) == before)
+    }
+
     @Test("A --run-dir that is a file is refused (exit 2)")
     func fileRefused() throws {
         let dir = Executables.temporaryFolder("bench-file")

@@ -2,12 +2,14 @@ import ArgumentParser
 import Foundation
 
 /// `status`: what a run's database says, as a table or as JSON; works while the run is live (it only
-/// reads, and a reader never blocks the run's writer in WAL mode) and after it ended.
+/// reads, and a reader never blocks the run's writer in WAL mode) and after it ended. A run the
+/// database calls `running` is checked against the run directory's lock: held, the owner is shown;
+/// free, the run is shown `interrupted` (its launch died without recording how it ended).
 public struct StatusCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "status",
         abstract: "Show a run's steps: status, rank/slot, duration, error.",
-        discussion: "Exit codes: 0 shown, 2 no readable run database there.")
+        discussion: "A run recorded as running shows the launch that owns it (from <run-dir>/run.lock), or 'interrupted' when no launch holds that lock any more. Exit codes: 0 shown, 2 no readable run database there.")
 
     @Argument(help: "The run directory (or use --run-dir).")
     public var directory: String?
@@ -22,29 +24,77 @@ public struct StatusCommand: ParsableCommand {
 
     public func run() throws {
         let dir = URL(fileURLWithPath: directory ?? runDir ?? "./run")
-        let stored: StoredRun
+        let (stored, liveness): (StoredRun, Liveness)
         do {
-            stored = try RunStore.read(runDirectory: dir)
+            (stored, liveness) = try Self.read(dir)
         } catch {
             FileHandle.standardError.write(Data("error: \(error)\n".utf8))
             throw ExitCode(2)
         }
         if json {
-            let doc = RunDocument.json(protocolName: stored.protocolName, status: stored.status, threads: stored.threads,
+            var doc = RunDocument.json(protocolName: stored.protocolName, status: liveness.status(stored), threads: stored.threads,
                                        mpi: stored.mpi, started: stored.started, ended: stored.ended, steps: stored.steps)
+            if var run = doc["run"] as? [String: Any] {
+                run["owner"] = liveness.owner.map { owner -> [String: Any] in
+                    ["host": owner.host ?? NSNull(), "pid": owner.pid.map { Int($0) } ?? NSNull(),
+                     "started": owner.started?.timeIntervalSince1970 ?? NSNull()]
+                } ?? NSNull()
+                doc["run"] = run
+            }
             print(String(decoding: try RunDocument.data(doc), as: UTF8.self))
         } else {
-            print(Self.table(stored))
+            print(Self.table(stored, liveness: liveness, runDirectory: dir))
         }
     }
 
-    static func table(_ run: StoredRun) -> String {
+    /// What the run directory's lock says about a run its database calls `running`.
+    enum Liveness: Equatable {
+        /// Not `running`, or nothing to tell (no lock file: a StepFlow that takes no lock ran it).
+        case asRecorded
+        /// A live launch holds the lock.
+        case owned(LockHolder)
+        /// Nobody holds the lock: the launch ended without recording how (killed, node lost).
+        case interrupted
+
+        func status(_ run: StoredRun) -> String { self == .interrupted ? "interrupted" : run.status }
+
+        var owner: LockHolder? {
+            if case .owned(let holder) = self { return holder }
+            return nil
+        }
+    }
+
+    /// Reads the run and, when it says `running`, asks the lock whether a launch still owns it.
+    static func read(_ dir: URL) throws(RunStoreError) -> (StoredRun, Liveness) {
+        var stored = try RunStore.read(runDirectory: dir)
+        for attempt in 0..<2 where stored.status == "running" {
+            switch RunDirectoryLock.probe(runDirectory: dir) {
+            case .held(let holder):
+                return (stored, .owned(holder))
+            case .noLockFile, .unknown:
+                return (stored, .asRecorded)
+            case .free:
+                if attempt == 1 { return (stored, .interrupted) }
+                // A run records its end before it lets the lock go, and a new one takes the lock before
+                // it records its start: read again, then look again, so neither is taken for a crash.
+                stored = try RunStore.read(runDirectory: dir)
+            }
+        }
+        return (stored, .asRecorded)
+    }
+
+    static func table(_ run: StoredRun, liveness: Liveness = .asRecorded, runDirectory: URL? = nil) -> String {
         var counts = StepStatus.allCases.compactMap { s -> String? in
             let n = run.count(s)
             return n > 0 ? "\(n) \(s.rawValue)" : nil
         }
         if counts.isEmpty { counts = ["no steps"] }
-        var lines = ["\(run.protocolName): \(run.status), mpi=\(run.mpi) threads=\(run.threads), \(run.steps.count) steps: \(counts.joined(separator: ", "))"]
+        let owner = liveness.owner.map { " (\($0))" } ?? ""
+        var lines = ["\(run.protocolName): \(liveness.status(run))\(owner), mpi=\(run.mpi) threads=\(run.threads), \(run.steps.count) steps: \(counts.joined(separator: ", "))"]
+        if liveness == .interrupted {
+            let lock = runDirectory.map { RunDirectoryLock.path(in: $0) } ?? RunDirectoryLock.fileName
+            lines.append("note: the database says running, but no launch holds \(lock): the run ended without recording how (killed, or its node was lost). Finish it with --continue.")
+        }
         lines.append(pad("ID", 7) + pad("FUNCTION", 24) + pad("STATUS", 10) + pad("RANK/SLOT", 11) + pad("SECONDS", 10) + "ERROR")
         for r in run.steps {
             let place = r.rank.map { "\($0)/\(r.slot.map(String.init) ?? "-")" } ?? "-"

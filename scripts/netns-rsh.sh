@@ -5,7 +5,7 @@
 # "Logs into" a fake host made by scripts/netns-hosts.sh: runs COMMAND in the network namespace
 # that owns the address HOST, in its own UTS namespace with the namespace's name as hostname.
 # The hostname matters: OpenMPI names its session directory and shared-memory files after it, and
-# two "hosts" with the same hostname on one filesystem collide (vader segfaults) — DESIGN §3.
+# two "hosts" with the same hostname on one filesystem collide (vader segfaults).
 set -euo pipefail
 
 # Skip the options mpirun may put before the host (it adds e.g. `-x`; plm_rsh_args may add more).

@@ -13,8 +13,20 @@ struct ImportMovies: StepProtocol {
         @Option(help: "How many sample movies to generate when --input is not given.")
         var samples: Int = 20
 
+        @Option(name: .customLong("sample-kb"), help: "Size of each generated sample movie in KiB (default: about 1 to 40 KiB, varying).")
+        var sampleKB: Int?
+
+        static let maximumSamples = 100_000
+        static let maximumSampleKB = 1 << 20
+
         func validate() throws {
             if samples < 0 { throw ValidationError("--samples must be 0 or more (got \(samples)).") }
+            if samples > Self.maximumSamples {
+                throw ValidationError("--samples must be at most \(Self.maximumSamples) (got \(samples)); for more movies, point --input at a folder of them.")
+            }
+            if let sampleKB, sampleKB < 1 || sampleKB > Self.maximumSampleKB {
+                throw ValidationError("--sample-kb must be between 1 and \(Self.maximumSampleKB) (1 GiB) (got \(sampleKB)).")
+            }
             guard let input else { return }
             var isDir: ObjCBool = false
             guard FileManager.default.fileExists(atPath: input, isDirectory: &isDir), isDir.boolValue else {
@@ -49,20 +61,35 @@ struct ImportMovies: StepProtocol {
         closeSetStep = try steps.insertFunctionStep("closeSetStep", wait: true)
     }
 
+    /// Lists (or, without --input, "downloads": generates) the movies and inserts a register step for
+    /// each as it arrives, as the seed page's download step does; then makes the close step wait for
+    /// them all and releases it. Run again after a crash, it inserts the same steps in the same order,
+    /// so the ones that finished stay finished (S12).
     func downloadMoviesStep(_ step: StepContext) throws {
         let folder = try inputFolder(step.runDirectory)
-        let files = try FileManager.default.contentsOfDirectory(atPath: folder.path)
-            .filter { !$0.hasPrefix(".") && !$0.hasSuffix(".xml") }
-            .sorted()
-        step.logger.info("found \(files.count) movies in \(folder.path)")
         let readXml = try step.insertFunctionStep("readXmlFileStep", .string(folder.path))
         var registerSteps: [StepID] = []
-        for file in files {
-            registerSteps.append(try step.insertFunctionStep("registerImageStep", .string(folder.appendingPathComponent(file).path),
-                                                             prerequisites: [readXml]))
+        let names = params.input == nil ? (1...max(params.samples, 1)).filter { $0 <= params.samples }.map(Self.sampleName)
+                                        : try movieFiles(in: folder)
+        for (i, name) in names.enumerated() {
+            let path = folder.appendingPathComponent(name)
+            if params.input == nil { try downloadSample(i + 1, to: path) }
+            registerSteps.append(try step.insertFunctionStep("registerImageStep", .string(path.path), prerequisites: [readXml]))
         }
+        step.logger.info("found \(names.count) movies in \(folder.path)")
         try step.addPrerequisites(to: closeSetStep, registerSteps)
         try step.release(closeSetStep)
+    }
+
+    /// The movie files of an input folder, sorted: subfolders and hidden files are skipped, names are
+    /// taken as they are (spaces, quotes, any Unicode).
+    private func movieFiles(in folder: URL) throws -> [String] {
+        try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { name in
+            guard !name.hasPrefix("."), !name.hasSuffix(".xml") else { return false }
+            var isDirectory: ObjCBool = false
+            return FileManager.default.fileExists(atPath: folder.appendingPathComponent(name).path, isDirectory: &isDirectory)
+                && !isDirectory.boolValue
+        }.sorted()
     }
 
     func readXmlFileStep(_ step: StepContext) throws {
@@ -96,18 +123,24 @@ struct ImportMovies: StepProtocol {
         step.logger.info("closed the set with \(movies.count) movies")
     }
 
-    /// The input folder, or a folder of generated sample movies under the run directory.
+    /// The input folder, or the folder the sample movies are "downloaded" to, under the run directory.
     private func inputFolder(_ runDirectory: URL) throws -> URL {
         if let input = params.input { return URL(fileURLWithPath: input) }
         let folder = runDirectory.appendingPathComponent("movies")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        for i in 1...max(params.samples, 1) where i <= params.samples {
-            let name = String(format: "movie_%04d.mrc", i)
-            // Deterministic bytes of varying length, so every movie has its own checksum.
-            let bytes = (0..<(1024 + 37 * i)).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ i) }
-            try Data(bytes).write(to: folder.appendingPathComponent(name))
-        }
         return folder
+    }
+
+    static func sampleName(_ i: Int) -> String { String(format: "movie_%04d.mrc", i) }
+
+    /// Writes sample movie `i`: deterministic bytes, each movie its own length and checksum. An existing
+    /// file of the right size is kept, as a download would skip it (a register step may be reading it).
+    private func downloadSample(_ i: Int, to url: URL) throws {
+        let size = params.sampleKB.map { $0 * 1024 + 37 * i } ?? 1024 + 37 * i
+        if let existing = try? FileManager.default.attributesOfItem(atPath: url.path)[.size] as? Int, existing == size { return }
+        var bytes = [UInt8](repeating: 0, count: size)
+        for k in 0..<size { bytes[k] = UInt8(truncatingIfNeeded: k &* 31 &+ i) }
+        try Data(bytes).write(to: url, options: .atomic)
     }
 }
 

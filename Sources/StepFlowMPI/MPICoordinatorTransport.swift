@@ -15,12 +15,12 @@ public final class MPICoordinatorTransport: CoordinatorTransport, @unchecked Sen
     private var outgoing: [[WireEvent]]
     private var backoff = IdleBackoff()
 
-    public init(world: MPIWorld, threads: Int, executor: StepExecutor, runDirectory: URL) {
+    public init(world: MPIWorld, threads: Int, executor: StepExecutor, runDirectory: URL, launch: Int) {
         precondition(world.rank == 0, "the coordinator runs on rank 0")
         self.rankCount = world.size
         self.outgoing = Array(repeating: [], count: world.size)
         let events = localEvents
-        localPool = WorkerPool(rank: 0, threads: threads, executor: executor, runDirectory: runDirectory,
+        localPool = WorkerPool(rank: 0, threads: threads, executor: executor, runDirectory: runDirectory, launch: launch,
                                channel: LocalRequestChannel(events: events), report: { events.push($0) })
     }
 
@@ -31,6 +31,14 @@ public final class MPICoordinatorTransport: CoordinatorTransport, @unchecked Sen
     public func takeBackUnstarted() {
         localPool.takeBackUnstarted()
         for r in 1..<rankCount { outgoing[r].append(.takeBackUnstarted) }
+    }
+
+    public func takeBack(_ steps: [StepID], from rank: Int) {
+        if rank == 0 { localPool.takeBack(steps) } else { outgoing[rank].append(.takeBack(steps)) }
+    }
+
+    public func checkAlive(_ ranks: [Int]) {
+        for r in ranks where r > 0 && r < rankCount { outgoing[r].append(.ping) }
     }
 
     public func reply(_ result: EditResult, to address: ReplyAddress) {
@@ -96,15 +104,17 @@ public final class MPICoordinatorTransport: CoordinatorTransport, @unchecked Sen
             do {
                 decoded = try WireCodec.decode(bytes)
             } catch {
-                FileHandle.standardError.write(Data("stepflow rank 0: \(error) (from rank \(source))\n".utf8))
-                MPIWorld.initialize().abort(70)
+                events.append(.broken(rank: source, message: "rank \(source) sent a message rank 0 cannot read (\(error))"))
+                continue
             }
             for e in decoded {
                 switch e {
-                case .started(let start): events.append(.started(start))
-                case .ended(let outcome): events.append(.ended(outcome))
+                case .started(let start) where start.rank == source: events.append(.started(start))
+                case .ended(let outcome) where outcome.rank == source: events.append(.ended(outcome))
                 case .request(let token, let request): events.append(.request(request, replyTo: .remote(rank: source, token: token)))
-                default: break
+                case .alive: events.append(.alive(rank: source))
+                default:
+                    events.append(.broken(rank: source, message: "rank \(source) sent rank 0 a message only rank 0 sends, or one in another rank's name"))
                 }
             }
         }

@@ -49,26 +49,29 @@ public enum MPIProtocolRunner {
             throw RunSetupError.reportedElsewhere
         }
         var failure: RunSetupError?
-        var setup: ProtocolRunner.Rank0Setup?
+        var plan: ProtocolRunner.Rank0Plan?
+        let digest: InsertDigest
         if world.rank == 0 {
             do {
-                setup = try ProtocolRunner.prepareRank0(&proto, parallel: parallel, settings: settings,
-                                                        prefetch: prefetch(threads: parallel.threads, environment: settings.environment))
+                plan = try ProtocolRunner.planRank0(&proto, parallel: parallel, settings: settings,
+                                                    prefetch: prefetch(threads: parallel.threads, environment: settings.environment))
             } catch {
                 failure = error
             }
+            digest = plan?.digest ?? InsertDigest()
         } else {
+            digest = InsertDigest()
             let numberer = StepNumberer(threadsPerRank: parallel.threads, gpusPerRank: parallel.gpus)
             do {
-                try proto.insertAllSteps(StepInserter(.protocolSteps, editor: numberer, functionNames: P.functions.names))
+                try proto.insertAllSteps(StepInserter(.protocolSteps, editor: DigestingEditor(numberer, digest: digest),
+                                                      functionNames: P.functions.names))
             } catch {
-                failure = .insertion(String(describing: error))
+                failure = .insertion(ErrorText.sentence(error))
             }
         }
         let flags = world.orAcrossRanks(failure == nil ? 0 : world.rank == 0 ? 2 : 1)
         if flags != 0 {
-            // Another rank could not start: the run database rank 0 opened records a failed start.
-            setup?.store?.finish(status: "failed")
+            plan?.lock?.release()
             if world.rank == 0 {
                 throw failure ?? .insertion("a worker rank could not insert the protocol's steps; its message is above")
             }
@@ -77,11 +80,34 @@ public enum MPIProtocolRunner {
             }
             throw RunSetupError.reportedElsewhere
         }
+        if let disagreement = compareInserts(digest, world: world) {
+            plan?.lock?.release()
+            if world.rank == 0 { throw disagreement }
+            throw RunSetupError.reportedElsewhere
+        }
+        if settings.dryRun {
+            if let plan { settings.notes?(ProtocolRunner.dryRunText(plan, runDirectory: settings.runDirectory)) }
+            return nil
+        }
+        var setup: ProtocolRunner.Rank0Setup?
+        if let plan {
+            do {
+                setup = try ProtocolRunner.openStore(plan, for: P.self, parallel: parallel, settings: settings)
+            } catch {
+                failure = error
+            }
+        }
+        // Rank 0 tells every rank the launch number (its logs' folder); 0 means it could not start.
+        let launch = Int(world.maxAcrossRanks(world.rank == 0 ? Double(setup?.launch ?? 0) : 0))
+        guard launch > 0 else {
+            if world.rank == 0 { throw failure ?? .insertion("the run database could not be opened") }
+            throw RunSetupError.reportedElsewhere
+        }
         let frozen = proto
         let executor = StepExecutor(frozen)
         guard world.rank == 0, let setup else {
             let ended = MPIWorkerRuntime(world: world, threads: parallel.threads, executor: executor,
-                                         runDirectory: settings.runDirectory).run()
+                                         runDirectory: settings.runDirectory, launch: launch).run()
             if ended == .aborted {
                 // Rank 0 exits with 128+signal once its summary is out, and the launcher then ends every
                 // rank; a worker that outlives it (a launcher that does not) leaves on its own.
@@ -91,12 +117,28 @@ public enum MPIProtocolRunner {
             return nil
         }
         let transport = MPICoordinatorTransport(world: world, threads: parallel.threads, executor: executor,
-                                                runDirectory: settings.runDirectory)
+                                                runDirectory: settings.runDirectory, launch: launch)
         let report = Coordinator(state: setup.state, transport: transport, functionNames: P.functions.names,
                                  hook: { try frozen.stepsCheck($0) },
                                  hookInterval: settings.stepsCheckInterval ?? frozen.stepsCheckInterval,
-                                 progress: settings.progress, journal: setup.store, watchSignals: settings.watchSignals).run()
-        ProtocolRunner.finish(report, store: setup.store)
-        return report
+                                 progress: settings.progress, journal: setup.store, watchSignals: settings.watchSignals,
+                                 notes: settings.notes).run()
+        return ProtocolRunner.finish(report, setup: setup)
+    }
+
+    /// Every rank ran `insertAllSteps`; all must have inserted the same steps (S3). Returns the error
+    /// rank 0 reports when one did not (other ranks get `.reportedElsewhere`).
+    static func compareInserts(_ digest: InsertDigest, world: MPIWorld) -> RunSetupError? {
+        guard world.size > 1 else { return nil }
+        let mine = digest.value
+        let rank0Hash = world.broadcastFromRank0(mine.hash)
+        let rank0Steps = Int(world.maxAcrossRanks(world.rank == 0 ? Double(mine.steps) : 0))
+        let differs = world.rank != 0 && (mine.hash != rank0Hash || mine.steps != rank0Steps)
+        let worst = Int(world.maxAcrossRanks(differs ? Double(world.rank) : 0))
+        guard worst > 0 else { return nil }
+        let theirs = Int(world.maxAcrossRanks(world.rank == worst ? Double(mine.steps) : 0))
+        guard world.rank == 0 else { return .reportedElsewhere }
+        let same = theirs == rank0Steps ? " (as many, but not the same steps or prerequisites)" : ""
+        return .nondeterministic("rank \(worst) numbered \(theirs) steps, rank 0 numbered \(rank0Steps)\(same)")
     }
 }

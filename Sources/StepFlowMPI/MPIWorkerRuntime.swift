@@ -12,16 +12,16 @@ public final class MPIWorkerRuntime {
     private let messenger = MPIMessenger()
     private let pool: WorkerPool
 
-    public init(world: MPIWorld, threads: Int, executor: StepExecutor, runDirectory: URL) {
+    public init(world: MPIWorld, threads: Int, executor: StepExecutor, runDirectory: URL, launch: Int) {
         self.world = world
         let outbox = self.outbox
         let channel = MPIRequestChannel(outbox: outbox, replies: replies)
-        pool = WorkerPool(rank: world.rank, threads: threads, executor: executor, runDirectory: runDirectory,
+        pool = WorkerPool(rank: world.rank, threads: threads, executor: executor, runDirectory: runDirectory, launch: launch,
                           channel: channel, report: { event in
                               switch event {
                               case .started(let start): outbox.push(.started(start))
                               case .ended(let outcome): outbox.push(.ended(outcome))
-                              case .request: break
+                              case .request, .broken, .alive: break
                               }
                           })
     }
@@ -55,8 +55,14 @@ public final class MPIWorkerRuntime {
                         pool.submit(batch)
                         batch.removeAll()
                         pool.takeBackUnstarted()
+                    case .takeBack(let ids):
+                        pool.submit(batch)
+                        batch.removeAll()
+                        pool.takeBack(ids)
                     case .reply(let token, let result):
                         replies.fill(token, with: result)
+                    case .ping:
+                        outbox.push(.alive)
                     case .shutdown: stopping = true
                     case .abort:
                         stopping = true

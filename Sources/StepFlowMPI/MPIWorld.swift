@@ -45,6 +45,14 @@ public struct MPIWorld: Sendable {
         return receive
     }
 
+    /// Rank 0's `value` on every rank (the others pass anything), without blocking in MPI.
+    public func broadcastFromRank0(_ value: UInt64) -> UInt64 {
+        let mine = rank == 0 ? value : 0
+        let low = UInt64(UInt32(bitPattern: orAcrossRanks(Int32(bitPattern: UInt32(truncatingIfNeeded: mine)))))
+        let high = UInt64(UInt32(bitPattern: orAcrossRanks(Int32(bitPattern: UInt32(truncatingIfNeeded: mine >> 32)))))
+        return high << 32 | low
+    }
+
     /// The largest of every rank's `value`, without blocking in MPI (as `orAcrossRanks`).
     public func maxAcrossRanks(_ value: Double) -> Double {
         var send = value, receive = 0.0
@@ -65,7 +73,7 @@ public struct MPIWorld: Sendable {
     }
 }
 
-/// How long an MPI thread waits when it finds nothing to do. Measured here (DESIGN §3, and the
+/// How long an MPI thread waits when it finds nothing to do. Measured on 2-core VMs (and by the
 /// benchmark's idle line): every wake-up of a sleeping thread costs ~30 µs of CPU on these VMs, so a
 /// 200 µs sleep costs ~11% of a core and a 1 ms sleep ~4%. Hence three stages:
 /// - right after activity, poll without sleeping for `spinWindow`: the next message of a busy run
@@ -159,7 +167,7 @@ final class MPIMessenger {
     /// Every message that has arrived, from any rank, in arrival order per sender.
     func receiveAll() -> [(source: Int, bytes: [UInt8])] {
         var out: [(Int, [UInt8])] = []
-        // The first Iprobe of a wake-up only pulls pending messages into the library (DESIGN §3).
+        // The first Iprobe of a wake-up only pulls pending messages into the library: probe twice.
         var misses = 0
         while misses < 2 {
             var flag: Int32 = 0

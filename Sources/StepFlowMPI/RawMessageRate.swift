@@ -3,7 +3,7 @@ import Foundation
 
 /// The raw MPI master/worker message rate on the ranks of this launch: rank 0 hands out 8-byte "task"
 /// messages with `inFlight` outstanding per worker, each worker answers "done". This is the ceiling
-/// the benchmark compares StepFlow's step rate with (DESIGN §4). Blocking MPI calls are fine here:
+/// the benchmark compares StepFlow's step rate with. Blocking MPI calls are fine here:
 /// every rank is busy for the whole measurement.
 public enum RawMessageRate {
     private static let taskTag: Int32 = 101, doneTag: Int32 = 102, stopTag: Int32 = 103

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import StepFlow
+import Synchronization
 
 /// A protocol for the integration tests: its steps write down, themselves, when and where they ran
 /// and what they inserted, so tests can check the engine against records it did not make.
@@ -12,15 +13,29 @@ import StepFlow
 /// - `sleep`: `--steps` independent steps that sleep `--work-us`, for crash and signal tests.
 /// - `gated`: as `sleep`, plus a step that waits (up to a minute) for `<run-dir>/go`, so a test can look
 ///   at a run that is certainly live.
+/// - `stream`: the streaming pattern. The `stepsCheck` hook inserts `--chunks` chunks of `--steps` work
+///   steps, one chunk per call, and makes the close step wait for them; each work step inserts a
+///   follow-up step that needs the `pivot` step, which the hook releases only after its last chunk.
+/// - `killer`: step 2 kills its own rank (SIGKILL) after 300 ms, unless `<run-dir>/spare` exists;
+///   `--steps` sleep steps run beside it; step 3 depends on it.
+/// - `takeback`: a step adds a prerequisite to a step that was sent ahead to a busy rank (S3).
+/// - `nondeterministic`: rank 2 inserts one step more than the others.
+/// - `slowinsert`: `insertAllSteps` takes `--work-us` per step, for signals during it.
 struct ProbeProtocol: StepProtocol {
     struct Params: ParsableArguments, Sendable {
         @Option var scenario: String = "random"
         @Option var steps: Int = 200
         @Option var seed: UInt64 = 1
         @Option(name: .customLong("work-us")) var workMicroseconds: Int = 0
+        @Option var chunks: Int = 10
     }
 
     let params: Params
+    /// The ids `insertAllSteps` gave the stream's steps, the same on every rank.
+    var streamClose: StepID = 0
+    var streamPivot: StepID = 0
+    /// How many chunks the hook inserted in this launch (it starts over in every launch: S12 matches).
+    let chunksInserted = ChunkCounter()
     init(params: Params) { self.params = params }
 
     static let protocolName = "Probe"
@@ -37,7 +52,46 @@ struct ProbeProtocol: StepProtocol {
             try p.record(step)
             throw ProbeFailure(step: step.id, rank: step.rank)
         },
+        "streamWork": { p, step in
+            try p.record(step) {
+                let follow = try step.insertFunctionStep("followUp", step.args[1], prerequisites: [p.streamPivot])
+                try step.addPrerequisites(to: p.streamClose, [follow])
+            }
+        },
+        "followUp": { p, step in try p.record(step) },
+        "killer": { p, step in
+            if !FileManager.default.fileExists(atPath: step.runDirectory.appendingPathComponent("spare").path) {
+                usleep(300_000)
+                kill(getpid(), SIGKILL)
+            }
+            try p.record(step)
+        },
+        "adder": { p, step in
+            try p.record(step) {
+                usleep(100_000)
+                let extra = try step.insertFunctionStep("work", prerequisites: [])
+                try step.addPrerequisites(to: 4, [extra])
+            }
+        },
+        "sleeper": { p, step in try p.record(step) { usleep(1_000_000) } },
     ]
+
+    var stepsCheckInterval: Duration { params.scenario == "stream" ? .milliseconds(100) : .seconds(1) }
+
+    func stepsCheck(_ run: StepsCheck) throws {
+        guard params.scenario == "stream" else { return run.declareNoHook() }
+        let chunk = chunksInserted.next()
+        if chunk < params.chunks {
+            var ids: [StepID] = []
+            for i in 0..<params.steps {
+                ids.append(try run.insertFunctionStep("streamWork", .int(chunk), .int(chunk * params.steps + i), prerequisites: []))
+            }
+            try run.addPrerequisites(to: streamClose, ids)
+        } else if chunk == params.chunks {
+            try run.release(streamPivot)
+            try run.release(streamClose)
+        }
+    }
 
     mutating func insertAllSteps(_ steps: StepInserter) throws {
         // Every rank runs insertAllSteps: a good place to tell tests which process is which rank.
@@ -67,12 +121,37 @@ struct ProbeProtocol: StepProtocol {
             try steps.insertFunctionStep("work", prerequisites: [11])             // 12
         case "sleep":
             for _ in 0..<params.steps { try steps.insertFunctionStep("work", prerequisites: []) }
+        case "stream":
+            streamPivot = try steps.insertFunctionStep("work", prerequisites: [], wait: true)
+            streamClose = try steps.insertFunctionStep("work", prerequisites: [streamPivot], wait: true)
+        case "killer":
+            // Step 2 goes to rank 1 (ranks take steps in turn): the killer kills a worker rank.
+            try steps.insertFunctionStep("work", prerequisites: [])
+            try steps.insertFunctionStep("killer", prerequisites: [])
+            try steps.insertFunctionStep("work", prerequisites: [2])
+            for _ in 0..<params.steps { try steps.insertFunctionStep("work", prerequisites: []) }
+        case "takeback":
+            // Ranks get steps in turn: 1 → rank 0, 2 → rank 1, 3 → rank 0, 4 → rank 1 behind the sleeper 2.
+            try steps.insertFunctionStep("adder", prerequisites: [])
+            try steps.insertFunctionStep("sleeper", prerequisites: [])
+            try steps.insertFunctionStep("work", prerequisites: [])
+            for _ in 0..<3 { try steps.insertFunctionStep("work", prerequisites: []) }
+        case "slowinsert":
+            // A long insertAllSteps: <run-dir>/inserting tells a test it is under way.
+            FileManager.default.createFile(atPath: runDirectory.appendingPathComponent("inserting").path, contents: nil)
+            for _ in 0..<params.steps {
+                usleep(UInt32(max(params.workMicroseconds, 0)))
+                try steps.insertFunctionStep("work", prerequisites: [])
+            }
+        case "nondeterministic":
+            for _ in 0..<params.steps { try steps.insertFunctionStep("work", prerequisites: []) }
+            if ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_RANK"] == "2" { try steps.insertFunctionStep("work") }
         case "gated":
             // The run stays live until the test creates <run-dir>/go.
             for _ in 0..<params.steps { try steps.insertFunctionStep("work", prerequisites: []) }
             try steps.insertFunctionStep("gate", prerequisites: [])
         default:
-            throw ValidationError("unknown --scenario '\(params.scenario)' (random, fail, fail-keep-going, sleep, gated)")
+            throw ValidationError("unknown --scenario '\(params.scenario)' (random, fail, fail-keep-going, sleep, gated, stream, killer, takeback, nondeterministic, slowinsert)")
         }
     }
 
@@ -114,11 +193,17 @@ struct ProbeProtocol: StepProtocol {
         if params.workMicroseconds > 0 { usleep(UInt32(params.workMicroseconds)) }
         try body()
         let end = Date().timeIntervalSince1970
-        ProbeLog.append(step.runDirectory, "run \(step.id) \(step.rank) \(step.slot) \(start) \(end) \(ProbeLog.hostName)")
+        ProbeLog.append(step.runDirectory, "run \(step.id) \(step.rank) \(step.slot) \(start) \(end) \(ProbeLog.hostName) \(step.function)")
     }
 
     var runDirectory: URL { URL(fileURLWithPath: ProcessInfo.processInfo.environment["PROBE_RUN_DIR"] ?? "./run") }
     var isRankZero: Bool { (ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_RANK"] ?? "0") == "0" }
+}
+
+/// Counts the hook's calls across threads (the protocol value itself is read-only once running).
+final class ChunkCounter: Sendable {
+    private let count = Mutex(0)
+    func next() -> Int { count.withLock { n in defer { n += 1 }; return n } }
 }
 
 struct ProbeFailure: Error, CustomStringConvertible {

@@ -45,6 +45,7 @@ import Testing
         #expect(run1.protocolName == "Bench" && run1.steps.count == 200)
 
         // A step log, a report and a set-aside database of an earlier benchmark go too.
+        try FileManager.default.createDirectory(at: dir.appendingPathComponent("logs"), withIntermediateDirectories: true)
         try Data("log\n".utf8).write(to: dir.appendingPathComponent("logs/step-7.log"))
         try FileManager.default.copyItem(at: dir.appendingPathComponent("run.db"), to: dir.appendingPathComponent("run-20260101T000000Z.db"))
         Thread.sleep(forTimeInterval: 0.05)
@@ -72,8 +73,8 @@ import Testing
     func otherProtocolRefused() throws {
         let dir = Executables.temporaryFolder("bench-other")
         defer { try? FileManager.default.removeItem(at: dir) }
-        let (store, _) = try RunStore.create(runDirectory: dir, protocolName: "ImportMovies", params: [], threads: 1, mpi: 1)
-        store.finish(status: "finished")
+        let store = try RunStore.create(runDirectory: dir, protocolName: "ImportMovies", params: [], threads: 1, mpi: 1)
+        #expect(store.finish(status: "finished") == nil)
         let before = snapshot(dir)
         #expect(before["run.db"] != nil)
         let result = try bench(dir)
@@ -87,6 +88,7 @@ import Testing
         let dir = Executables.temporaryFolder("bench-stray")
         defer { try? FileManager.default.removeItem(at: dir) }
         #expect(try bench(dir).code == 0)
+        try FileManager.default.createDirectory(at: dir.appendingPathComponent("logs"), withIntermediateDirectories: true)
         try Data("mine".utf8).write(to: dir.appendingPathComponent("logs/notes.txt"))
         let before = snapshot(dir)
         let result = try bench(dir)

@@ -112,6 +112,12 @@ struct MistakeProtocol: StepProtocol {
         (["--run-dir", "/proc/stepflow-run"], "cannot use run directory"),
         (["--threads", "x"], "threads"),
         (["--bogus"], "Unknown option"),
+        (["--threads", "100000"], "at most 1024 worker threads per rank"),
+        (["--gpus", "100000"], "at most 64 per rank"),
+        (["--dry-run"], "add --continue"),
+        (["--crash-limit", "0"], "--crash-limit must be at least 1"),
+        (["--samples", "100000000"], "--samples must be at most 100000"),
+        (["--sample-kb", "0"], "--sample-kb must be between 1 and"),
     ])
     func badCommandLines(args: [String], message: String) throws {
         let dir = Executables.temporaryFolder("bad")
@@ -119,6 +125,50 @@ struct MistakeProtocol: StepProtocol {
         let result = try Executables.run("ImportMovies", args, cwd: dir)
         #expect(result.code == 2, "\(args): \(result.stderr)")
         #expect(result.stderr.contains(message), "\(args): \(result.stderr)")
+    }
+
+    @Test("Absurd numbers from the environment or the protocol are refused too, naming the limit and where they came from")
+    func absurdDefaults() throws {
+        let dir = Executables.temporaryFolder("absurd")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let result = try Executables.run("ImportMovies", ["--run-dir", dir.appendingPathComponent("run").path],
+                                         environment: ["STEPFLOW_THREADS": "100000"])
+        #expect(result.code == 2 && result.stderr.contains("at most 1024") && result.stderr.contains("STEPFLOW_THREADS"), "\(result.stderr)")
+        var form = ProtocolForm()
+        form.addParallelSection(threads: 5000, mpi: 1)
+        #expect(throws: RunSetupError.self) {
+            try ResolvedParallelSection.resolve(form: form, settings: RunSettings(runDirectory: dir, environment: [:]), worldSize: 1)
+        }
+    }
+
+    @Test("An --input folder with a subfolder and odd names: the subfolder is skipped, every odd name is registered")
+    func oddInputNames() throws {
+        let dir = Executables.temporaryFolder("odd")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let input = dir.appendingPathComponent("in")
+        try FileManager.default.createDirectory(at: input.appendingPathComponent("sub folder"), withIntermediateDirectories: true)
+        try Data("inside".utf8).write(to: input.appendingPathComponent("sub folder/deep.mrc"))
+        let names = ["a b.mrc", "quote'\"s.mrc", "ünïcödé.mrc", "-dash.mrc", "new\nline.mrc", "$(echo no).mrc"]
+        for name in names { try Data(name.utf8).write(to: input.appendingPathComponent(name)) }
+        let run = dir.appendingPathComponent("run")
+        let result = try Executables.run("ImportMovies", ["--input", input.path, "--run-dir", run.path, "--threads", "2"])
+        #expect(result.code == 0, "\(result.stdout)\n\(result.stderr)")
+        let set = try JSONSerialization.jsonObject(with: Data(contentsOf: run.appendingPathComponent("set.json"))) as! [String: Any]
+        #expect((set["files"] as! [[String: Any]]).map { $0["name"] as! String } == names.sorted())
+    }
+
+    @Test("A step's error is a sentence naming the file, not a debug dump")
+    func errorSentence() throws {
+        struct P: StepProtocol {
+            init(params: NoParams) {}
+            static let functions: StepFunctions<P> = ["read": { _, _ in _ = try Data(contentsOf: URL(fileURLWithPath: "/nonexistent/movie.mrc")) }]
+            mutating func insertAllSteps(_ steps: StepInserter) throws { try steps.insertFunctionStep("read") }
+        }
+        let dir = Executables.temporaryFolder("sentence")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let report = try ProtocolRunner.runLocal(P(), settings: RunSettings(runDirectory: dir, environment: [:]))
+        let error = try #require(report.records[0].error)
+        #expect(!error.contains("Error Domain") && error.contains("/nonexistent/movie.mrc") && error.lowercased().contains("no such file"), "\(error)")
     }
 
     @Test("STEPFLOW_THREADS is a default below --threads, above the protocol's parallel section")

@@ -58,6 +58,33 @@ import Testing
         #expect((doneRun["counts"] as? [String: Int])?["finished"] == 41)
     }
 
+    @Test("S12: one owner per run directory: a second launch on a live run exits 2 naming host and pid; after SIGKILL of rank 0 status says interrupted and --continue takes over")
+    func oneOwner() throws {
+        let dir = Executables.temporaryFolder("owner")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let run = dir.appendingPathComponent("run")
+        let args = ["--run-dir", run.path, "--scenario", "gated", "--steps", "40", "--work-us", "20000", "--threads", "2"]
+        let env = ["PROBE_RUN_DIR": run.path]
+        let launch = try Background.launch(np: 2, "StepFlowProbe", args, environment: env)
+        #expect(Background.waitUntil { (Background.stored(run)?.count(.finished) ?? 0) >= 4 }, "\(launch.text)")
+        let rank0 = try #require(Int32(try String(contentsOf: run.appendingPathComponent("pids/rank-0"), encoding: .utf8)))
+        for flags in [[], ["--continue"], ["--restart"]] {
+            let second = try MPILaunch.run(np: 2, "StepFlowProbe", args + flags, environment: env)
+            #expect(second.code == 2, "\(flags): \(second.stderr)")
+            #expect(second.stderr.contains("pid \(rank0) on host \(ProbeHost.name)"), "\(flags): \(second.stderr)")
+            #expect(second.stderr.contains("owns run directory"), "\(flags): \(second.stderr)")
+        }
+        #expect(launch.isRunning, "the live run was not disturbed")
+        kill(rank0, SIGKILL)
+        _ = launch.wait()
+        let status = try Executables.run("StepFlowProbe", ["status", "--run-dir", run.path])
+        #expect(status.code == 0 && status.stdout.contains("interrupted"), "\(status.stdout)")
+        _ = FileManager.default.createFile(atPath: run.appendingPathComponent("go").path, contents: nil)
+        let resumed = try MPILaunch.run(np: 2, "StepFlowProbe", args + ["--continue"], environment: env)
+        #expect(resumed.code == 0, "\(resumed.stdout)\n\(resumed.stderr)")
+        #expect(try #require(Background.stored(run)).steps.allSatisfy { $0.status == .finished })
+    }
+
     /// Ids the probe's steps recorded running, from the probe files whose names are not in `except`.
     func ranIDs(_ run: URL, except: Set<String> = []) throws -> (ids: [Int], files: Set<String>) {
         let files = Set(try FileManager.default.contentsOfDirectory(atPath: run.path).filter { $0.hasPrefix("probe-") })
@@ -113,6 +140,28 @@ import Testing
         }
     }
 
+    @Test("SIGTERM ends a run in every phase: during insertAllSteps, while steps run, while only the hook can release a step",
+          arguments: [("slowinsert", ["--steps", "300", "--work-us", "10000"]),
+                      ("sleep", ["--steps", "300", "--work-us", "15000"]),
+                      ("stream", ["--steps", "2", "--chunks", "1000", "--work-us", "1000"])])
+    func sigtermInEveryPhase(scenario: String, extra: [String]) throws {
+        let dir = Executables.temporaryFolder("phase")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let run = dir.appendingPathComponent("run")
+        let launch = try Background.launch(np: 0, "StepFlowProbe", ["--run-dir", run.path, "--scenario", scenario, "--threads", "2"] + extra,
+                                           environment: ["PROBE_RUN_DIR": run.path])
+        if scenario == "slowinsert" {
+            #expect(Background.waitUntil { FileManager.default.fileExists(atPath: run.appendingPathComponent("inserting").path) })
+            usleep(300_000)
+        } else {
+            #expect(Background.waitUntil { (Background.stored(run)?.count(.finished) ?? 0) >= 5 }, "\(launch.text)")
+        }
+        launch.signal(SIGTERM)
+        #expect(launch.wait(timeout: 30) == 143, "\(scenario): \(launch.text)")
+        let stored = try #require(Background.stored(run))
+        #expect(stored.status == "aborted" && stored.count(.running) == 0, "\(scenario)")
+    }
+
     @Test("SIGTERM to run_mpi.sh mid-run: exit 143, the aborted run continues to the end")
     func sigtermRunMPI() throws {
         let dir = Executables.temporaryFolder("sigterm-mpi")
@@ -147,5 +196,14 @@ import Testing
                 kill(pid, SIGKILL)
             }
         }
+    }
+}
+
+/// This machine's host name, as the lock records it.
+enum ProbeHost {
+    static var name: String {
+        var buffer = [CChar](repeating: 0, count: 256)
+        gethostname(&buffer, buffer.count)
+        return String(cString: buffer)
     }
 }

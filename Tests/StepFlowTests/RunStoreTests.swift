@@ -37,6 +37,7 @@ struct ContinueProtocol: StepProtocol {
 
     func record(_ s: StepContext) throws {
         let label = s.args.first?.stringValue ?? s.function
+        s.logger.info("ran \(label)")
         if params.failing.split(separator: ",").contains(Substring(label)) { throw Boom() }
         let line = "\(label)\n"
         let fd = open(s.runDirectory.path + "/runs.txt", O_WRONLY | O_CREAT | O_APPEND, 0o644)
@@ -112,30 +113,61 @@ struct OtherProtocol: StepProtocol {
         let report = try ProtocolRunner.runLocal(try proto(), settings: settings(dir, .continueRun))
         #expect(report.outcome == .finished)
         #expect(runs(dir) == ["b", "c"])
+        // Logs never mix launches: the failed attempt's log stays as it was, the re-run has its own.
+        let first = try String(contentsOf: dir.appendingPathComponent("logs/step-2.log"), encoding: .utf8)
+        #expect(first.contains("ran b") && first.contains("failed: boom"))
+        let second = try String(contentsOf: dir.appendingPathComponent("logs/launch-2/step-2.log"), encoding: .utf8)
+        #expect(second.contains("ran b") && !second.contains("boom"))
+        #expect(report.records[1].logPath == dir.appendingPathComponent("logs/launch-2/step-2.log").path)
+        #expect(report.records[0].logPath == dir.appendingPathComponent("logs/step-1.log").path, "a kept step keeps its log")
     }
 
-    @Test("A run directory that holds a run needs --continue or --restart; --restart moves the old database aside")
+    @Test("A run directory that holds a run needs --continue or --restart; --restart sets the whole old run aside")
     func existingRun() throws {
         let dir = Executables.temporaryFolder("restart")
         defer { try? FileManager.default.removeItem(at: dir) }
         _ = try ProtocolRunner.runLocal(try proto(), settings: settings(dir))
-        _ = runs(dir)
+        let oldRuns = try String(contentsOf: dir.appendingPathComponent("runs.txt"), encoding: .utf8)
         #expect {
             try ProtocolRunner.runLocal(try proto(), settings: settings(dir))
         } throws: { error in
             "\(error)".contains("already holds a run of ContinueProtocol") && "\(error)".contains("--continue")
         }
         let report = try ProtocolRunner.runLocal(try proto(), settings: settings(dir, .restart))
-        #expect(report.outcome == .finished && runs(dir).count == 8)
-        let aside = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasPrefix("run-") && $0.hasSuffix(".db") }
+        #expect(report.outcome == .finished && runs(dir).count == 8, "the new run's outputs do not mix with the old run's")
+        let aside = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasPrefix("previous-") }
         #expect(aside.count == 1)
-        #expect(try RunStore.read(runDirectory: URL(fileURLWithPath: dir.path)).steps.count == 8)
+        let folder = dir.appendingPathComponent(aside[0])
+        #expect(try String(contentsOf: folder.appendingPathComponent("runs.txt"), encoding: .utf8) == oldRuns,
+                "the protocol's own outputs were set aside with the old run, not deleted")
+        #expect(try RunStore.read(runDirectory: folder).steps.count == 8, "the old database is in the same folder")
+        #expect(try RunStore.read(runDirectory: dir).steps.count == 8)
+        _ = try ProtocolRunner.runLocal(try proto(), settings: settings(dir, .restart))
+        let asideTwice = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasPrefix("previous-") }
+        #expect(asideTwice.count == 2, "a second restart sets the second run aside beside the first")
     }
 
     static func fileDigest(_ path: String) -> Data? { FileManager.default.contents(atPath: path) }
 
-    @Test("A run.db of another protocol, a newer schema or a corrupt file: a clear error, the file untouched",
-          arguments: ["other-protocol", "newer-schema", "corrupt"])
+    @Test("S12: a run directory whose lock a live process holds is refused (exit 2, naming it) and left byte for byte as it was")
+    func lockHeld() throws {
+        let dir = Executables.temporaryFolder("held")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        _ = try ProtocolRunner.runLocal(try proto(), settings: settings(dir))
+        let lock = try RunDirectoryLock.acquire(runDirectory: dir)
+        defer { lock.release() }
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted()
+        let before = files.map { Self.fileDigest(dir.appendingPathComponent($0).path) }
+        for flags in [["--continue"], ["--restart"], []] {
+            let result = try Executables.run("ImportMovies", ["--run-dir", dir.path] + flags)
+            #expect(result.code == 2 && result.stderr.contains("pid \(getpid())") && result.stderr.contains("owns run directory"), "\(result.stderr)")
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted() == files)
+        #expect(files.map { Self.fileDigest(dir.appendingPathComponent($0).path) } == before)
+    }
+
+    @Test("A run.db of another protocol, a newer schema, a corrupt or a truncated file: a clear error, exit 2, the file untouched",
+          arguments: ["other-protocol", "newer-schema", "corrupt", "truncated"])
     func badDatabase(kind: String) throws {
         let dir = Executables.temporaryFolder("baddb")
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -148,12 +180,19 @@ struct OtherProtocol: StepProtocol {
             let db = try DatabaseQueue(path: path)
             try db.writeWithoutTransaction { try $0.execute(sql: "PRAGMA user_version = 99") }
             try db.close()
+        case "truncated":
+            // A run big enough to span many pages, cut short after its first ones.
+            let big = try ProtocolRunner.runLocal(try proto(), settings: settings(dir))
+            #expect(big.outcome == .finished)
+            let whole = try Data(contentsOf: URL(fileURLWithPath: path))
+            try whole.prefix(4096).write(to: URL(fileURLWithPath: path))
+            for suffix in ["-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
         default:
             try Data((0..<4096).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ 3) }).write(to: URL(fileURLWithPath: path))
         }
         let before = Self.fileDigest(path)
         let expected = ["other-protocol": "holds a run of protocol 'OtherProtocol'", "newer-schema": "newer StepFlow",
-                        "corrupt": "is not a StepFlow run database"][kind]!
+                        "corrupt": "is not a StepFlow run database", "truncated": "is not a StepFlow run database"][kind]!
         for mode in [RunMode.new, .continueRun] {
             #expect {
                 try ProtocolRunner.runLocal(try proto(), settings: settings(dir, mode))
@@ -165,6 +204,9 @@ struct OtherProtocol: StepProtocol {
         if kind != "other-protocol" {
             let status = try Executables.run("ImportMovies", ["status", "--run-dir", dir.path, "--json"])
             #expect(status.code == 2 && status.stderr.contains(expected), "\(status.stderr)")
+            let launch = try Executables.run("ImportMovies", ["--run-dir", dir.path, "--continue"])
+            #expect(launch.code == 2 && launch.stderr.contains(expected), "\(launch.stderr)")
         }
+        #expect(Self.fileDigest(path) == before, "the database file was left as it was")
     }
 }

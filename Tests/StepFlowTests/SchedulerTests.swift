@@ -93,7 +93,7 @@ import Testing
         #expect(throws: StepGraphError.notWaiting(a, at: nil)) { try s.release(a) }
         _ = s.nextAssignments()
         #expect(throws: StepGraphError.alreadyStarted(a, status: .running, at: nil)) {
-            try s.addPrerequisites(to: a, [])
+            try s.addPrerequisites(to: a, [b])
         }
         #expect(s.graph.count == 2, "a refused insert leaves no step behind")
         let message = StepGraphError.cycle(target: a, prerequisite: b, at: SourceLocation(file: "P/main.swift", line: 12)).description

@@ -3,7 +3,7 @@ import Testing
 
 /// Two "hosts" on one machine: network namespaces joined over a bridge, each with its own hostname,
 /// launched through a hostfile and an rsh agent (scripts/netns-hosts.sh, scripts/netns-rsh.sh), with
-/// MPI over TCP between them, as on a cluster (DESIGN §3).
+/// MPI over TCP between them, as on a cluster.
 @Suite(.serialized) struct TwoHostTests {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 

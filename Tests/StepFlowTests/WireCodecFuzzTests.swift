@@ -67,7 +67,10 @@ struct WireEventGenerator {
     mutating func token() -> UInt32 { chance(0.2) ? [0, 1, .max][below(3)] : UInt32(truncatingIfNeeded: rng.next()) }
 
     mutating func event() -> WireEvent {
-        switch below(14) {
+        switch below(17) {
+        case 14: return .takeBack(ints())
+        case 15: return .ping
+        case 16: return .alive
         case 0: return .assign(StepAssignment(id: int(), function: string(), args: values(), threads: int(), gpus: ints(), attempt: int()))
         case 1: return .takeBackUnstarted
         case 2: return .reply(token: token(), .success(int()))
@@ -180,7 +183,7 @@ struct FuzzLedger {
             }
         }
         #expect(ledger.failures.isEmpty, "\(ledger.failures.joined(separator: "\n"))")
-        #expect(kinds == ["assign", "takeBackUnstarted", "reply", "shutdown", "abort", "started", "ended", "request"])
+        #expect(kinds == ["assign", "takeBackUnstarted", "takeBack", "reply", "shutdown", "abort", "ping", "started", "ended", "request", "alive"])
         #expect(ledger.cases >= 30_000, "only \(ledger.cases) cases")
         print("WireCodecFuzzTests.roundTripAndTruncation: \(ledger.cases) cases")
     }
@@ -273,7 +276,7 @@ struct FuzzLedger {
         expectThrows([1, 1, 0, 0, 1, 4, 0, 0, 0], .truncated(field: "double value", offset: 6, needed: 8, left: 3))
 
         // Unknown kinds and flags.
-        for kind: UInt8 in [0, 9, 0x7F, 0xFF] { expectThrows([1, kind], .unknownKind(field: "event kind", kind: kind, offset: 1)) }
+        for kind: UInt8 in [0, 12, 0x7F, 0xFF] { expectThrows([1, kind], .unknownKind(field: "event kind", kind: kind, offset: 1)) }
         expectThrows([1, 1, 0, 0, 1, 8], .unknownKind(field: "value kind", kind: 8, offset: 5))
         expectThrows([1, 5, 0, 0, 0, 4], .unknownKind(field: "report kind", kind: 4, offset: 5))
         expectThrows([1, 6, 0, 0, 3], .unknownKind(field: "edit kind", kind: 3, offset: 4))

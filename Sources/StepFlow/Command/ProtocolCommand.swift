@@ -26,16 +26,30 @@ public struct RunOptions: ParsableArguments, Sendable {
     @Flag(name: .customLong("continue"), help: "Finish the run in --run-dir: keep what finished, run the rest.")
     public var continueRun = false
 
-    @Flag(help: "Start over in --run-dir; the old run database is moved aside, not deleted.")
+    @Flag(help: "Start over in --run-dir; everything of the old run is set aside in a dated folder inside it, not deleted.")
     public var restart = false
+
+    @Flag(name: .customLong("dry-run"), help: "With --continue: print what would stay finished and why each other step would run again; run nothing.")
+    public var dryRun = false
+
+    @Option(name: .customLong("crash-limit"), help: "A step that was running when this many launches died is recorded failed instead of run again.")
+    public var crashLimit: Int = 3
 
     public init() {}
 
     public func validate() throws {
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1 (got \(threads)).") }
+        if let threads, threads > ResolvedParallelSection.maximumThreads {
+            throw ValidationError("--threads must be at most \(ResolvedParallelSection.maximumThreads) worker threads per rank (got \(threads)). Use more ranks (--mpi) for more step slots.")
+        }
         if let mpi, mpi < 1 { throw ValidationError("--mpi must be at least 1 (got \(mpi)); it is the number of MPI ranks.") }
         if let gpus, gpus < 0 { throw ValidationError("--gpus must be 0 or more (got \(gpus)).") }
+        if let gpus, gpus > ResolvedParallelSection.maximumGPUs {
+            throw ValidationError("--gpus must be at most \(ResolvedParallelSection.maximumGPUs) per rank (got \(gpus)).")
+        }
         if continueRun && restart { throw ValidationError("--continue and --restart exclude each other: choose one.") }
+        if dryRun && !continueRun { throw ValidationError("--dry-run shows what --continue would do: add --continue.") }
+        if crashLimit < 1 { throw ValidationError("--crash-limit must be at least 1 (got \(crashLimit)).") }
     }
 
     /// The settings these options give, with progress printed by `printer`.
@@ -43,6 +57,8 @@ public struct RunOptions: ParsableArguments, Sendable {
         var s = RunSettings(runDirectory: URL(fileURLWithPath: runDir), threads: threads, mpi: mpi, gpus: gpus, keepGoing: keepGoing)
         if let printer { s.progress = { printer.update($0) } }
         s.mode = continueRun ? .continueRun : restart ? .restart : .new
+        s.dryRun = dryRun
+        s.crashLimit = crashLimit
         s.notes = { FileHandle.standardError.write(Data("note: \($0)\n".utf8)) }
         return s
     }
@@ -122,7 +138,7 @@ public enum ProtocolMain {
         let proto = P(params: command.params)
         var settings = command.options.settings(printer: ProgressPrinter(mode: command.options.progress))
         settings.watchSignals = watchSignals
-        let launch: Launcher<P> = launcher ?? { p, s in try ProtocolRunner.runLocal(p, settings: s) }
+        let launch: Launcher<P> = launcher ?? { p, s in try ProtocolRunner.launchLocal(p, settings: s) }
         do {
             guard let report = try launch(proto, settings) else { return 0 }
             do {
@@ -131,6 +147,9 @@ public enum ProtocolMain {
                 FileHandle.standardError.write(Data("warning: could not write the run report: \(error)\n".utf8))
             }
             print(RunSummary.text(report, protocolName: P.protocolName, runDirectory: settings.runDirectory))
+            if let failure = report.databaseError {
+                FileHandle.standardError.write(Data("warning: \(failure). The database may not hold the end of this run.\n".utf8))
+            }
             return report.exitCode
         } catch RunSetupError.reportedElsewhere {
             return 2

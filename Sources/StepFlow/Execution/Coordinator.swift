@@ -7,9 +7,9 @@ public final class SchedulerState: Sendable {
 
     public init(_ config: SchedulerConfig) { scheduler = Mutex(Scheduler(config: config)) }
 
-    /// A scheduler over a graph rebuilt from the run database (S9).
-    public init(_ config: SchedulerConfig, restoring records: [StepRecord]) {
-        scheduler = Mutex(Scheduler(config: config, restoring: records))
+    /// A scheduler over a graph rebuilt from the run database (S9, S12).
+    public init(_ config: SchedulerConfig, restoring records: [StepRecord], unconfirmed: Set<StepID> = []) {
+        scheduler = Mutex(Scheduler(config: config, restoring: records, unconfirmed: unconfirmed))
     }
 
     public func withScheduler<T>(_ body: (inout Scheduler) throws -> T) rethrows -> T {
@@ -30,25 +30,65 @@ public final class SchedulerState: Sendable {
 /// How a run ended, with every step's record.
 public struct RunReport: Sendable {
     public let outcome: RunOutcome
+    /// The steps of the run in id order (steps dropped by S12 left out).
     public let records: [StepRecord]
     public let config: SchedulerConfig
     public let wallSeconds: Double
     /// When the coordinator started, in seconds since the epoch.
     public let started: Double
-    /// Why the `stepsCheck` hook stopped the run, if it threw.
+    /// Why the run stopped early besides a step's failure: the `stepsCheck` hook threw, or a rank sent
+    /// something rank 0 could not use.
     public let hookError: String?
+    /// What went wrong with the run database, if anything: the database may not hold the end of the run.
+    public private(set) var databaseError: String?
 
-    /// 0 when every step finished, 1 when a step failed or the run stalled, 128+signal when stopped by one.
+    public init(outcome: RunOutcome, records: [StepRecord], config: SchedulerConfig, wallSeconds: Double, started: Double,
+                hookError: String?, databaseError: String? = nil) {
+        self.outcome = outcome
+        self.records = records
+        self.config = config
+        self.wallSeconds = wallSeconds
+        self.started = started
+        self.hookError = hookError
+        self.databaseError = databaseError
+    }
+
+    /// 128+signal when stopped by one (whatever else went wrong: a resubmission continues it); 0 when
+    /// every step finished and everything was recorded; 1 otherwise.
     public var exitCode: Int32 {
-        if hookError != nil { return 1 }
+        if case .aborted(let signal) = outcome { return 128 + signal }
+        if hookError != nil || databaseError != nil { return 1 }
         switch outcome {
         case .finished: return 0
-        case .failed, .stalled: return 1
-        case .aborted(let signal): return 128 + signal
+        case .failed, .stalled, .aborted: return 1
         }
     }
 
+    /// The status recorded for the run: always the one the exit code tells.
+    public var statusName: String {
+        if case .aborted = outcome { return "aborted" }
+        if hookError != nil, outcome == .finished { return "failed" }
+        return outcome.statusName
+    }
+
     public func count(_ status: StepStatus) -> Int { records.lazy.filter { $0.status == status }.count }
+
+    /// The record of step `id`, if it is part of the run.
+    public func record(_ id: StepID) -> StepRecord? {
+        if id >= 1 && id <= records.count && records[id - 1].id == id { return records[id - 1] }
+        var low = 0, high = records.count
+        while low < high {
+            let mid = (low + high) / 2
+            if records[mid].id < id { low = mid + 1 } else { high = mid }
+        }
+        return low < records.count && records[low].id == id ? records[low] : nil
+    }
+
+    func addingDatabaseError(_ failure: String) -> RunReport {
+        var copy = self
+        copy.databaseError = copy.databaseError.map { $0 + "; " + failure } ?? failure
+        return copy
+    }
 }
 
 /// Rank 0's loop: hands ready steps to ranks, applies what comes back, calls the `stepsCheck` hook,
@@ -62,18 +102,30 @@ public final class Coordinator: Sendable {
     private let progress: (@Sendable (ProgressSnapshot) -> Void)?
     private let stepTime = StepTimeAverage()
     private let journal: (any RunJournal)?
-    private let watchSignals: Bool
+    /// Where a stop signal comes from: SIGINT/SIGTERM when the command line watches them, or a test's.
+    private let signalSource: (@Sendable () -> Int32?)?
+    private let notes: (@Sendable (String) -> Void)?
+    /// `addPrerequisites` requests for steps sent ahead to a rank but not started: they wait until the
+    /// rank hands the step back (then they apply) or starts it (then they are refused), S3.
+    private let waitingForTakeBack = Mutex<[StepID: [(StepRequest, ReplyAddress)]]>([:])
+    /// Set when a rank sent something that makes no sense here: the run ends failed with it.
+    private let brokenRank = Mutex<String?>(nil)
     /// How often changed steps go to the journal (S8: batched, never per step).
     static let journalInterval: Duration = .milliseconds(100)
     /// How often progress is reported; the journal is synced first, so what is shown is committed.
     static let progressInterval: Duration = .milliseconds(500)
+    /// How long, after a signal, a worker rank has to show it is alive; a live one answers within
+    /// milliseconds, and the launcher ends the job about a second after its signal.
+    static let aliveWait: Duration = .milliseconds(300)
 
     public init(state: SchedulerState, transport: any CoordinatorTransport, functionNames: Set<String>,
                 hook: (@Sendable (StepsCheck) throws -> Void)? = nil, hookInterval: Duration = .seconds(1),
                 progress: (@Sendable (ProgressSnapshot) -> Void)? = nil, journal: (any RunJournal)? = nil,
-                watchSignals: Bool = false) {
+                watchSignals: Bool = false, notes: (@Sendable (String) -> Void)? = nil,
+                signalSource: (@Sendable () -> Int32?)? = nil) {
         self.journal = journal
-        self.watchSignals = watchSignals
+        self.notes = notes
+        self.signalSource = signalSource ?? (watchSignals ? { @Sendable in SignalWatch.received } : nil)
         self.state = state
         self.transport = transport
         self.hook = hook
@@ -99,12 +151,34 @@ public final class Coordinator: Sendable {
         // those that never do are written at the end. Until then insertAllSteps can recreate them, so
         // a crash loses nothing, and most steps cost the database one row write instead of two.
         let notYetWritten = journal == nil ? [] : state.withScheduler { $0.takeChanged() }
+        var notesShown = state.withScheduler { $0.graph.dropNotes.count }
+        // After a signal: the worker ranks with started steps that have not yet shown they are alive.
+        // A launcher that lost a rank signals the others; the steps of a rank that died are left
+        // `running`, so a continue counts that death (the crash limit), and the others are `aborted`.
+        var silentRanks: (signal: Int32, ranks: Set<Int>, deadline: ContinuousClock.Instant)?
+        var signalHandled = false
         while true {
-            if watchSignals, let signal = SignalWatch.received, state.withScheduler({ !$0.stopping || $0.inFlight > 0 }) {
-                state.withScheduler { $0.abort(signal: signal) }
+            if !signalHandled, let signal = signalSource?() {
+                if silentRanks == nil {
+                    let ranks = state.withScheduler { s in
+                        s.stopLaunching()
+                        return Set(s.graph.records.lazy.filter { $0.status == .running && $0.start != nil }.compactMap(\.rank)).subtracting([0])
+                    }
+                    transport.checkAlive(Array(ranks))
+                    silentRanks = (signal, ranks, clock.now + Self.aliveWait)
+                }
+                if let silent = silentRanks, silent.ranks.isEmpty || clock.now >= silent.deadline {
+                    state.withScheduler { $0.abort(signal: silent.signal, silentRanks: silent.ranks) }
+                    signalHandled = true
+                }
             }
             dispatch()
-            if let done = state.withScheduler({ $0.outcome() }) {
+            if let broken = brokenRank.withLock({ $0 }) {
+                hookError = broken
+                outcome = .failed
+                break
+            }
+            if silentRanks == nil || signalHandled, let done = state.withScheduler({ $0.outcome() }) {
                 if case .stalled = done, hookActive, hookError == nil {
                     // Only the hook can release what is left: wait for it.
                 } else {
@@ -113,14 +187,17 @@ public final class Coordinator: Sendable {
                 }
             }
             let now = clock.now
-            let wait = hookActive ? min(nextHook - now, .milliseconds(250)) : .milliseconds(250)
-            for event in transport.nextEvents(timeout: max(wait, .zero)) { apply(event) }
+            var wait = hookActive ? min(nextHook - now, .milliseconds(250)) : .milliseconds(250)
+            if silentRanks != nil && !signalHandled { wait = .milliseconds(5) }
+            for event in transport.nextEvents(timeout: max(wait, .zero)) {
+                if case .alive(let rank) = event { silentRanks?.ranks.remove(rank) } else { apply(event) }
+            }
             if hookActive, let hook, clock.now >= nextHook, hookError == nil {
                 do {
                     try hook(checker)
                     hookActive = checker.hasHook
                 } catch {
-                    hookError = "stepsCheck failed: \(error)"
+                    hookError = "stepsCheck failed: \(ErrorText.sentence(error))"
                     state.withScheduler { $0.stopLaunching() }
                     transport.takeBackUnstarted()
                 }
@@ -140,13 +217,22 @@ public final class Coordinator: Sendable {
             if journalFailure != nil, state.withScheduler({ s in defer { s.stopLaunching() }; return !s.stopping }) {
                 transport.takeBackUnstarted()
             }
+            if let notes {
+                let all = state.withScheduler { $0.graph.dropNotes }
+                for note in all.dropFirst(notesShown) { notes(note) }
+                notesShown = all.count
+            }
         }
+        // A run that stops with failed steps is failed, even when it also holds waiting steps that the
+        // failed step would have released (S7); a hook that threw fails the run too.
+        if case .stalled = outcome, state.withScheduler({ $0.graph.count(.failed) > 0 }) { outcome = .failed }
+        if hookError != nil, outcome == .finished { outcome = .failed }
         if case .aborted = outcome {
             // Commit first: after a signal the launcher may end every rank soon (mpirun: one second).
             handOffChanged()
             if let failure = journal?.sync() { journalFailure = failure }
             transport.abort()
-        } else {
+        } else if brokenRank.withLock({ $0 == nil }) {
             transport.shutdown()
         }
         handOffChanged()
@@ -158,13 +244,12 @@ public final class Coordinator: Sendable {
         if let failure = journal?.sync() { journalFailure = failure }
         let elapsed = clock.now - started
         if let progress { progress(snapshot(elapsed: elapsed, final: true)) }
-        if let journalFailure { hookError = (hookError.map { $0 + "; " } ?? "") + "run database: \(journalFailure)" }
-        let records = state.withScheduler { $0.graph.records }
+        let records = state.withScheduler { $0.graph.liveRecords }
         let config = state.withScheduler { $0.config }
         return RunReport(outcome: outcome, records: records, config: config,
                          wallSeconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18,
                          started: startedAt,
-                         hookError: hookError)
+                         hookError: hookError, databaseError: journalFailure.map { "run database: \($0)" })
     }
 
     /// Hands the steps changed since the last hand-off to the journal.
@@ -191,8 +276,14 @@ public final class Coordinator: Sendable {
     private func apply(_ event: RankEvent) {
         switch event {
         case .started(let s):
+            guard check(s.id, from: s.rank, "started") else { return }
             state.withScheduler { $0.noteRun(s.id, slot: s.slot, start: s.start, end: nil, logPath: nil) }
+            // It started before it could be handed back: the edits that waited for that are refused.
+            if let waiting = waitingForTakeBack.withLock({ $0.removeValue(forKey: s.id) }) {
+                for (request, address) in waiting { answer(request, address) }
+            }
         case .ended(let outcome):
+            guard check(outcome.id, from: outcome.rank, "ended") else { return }
             let stopNow = state.withScheduler { s in
                 s.noteRun(outcome.id, slot: outcome.slot >= 0 ? outcome.slot : nil, start: outcome.start,
                           end: outcome.end, logPath: outcome.logPath)
@@ -202,16 +293,77 @@ public final class Coordinator: Sendable {
                 return s.stepEnded(outcome.id, outcome.report)
             }
             if stopNow { transport.takeBackUnstarted() }
-        case .request(let request, let address):
-            let result: EditResult = state.withScheduler { s in
-                do throws(StepGraphError) {
-                    return .success(try s.apply(request.edit, by: .step(request.from)))
-                } catch {
-                    return .failure(GraphEditError(error.description))
-                }
+            if let waiting = waitingForTakeBack.withLock({ $0.removeValue(forKey: outcome.id) }) {
+                for (request, address) in waiting { answer(request, address) }
             }
-            transport.reply(result, to: address)
+        case .request(let request, let address):
+            guard check(request.from, from: address.rank, "a graph edit from") else {
+                transport.reply(.failure(GraphEditError("rank 0 does not know step \(request.from) as running")), to: address)
+                return
+            }
+            // S3: prerequisites may be added to a step that has not started; one sent ahead to a rank is
+            // taken back first, and the edit applies once it is back.
+            if case .addPrerequisites(let target, let prerequisites, _) = request.edit,
+               let rank = state.withScheduler({ s -> Int? in
+                   guard s.graph.contains(target) else { return nil }
+                   let r = s.graph.record(target)
+                   guard r.status == .running, r.start == nil, let rank = r.rank,
+                         prerequisites.contains(where: { !s.graph.hasPrerequisite(target, $0) }) else { return nil }
+                   return rank
+               })
+            {
+                let first = waitingForTakeBack.withLock { w in
+                    defer { w[target, default: []].append((request, address)) }
+                    return w[target] == nil
+                }
+                if first { transport.takeBack([target], from: rank) }
+                return
+            }
+            answer(request, address)
+        case .broken(let rank, let message):
+            fail(rank: rank, message)
+        case .alive:
+            break
         }
+    }
+
+    /// Applies a step's graph edit and answers it.
+    private func answer(_ request: StepRequest, _ address: ReplyAddress) {
+        let result: EditResult = state.withScheduler { s in
+            do throws(StepGraphError) {
+                return .success(try s.apply(request.edit, by: .step(request.from)))
+            } catch {
+                return .failure(GraphEditError(error.description))
+            }
+        }
+        transport.reply(result, to: address)
+    }
+
+    /// Whether a rank's report names a step rank 0 gave it. A step rank 0 never heard of (or gave to
+    /// another rank) means the ranks disagree: the run ends failed, naming the rank. A known step that
+    /// is no longer running is a late report (after a signal or a take-back) and is ignored.
+    private func check(_ id: StepID, from rank: Int?, _ what: String) -> Bool {
+        let known = state.withScheduler { s -> (exists: Bool, running: Bool, rank: Int?) in
+            guard s.graph.contains(id) || (id >= 1 && id <= s.graph.lastID) else { return (false, false, nil) }
+            let r = s.graph.record(id)
+            return (true, r.status == .running, r.rank)
+        }
+        guard known.exists else {
+            fail(rank: rank, "rank \(rank.map(String.init) ?? "?") reported \(what) step \(id), which rank 0 never created")
+            return false
+        }
+        guard known.running else { return false }
+        if let rank, let assigned = known.rank, rank != assigned {
+            fail(rank: rank, "rank \(rank) reported \(what) step \(id), which rank 0 gave to rank \(assigned)")
+            return false
+        }
+        return true
+    }
+
+    private func fail(rank: Int?, _ message: String) {
+        brokenRank.withLock { if $0 == nil { $0 = message + ". Are all ranks running the same build of the program?" } }
+        state.withScheduler { $0.abandon() }
+        transport.abort()
     }
 
     private func snapshot(elapsed: Duration, final: Bool = false) -> ProgressSnapshot {

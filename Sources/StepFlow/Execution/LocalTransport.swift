@@ -9,12 +9,12 @@ public final class LocalTransport: CoordinatorTransport {
     // Set once in init, read-only afterwards.
     private let pools: [WorkerPool]
 
-    public init(ranks: Int, threads: Int, executor: StepExecutor, runDirectory: URL) {
+    public init(ranks: Int, threads: Int, executor: StepExecutor, runDirectory: URL, launch: Int = 1) {
         self.rankCount = ranks
         let events = self.events
         let channel = LocalRequestChannel(events: events)
         self.pools = (0..<ranks).map { rank in
-            WorkerPool(rank: rank, threads: threads, executor: executor, runDirectory: runDirectory,
+            WorkerPool(rank: rank, threads: threads, executor: executor, runDirectory: runDirectory, launch: launch,
                        channel: channel, report: { events.push($0) })
         }
     }
@@ -22,6 +22,11 @@ public final class LocalTransport: CoordinatorTransport {
     public func assign(_ steps: [StepAssignment], to rank: Int) { pools[rank].submit(steps) }
 
     public func takeBackUnstarted() { pools.forEach { $0.takeBackUnstarted() } }
+
+    public func takeBack(_ steps: [StepID], from rank: Int) { pools[rank].takeBack(steps) }
+
+    /// Every rank lives in this process: all answer at once.
+    public func checkAlive(_ ranks: [Int]) { for r in ranks { events.push(.alive(rank: r)) } }
 
     public func reply(_ result: EditResult, to address: ReplyAddress) {
         if case .local(let slot) = address { slot.fill(result) }

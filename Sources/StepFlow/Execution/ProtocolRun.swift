@@ -17,9 +17,14 @@ public struct RunSettings: Sendable {
     public var storeEnabled = true
     /// What to do with a run already in the run directory (S9).
     public var mode: RunMode = .new
+    /// With `.continueRun`: print what a continue would do, run nothing, write nothing.
+    public var dryRun = false
+    /// A step that was running when this many launches died is recorded failed instead of run again.
+    public var crashLimit = 3
     /// The command line, recorded with the run.
     public var commandLine: [String] = Array(CommandLine.arguments.dropFirst())
-    /// Notes for the user about how the run started (a continued run, an old database moved aside).
+    /// Notes for the user about how the run started (a continued run, an old run set aside) and what
+    /// happened to it (steps dropped because their inserter no longer inserts them).
     public var notes: (@Sendable (String) -> Void)?
     /// Whether SIGINT/SIGTERM stop the run (the command line turns it on; tests leave it off).
     public var watchSignals = false
@@ -53,6 +58,10 @@ public enum RunSetupError: Error, CustomStringConvertible, Sendable {
     case insertion(String)
     case worldSizeMismatch(mpi: Int, worldSize: Int, source: String)
     case store(RunStoreError)
+    case continuePlan(ContinuePlanError)
+    case lock(RunDirectoryLockError)
+    /// Ranks numbered different steps in `insertAllSteps`.
+    case nondeterministic(String)
     /// Another rank (rank 0) prints why the run cannot start; this rank only exits.
     case reportedElsewhere
 
@@ -64,6 +73,10 @@ public enum RunSetupError: Error, CustomStringConvertible, Sendable {
         case .insertion(let text): return "insertAllSteps failed: \(text)"
         case .reportedElsewhere: return "the run could not start (rank 0 says why)"
         case .store(let error): return error.description
+        case .continuePlan(let error): return error.description
+        case .lock(let error): return error.description
+        case .nondeterministic(let text):
+            return "insertAllSteps is not deterministic: \(text). Every rank runs insertAllSteps and must insert the same steps: make it depend only on the command line and on inputs every rank reads alike (no clocks, random numbers, ranks or host names)."
         case .worldSizeMismatch(let mpi, let worldSize, let source):
             let launch = mpi == 1 ? "run it without mpirun, or with `mpirun -np 1`"
                 : "launch it with `mpirun -np \(mpi) …` or `./run_mpi.sh --mpi \(mpi) -- …`"
@@ -79,6 +92,12 @@ public struct ResolvedParallelSection: Sendable, Equatable {
     public var gpus: Int
     /// Where `mpi` came from, for error messages (`--mpi`, `STEPFLOW_MPI`, the protocol, the world size).
     public var mpiSource: String
+
+    /// The most worker threads a rank runs: far above any node's cores, low enough that a typo
+    /// (`--threads 100000`) is refused instead of exhausting the process's threads.
+    public static let maximumThreads = 1024
+    /// The most GPUs a rank hands out.
+    public static let maximumGPUs = 64
 
     /// Flags win over the environment, which wins over the protocol's defaults. Without an explicit
     /// mpi anywhere, `worldSize` is taken.
@@ -99,8 +118,12 @@ public struct ResolvedParallelSection: Sendable, Equatable {
             else { (form.mpi, "addParallelSection") }
         let gpus = settings.gpus ?? form.gpus
         guard threads >= 1 else { throw .invalidSetting("threads must be at least 1 (got \(threads) from \(threadsSource)).") }
+        guard threads <= maximumThreads else {
+            throw .invalidSetting("threads must be at most \(maximumThreads) worker threads per rank (got \(threads) from \(threadsSource)). Use more ranks (--mpi) for more step slots.")
+        }
         guard mpi >= 1 else { throw .invalidSetting("mpi must be at least 1 (got \(mpi) from \(mpiSource)).") }
         guard gpus >= 0 else { throw .invalidSetting("gpus must be 0 or more (got \(gpus)).") }
+        guard gpus <= maximumGPUs else { throw .invalidSetting("gpus must be at most \(maximumGPUs) per rank (got \(gpus)).") }
         if let worldSize, mpi != worldSize {
             throw .worldSizeMismatch(mpi: mpi, worldSize: worldSize, source: mpiSource)
         }
@@ -110,102 +133,196 @@ public struct ResolvedParallelSection: Sendable, Equatable {
 
 /// Runs a protocol: inserts its steps on rank 0, then lets the coordinator drive the ranks.
 public enum ProtocolRunner {
-    /// Creates the run directory, or explains why it cannot.
-    public static func prepareRunDirectory(_ url: URL) throws(RunSetupError) {
-        do {
-            try FileManager.default.createDirectory(at: url.appendingPathComponent("logs"), withIntermediateDirectories: true)
-        } catch {
-            throw .runDirectory(path: url.path, reason: whyNotCreatable(url) ?? (error as NSError).localizedDescription)
-        }
-        guard FileManager.default.isWritableFile(atPath: url.path) else {
-            throw .runDirectory(path: url.path, reason: "it is not writable")
-        }
+    /// What rank 0 knows once `insertAllSteps` ran and, for `--continue`, the plan is made; nothing is
+    /// written to the run directory yet but its lock.
+    public struct Rank0Plan: Sendable {
+        public let state: SchedulerState
+        public let config: SchedulerConfig
+        public let previous: StoredRun?
+        public let plan: ContinuePlan?
+        public let lock: RunDirectoryLock?
+        /// What `insertAllSteps` did, to compare with the other ranks.
+        public let digest: InsertDigest
     }
 
-    /// Why a folder cannot be created, told from its nearest existing ancestor.
-    private static func whyNotCreatable(_ url: URL) -> String? {
-        var ancestor = url.standardizedFileURL
-        var child = ancestor
-        while !FileManager.default.fileExists(atPath: ancestor.path) && ancestor.path != "/" {
-            child = ancestor
-            ancestor.deleteLastPathComponent()
-        }
-        var isDir: ObjCBool = false
-        _ = FileManager.default.fileExists(atPath: ancestor.path, isDirectory: &isDir)
-        if !isDir.boolValue { return "'\(ancestor.path)' is a file, not a folder" }
-        if ancestor.path != url.standardizedFileURL.path && !FileManager.default.isWritableFile(atPath: ancestor.path) {
-            return "cannot create folders in '\(ancestor.path)' (permission denied or read-only)"
-        }
-        if child.path != ancestor.path && mkdir(child.path, 0o755) != 0 {
-            return "cannot create '\(child.path)': \(String(cString: strerror(errno)))"
-        }
-        return nil
-    }
-
-    /// What rank 0 needs to run: the scheduler with the protocol's steps (or the continued graph) and
-    /// the run database, opened as `settings.mode` says.
+    /// What rank 0 needs to run: the scheduler with the protocol's steps (or the continued graph), the
+    /// run database opened as `settings.mode` says, and the run directory's lock.
     public struct Rank0Setup: Sendable {
         public let state: SchedulerState
         public let store: RunStore?
+        public let lock: RunDirectoryLock?
+        /// This launch's number in the run (1, then one more per `--continue`): logs of later
+        /// launches go to their own folder, so no two runs of a step share a log file.
+        public let launch: Int
+
+        /// Records how the run ended, closes the database and releases the run directory. Returns a
+        /// failure to report, if any.
+        public func finish(status: String) -> String? {
+            let failure = store?.finish(status: status)
+            lock?.release()
+            return failure
+        }
     }
 
-    /// Creates the run directory, inserts the protocol's steps and opens the run database (S8, S9).
-    public static func prepareRank0<P: StepProtocol>(_ proto: inout P, parallel: ResolvedParallelSection,
-                                                     settings: RunSettings, prefetch: Int) throws(RunSetupError) -> Rank0Setup {
-        try prepareRunDirectory(settings.runDirectory)
-        var previous: StoredRun?
-        if settings.storeEnabled && settings.mode != .restart {
+    /// Takes the run directory, checks what it holds, inserts the protocol's steps and, for
+    /// `--continue`, plans the continued run (S9, S12). Writes nothing but the lock.
+    public static func planRank0<P: StepProtocol>(_ proto: inout P, parallel: ResolvedParallelSection,
+                                                  settings: RunSettings, prefetch: Int) throws(RunSetupError) -> Rank0Plan {
+        try RunDirectory.prepare(settings.runDirectory)
+        var lock: RunDirectoryLock?
+        if settings.storeEnabled && !settings.dryRun {
             do {
-                previous = try RunStore.inspect(runDirectory: settings.runDirectory)
+                lock = try RunDirectoryLock.acquire(runDirectory: settings.runDirectory)
             } catch {
-                throw .store(error)
-            }
-            if let previous {
-                if previous.protocolName != P.protocolName {
-                    throw .store(.otherProtocol(path: RunStore.path(in: settings.runDirectory), found: previous.protocolName, expected: P.protocolName))
-                }
-                if settings.mode == .new {
-                    throw .store(.alreadyHoldsRun(path: RunStore.path(in: settings.runDirectory), protocolName: previous.protocolName,
-                                                  status: previous.status, steps: previous.steps.count))
-                }
-            } else if settings.mode == .continueRun {
-                settings.notes?("no run to continue in \(settings.runDirectory.path); starting a new one")
+                throw .lock(error)
             }
         }
-        let config = SchedulerConfig(ranks: parallel.mpi, threadsPerRank: parallel.threads, gpusPerRank: parallel.gpus,
-                                     prefetch: prefetch, mode: proto.stepsExecutionMode,
-                                     failurePolicy: settings.keepGoing ? .keepGoing : .stop)
-        var state = SchedulerState(config)
-        let inserter = StepInserter(.protocolSteps, editor: state.editor, functionNames: P.functions.names)
         do {
-            try proto.insertAllSteps(inserter)
-        } catch {
-            throw .insertion(String(describing: error))
-        }
-        guard settings.storeEnabled else { return Rank0Setup(state: state, store: nil) }
-        do {
+            var previous: StoredRun?
+            if settings.storeEnabled && settings.mode != .restart {
+                do {
+                    previous = try RunStore.inspect(runDirectory: settings.runDirectory)
+                } catch {
+                    throw RunSetupError.store(error)
+                }
+                if let previous {
+                    if previous.protocolName != P.protocolName {
+                        throw RunSetupError.store(.otherProtocol(path: RunStore.path(in: settings.runDirectory), found: previous.protocolName, expected: P.protocolName))
+                    }
+                    if settings.mode == .new {
+                        throw RunSetupError.store(.alreadyHoldsRun(path: RunStore.path(in: settings.runDirectory), protocolName: previous.protocolName,
+                                                                   status: previous.status, steps: previous.steps.count))
+                    }
+                }
+            }
+            let config = SchedulerConfig(ranks: parallel.mpi, threadsPerRank: parallel.threads, gpusPerRank: parallel.gpus,
+                                         prefetch: prefetch, mode: proto.stepsExecutionMode,
+                                         failurePolicy: settings.keepGoing ? .keepGoing : .stop)
+            let state = SchedulerState(config)
+            let digest = InsertDigest()
+            let inserter = StepInserter(.protocolSteps, editor: DigestingEditor(state.editor, digest: digest), functionNames: P.functions.names)
+            do {
+                try proto.insertAllSteps(inserter)
+            } catch {
+                throw RunSetupError.insertion(ErrorText.sentence(error))
+            }
+            var plan: ContinuePlan?
             if let previous, settings.mode == .continueRun {
                 let current = state.withScheduler { $0.graph.records }
-                let plan = ContinuePlan(current: current, previous: previous.steps)
-                state = SchedulerState(config, restoring: plan.records)
-                _ = state.withScheduler { $0.takeChanged() }
-                settings.notes?("continuing the run in \(settings.runDirectory.path): \(plan.keptFinished) of \(plan.records.count) steps stay finished, \(plan.restored) restored from the database")
-                let store = try RunStore.reopen(runDirectory: settings.runDirectory, protocolName: P.protocolName,
-                                                params: settings.commandLine, threads: parallel.threads, mpi: parallel.mpi, steps: plan.records)
-                return Rank0Setup(state: state, store: store)
+                do {
+                    plan = try ContinuePlan(current: current, previous: previous.steps, crashLimit: settings.crashLimit)
+                } catch {
+                    throw RunSetupError.continuePlan(error)
+                }
+                for r in plan!.records where r.status != .finished && r.status != .failed {
+                    do {
+                        try Scheduler.validate(r.spec, threadsPerRank: parallel.threads, gpusPerRank: parallel.gpus, at: nil)
+                    } catch {
+                        throw RunSetupError.invalidSetting("recorded step \(r.id) cannot run in this launch: \(error)")
+                    }
+                }
             }
-            let (store, moved) = try RunStore.create(runDirectory: settings.runDirectory, protocolName: P.protocolName,
-                                                     params: settings.commandLine, threads: parallel.threads, mpi: parallel.mpi)
-            if let moved { settings.notes?("the previous run's database was moved to \(moved)") }
-            return Rank0Setup(state: state, store: store)
+            return Rank0Plan(state: state, config: config, previous: previous, plan: plan, lock: lock, digest: digest)
+        } catch let error as RunSetupError {
+            lock?.release()
+            throw error
         } catch {
-            throw .store(error)
+            lock?.release()
+            throw .insertion(ErrorText.sentence(error))
         }
     }
 
-    /// Records how the run ended in its database.
-    public static func finish(_ report: RunReport, store: RunStore?) {
-        store?.finish(status: report.outcome.statusName)
+    /// Opens the run database as the plan says: continues the recorded run, or (after a restart sets
+    /// the old run aside) creates a new one.
+    public static func openStore<P: StepProtocol>(_ plan: Rank0Plan, for _: P.Type, parallel: ResolvedParallelSection,
+                                                  settings: RunSettings) throws(RunSetupError) -> Rank0Setup {
+        guard settings.storeEnabled else { return Rank0Setup(state: plan.state, store: nil, lock: plan.lock, launch: 1) }
+        do {
+            if let previous = plan.previous, let continued = plan.plan {
+                let state = SchedulerState(plan.config, restoring: continued.records, unconfirmed: continued.unconfirmed)
+                _ = state.withScheduler { $0.takeChanged() }
+                settings.notes?(continueNote(continued, previous: previous, runDirectory: settings.runDirectory))
+                let store = try RunStore.reopen(runDirectory: settings.runDirectory, protocolName: P.protocolName,
+                                                params: settings.commandLine, threads: parallel.threads, mpi: parallel.mpi,
+                                                previousLaunches: previous.launches, steps: continued.records)
+                return Rank0Setup(state: state, store: store, lock: plan.lock, launch: store.launch)
+            }
+            if settings.mode == .continueRun {
+                settings.notes?("no run to continue in \(settings.runDirectory.path); starting a new one")
+            }
+            if FileManager.default.fileExists(atPath: RunStore.path(in: settings.runDirectory)),
+               let folder = try RunDirectory.setAside(settings.runDirectory, lockFileName: RunDirectoryLock.fileName) {
+                settings.notes?("the previous run was set aside, whole, in \(folder)")
+            }
+            let store = try RunStore.create(runDirectory: settings.runDirectory, protocolName: P.protocolName,
+                                            params: settings.commandLine, threads: parallel.threads, mpi: parallel.mpi)
+            return Rank0Setup(state: plan.state, store: store, lock: plan.lock, launch: 1)
+        } catch let error as RunStoreError {
+            plan.lock?.release()
+            throw .store(error)
+        } catch let error as RunSetupError {
+            plan.lock?.release()
+            throw error
+        } catch {
+            plan.lock?.release()
+            throw .runDirectory(path: settings.runDirectory.path, reason: ErrorText.sentence(error))
+        }
+    }
+
+    static func continueNote(_ plan: ContinuePlan, previous: StoredRun, runDirectory: URL) -> String {
+        var text = "continuing the run in \(runDirectory.path): \(plan.keptFinished) of \(plan.records.count) steps stay finished, \(plan.restored) restored from the database"
+        if !plan.unconfirmed.isEmpty { text += " (\(plan.unconfirmed.count) wait for their inserter to insert them again)" }
+        if plan.dropped > 0 { text += ", \(plan.dropped) recorded steps dropped (their inserter changed)" }
+        let crashed = plan.reasons.values.filter { if case .crashLimit = $0 { return true } else { return false } }.count
+        if crashed > 0 { text += ", \(crashed) recorded failed after dying with the job too often" }
+        if plan.keptFinished == plan.records.count { text += "; nothing left to run" }
+        return text
+    }
+
+    /// What `--continue --dry-run` prints: what would stay finished and why each other step would run.
+    public static func dryRunText(_ plan: Rank0Plan, runDirectory: URL) -> String {
+        guard let previous = plan.previous, let continued = plan.plan else {
+            return "dry run: no run to continue in \(runDirectory.path); a --continue would start a new run."
+        }
+        var lines = ["dry run of --continue in \(runDirectory.path) (nothing was run or written):",
+                     "  \(continued.records.count) steps: \(continued.keptFinished) stay finished, \(continued.records.count - continued.keptFinished) run again; \(continued.dropped) of \(previous.steps.count) recorded steps dropped"]
+        let held = continued.unconfirmed.filter { continued.records[$0 - 1].status == .finished }.count
+        if held > 0 {
+            lines.append("  \(held) of the finished steps stay finished only if their inserter, which runs again, inserts them again (S12)")
+        }
+        lines.append("  steps that would run again:")
+        for r in continued.records where r.status != .finished {
+            let args = r.spec.args.map(\.description).joined(separator: ", ")
+            lines.append("    \(r.id) '\(r.spec.function)'(\(args)): \(continued.reasons[r.id].map(\.description) ?? "runs again")")
+        }
+        let rerunningInserters = Set(continued.records.compactMap { r -> StepID? in
+            guard case .step(let s) = r.insertedBy, continued.records[s - 1].status != .finished else { return nil }
+            return s
+        })
+        if !rerunningInserters.isEmpty {
+            lines.append("  plus whatever steps \(rerunningInserters.sorted().map(String.init).joined(separator: ", ")) insert beyond what they inserted before")
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    /// Records how the run ended in its database and releases the run directory; a failure of that
+    /// last commit is added to the report, never swallowed.
+    public static func finish(_ report: RunReport, setup: Rank0Setup) -> RunReport {
+        guard let failure = setup.finish(status: report.statusName) else { return report }
+        return report.addingDatabaseError(failure)
+    }
+
+    /// Runs a protocol with every rank in this process, or (with `settings.dryRun`) prints what a
+    /// continue would do and returns nil.
+    public static func launchLocal<P: StepProtocol>(_ proto: P, settings: RunSettings, worldSize: Int? = 1) throws(RunSetupError) -> RunReport? {
+        guard settings.dryRun else { return try runLocal(proto, settings: settings, worldSize: worldSize) }
+        var proto = proto
+        var form = ProtocolForm()
+        proto.defineParams(&form)
+        let parallel = try ResolvedParallelSection.resolve(form: form, settings: settings, worldSize: worldSize)
+        let plan = try planRank0(&proto, parallel: parallel, settings: settings, prefetch: 0)
+        settings.notes?(dryRunText(plan, runDirectory: settings.runDirectory))
+        return nil
     }
 
     /// Runs a protocol with every rank in this process (`LocalTransport`). With `worldSize` nil the
@@ -215,16 +332,16 @@ public enum ProtocolRunner {
         var form = ProtocolForm()
         proto.defineParams(&form)
         let parallel = try ResolvedParallelSection.resolve(form: form, settings: settings, worldSize: worldSize)
-        let setup = try prepareRank0(&proto, parallel: parallel, settings: settings, prefetch: 0)
+        let plan = try planRank0(&proto, parallel: parallel, settings: settings, prefetch: 0)
+        let setup = try openStore(plan, for: P.self, parallel: parallel, settings: settings)
         let frozen = proto
         let transport = LocalTransport(ranks: parallel.mpi, threads: parallel.threads, executor: StepExecutor(frozen),
-                                       runDirectory: settings.runDirectory)
+                                       runDirectory: settings.runDirectory, launch: setup.launch)
         let coordinator = Coordinator(state: setup.state, transport: transport, functionNames: P.functions.names,
                                       hook: { try frozen.stepsCheck($0) },
                                       hookInterval: settings.stepsCheckInterval ?? frozen.stepsCheckInterval,
-                                      progress: settings.progress, journal: setup.store, watchSignals: settings.watchSignals)
-        let report = coordinator.run()
-        finish(report, store: setup.store)
-        return report
+                                      progress: settings.progress, journal: setup.store, watchSignals: settings.watchSignals,
+                                      notes: settings.notes)
+        return finish(coordinator.run(), setup: setup)
     }
 }

@@ -75,6 +75,12 @@ public enum ReplyAddress: Sendable {
     case local(ReplySlot)
     /// A step on another rank waits for the answer tagged `token`.
     case remote(rank: Int, token: UInt32)
+
+    /// The rank that asked, when it is another process.
+    public var rank: Int? {
+        if case .remote(let rank, _) = self { return rank }
+        return nil
+    }
 }
 
 /// Rank 0's answer to a graph edit: the new id (for an insert), or why it was refused.
@@ -103,6 +109,10 @@ public enum RankEvent: Sendable {
     case started(StepStart)
     case ended(StepOutcome)
     case request(StepRequest, replyTo: ReplyAddress)
+    /// A rank sent something rank 0 cannot use (a malformed message): the run cannot go on.
+    case broken(rank: Int?, message: String)
+    /// A rank answered `checkAlive`.
+    case alive(rank: Int)
 }
 
 /// How rank 0's coordinator reaches the ranks. Two implementations share the engine and its tests:
@@ -115,6 +125,11 @@ public protocol CoordinatorTransport: AnyObject, Sendable {
     /// Asks every rank to hand back the steps it was sent but has not started (they come back as
     /// `.notStarted`).
     func takeBackUnstarted()
+    /// Asks `rank` to hand back these steps if it has not started them (they come back as
+    /// `.notStarted`; a step already started reports `.started` as usual).
+    func takeBack(_ steps: [StepID], from rank: Int)
+    /// Asks these ranks to show they are alive: each that is answers with an `.alive` event.
+    func checkAlive(_ ranks: [Int])
     /// Answers a running step's graph edit.
     func reply(_ result: EditResult, to address: ReplyAddress)
     /// Waits up to `timeout` for events and returns those that arrived (possibly none).

@@ -11,6 +11,7 @@ public final class WorkerPool: Sendable {
     public let threads: Int
     private let executor: StepExecutor
     private let runDirectory: URL
+    private let launch: Int
     private let channel: any StepRequestChannel
     private let report: @Sendable (RankEvent) -> Void
     private let state: Mutex<PoolState>
@@ -24,12 +25,13 @@ public final class WorkerPool: Sendable {
     }
 
     /// Starts `threads` worker threads for `rank`.
-    public init(rank: Int, threads: Int, executor: StepExecutor, runDirectory: URL,
+    public init(rank: Int, threads: Int, executor: StepExecutor, runDirectory: URL, launch: Int = 1,
                 channel: any StepRequestChannel, report: @escaping @Sendable (RankEvent) -> Void) {
         self.rank = rank
         self.threads = threads
         self.executor = executor
         self.runDirectory = runDirectory
+        self.launch = launch
         self.channel = channel
         self.report = report
         self.state = Mutex(PoolState())
@@ -60,6 +62,22 @@ public final class WorkerPool: Sendable {
             let all = Array(s.pending)
             s.pending.removeAll()
             return all
+        }
+        wake.unlock()
+        for step in taken {
+            report(.ended(StepOutcome(id: step.id, rank: rank, slot: -1, report: .notStarted, start: nil, end: nil, logPath: nil)))
+        }
+    }
+
+    /// Hands back the queued steps among `ids` that have not started, reporting each as `.notStarted`;
+    /// a step already started is left alone (its `.started` report is on its way).
+    public func takeBack(_ ids: [StepID]) {
+        let wanted = Set(ids)
+        wake.lock()
+        let taken = state.withLock { s in
+            let out = s.pending.filter { wanted.contains($0.id) }
+            if !out.isEmpty { s.pending.removeAll { wanted.contains($0.id) } }
+            return out
         }
         wake.unlock()
         for step in taken {
@@ -119,7 +137,7 @@ public final class WorkerPool: Sendable {
     private func run(_ step: StepAssignment, slot: Int) {
         let context = StepContext(id: step.id, function: step.function, args: step.args, rank: rank, slot: slot,
                                   gpus: step.gpus, attempt: step.attempt, runDirectory: runDirectory,
-                                  editor: ChannelEditor(channel: channel), functionNames: executor.functionNames)
+                                  editor: ChannelEditor(channel: channel), functionNames: executor.functionNames, launch: launch)
         let start = Date().timeIntervalSince1970
         report(.started(StepStart(id: step.id, rank: rank, slot: slot, start: start)))
         let outcome: Scheduler.Report
@@ -127,7 +145,7 @@ public final class WorkerPool: Sendable {
             try executor.run(context)
             outcome = .finished
         } catch {
-            let text = String(describing: error)
+            let text = ErrorText.sentence(error)
             context.appendToLog("step \(step.id) '\(step.function)' attempt \(step.attempt) failed: \(text)")
             outcome = .failed(error: text)
         }

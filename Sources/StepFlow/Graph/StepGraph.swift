@@ -1,27 +1,38 @@
 import Collections
 
-/// The step graph of a run: insertion rules S1–S4, indegree counts and the ready queue.
+/// The step graph of a run: insertion rules S1–S4, indegree counts and the ready queue, and the
+/// matching of re-inserted steps (S12, in StepGraph+Reinsertion.swift).
 ///
 /// Work is O(1) amortized per step and per edge: a step becomes ready when its count of unfinished
-/// prerequisites drops to zero; nothing rescans the graph. The graph knows nothing of ranks, threads,
-/// transports or storage.
+/// prerequisites drops to zero; nothing rescans the graph (but for dropping steps, which is rare). The
+/// graph knows nothing of ranks, threads, transports or storage.
 public struct StepGraph: Sendable {
-    public private(set) var records: [StepRecord] = []
+    /// Every step, index id-1. Dropped steps (S12) stay here with `isDropped` so ids stay indexes.
+    public internal(set) var records: [StepRecord] = []
     /// Unfinished prerequisites of each step (index id-1).
-    private var remaining: [Int32] = []
-    /// Steps waiting on each step (index id-1); emptied once the step is terminal.
-    private var dependents: [[Int32]] = []
+    var remaining: [Int32] = []
+    /// Steps waiting on each step (index id-1); emptied once the step is done for its dependents.
+    var dependents: [[Int32]] = []
     /// Ready steps, lowest id first. Entries are checked when popped, because a queued step can
     /// gain a prerequisite (`addPrerequisites`) before it is dispatched.
-    private var ready = Heap<Int>()
-    private var queued: [Bool] = []
-    private var countByStatus = [Int](repeating: 0, count: StepStatus.allCases.count)
+    var ready = Heap<Int>()
+    var queued: [Bool] = []
+    var countByStatus = [Int](repeating: 0, count: StepStatus.allCases.count)
     /// Sets of prerequisites for steps that gained many at run time (a streaming close step), so
     /// adding one more costs O(1) instead of a scan.
-    private var longPrerequisiteSets: [StepID: Set<StepID>] = [:]
+    var longPrerequisiteSets: [StepID: Set<StepID>] = [:]
     /// Steps changed since the last `takeChanged()`, for the run database's write-behind.
     private var changed: [Int32] = []
     private var isChanged: [Bool] = []
+    /// What each inserter other than `insertAllSteps` inserted, in order: what a re-run of it is
+    /// matched against (S12).
+    var sequences: [Inserter: InsertSequence] = [:]
+    /// Restored steps their inserter has not inserted again yet (S12): they do not run, and a finished
+    /// one does not count as finished for its dependents until it is confirmed.
+    var unconfirmed: Set<StepID> = []
+    /// How many steps were dropped because their inserter no longer inserts them, and why.
+    public internal(set) var dropNotes: [String] = []
+    public internal(set) var droppedCount = 0
     /// Whether a failed or skipped prerequisite skips its dependents (`--keep-going`).
     public var skipDependentsOfFailures: Bool
 
@@ -29,10 +40,11 @@ public struct StepGraph: Sendable {
         self.skipDependentsOfFailures = skipDependentsOfFailures
     }
 
-    /// A graph rebuilt from records (continuing a run, S9): `finished` steps stay finished, every other
-    /// step is `new` (or `waiting`, as its record says) and runs. Prerequisites may point at later ids
-    /// (added to a waiting step at run time); every id must be in 1...records.count.
-    public init(restoring restored: [StepRecord], skipDependentsOfFailures: Bool = false) {
+    /// A graph rebuilt from records (continuing a run, S9, S12): statuses are taken as given (`finished`,
+    /// `failed`, `waiting`; anything else becomes `new`). Steps in `unconfirmed` wait for their inserter
+    /// to insert them again. Prerequisites may point at later ids (added at run time); every id must be
+    /// in 1...records.count.
+    public init(restoring restored: [StepRecord], unconfirmed: Set<StepID> = [], skipDependentsOfFailures: Bool = false) {
         self.skipDependentsOfFailures = skipDependentsOfFailures
         let n = restored.count
         records = restored
@@ -40,22 +52,32 @@ public struct StepGraph: Sendable {
         dependents = Array(repeating: [], count: n)
         queued = Array(repeating: false, count: n)
         isChanged = Array(repeating: false, count: n)
+        self.unconfirmed = unconfirmed
         for i in 0..<n {
             precondition(records[i].id == i + 1, "restored records must be numbered 1...n")
-            if records[i].status != .finished && records[i].status != .waiting { records[i].status = .new }
+            switch records[i].status {
+            case .finished, .failed, .waiting: break
+            default: records[i].status = .new
+            }
             countByStatus[records[i].status.ordinal] += 1
             markChanged(i + 1)
+            if records[i].prerequisites.count > Self.shortList { longPrerequisiteSets[i + 1] = Set(records[i].prerequisites) }
+            if records[i].insertedBy != .protocolSteps { sequences[records[i].insertedBy, default: InsertSequence()].children.append(i + 1) }
         }
-        for i in 0..<n where records[i].status != .finished {
-            for p in records[i].prerequisites where records[p - 1].status != .finished {
-                remaining[i] += 1
-                dependents[p - 1].append(Int32(i + 1))
+        // A finished inserter will not run again: nothing of its sequence is left to match.
+        for (inserter, sequence) in sequences {
+            if let id = inserter.stepID, records[id - 1].status == .finished, !unconfirmed.contains(id) {
+                sequences[inserter]!.cursor = sequence.children.count
             }
         }
-        for i in 0..<n { enqueueIfReady(i + 1) }
+        rebuildIndices()
     }
 
-    public var count: Int { records.count }
+    /// Steps in the run (dropped ones excluded).
+    public var count: Int { records.count - droppedCount }
+
+    /// The highest id given out so far.
+    public var lastID: StepID { records.count }
 
     /// Steps that are neither finished, failed, skipped nor aborted.
     public var unfinishedCount: Int {
@@ -67,24 +89,31 @@ public struct StepGraph: Sendable {
 
     public func record(_ id: StepID) -> StepRecord { records[id - 1] }
     public func status(_ id: StepID) -> StepStatus { records[id - 1].status }
-    public func contains(_ id: StepID) -> Bool { id >= 1 && id <= records.count }
+    /// Whether `id` names a step of the run (not a dropped one).
+    public func contains(_ id: StepID) -> Bool { id >= 1 && id <= records.count && !records[id - 1].isDropped }
+
+    /// Whether a restored step still waits for its inserter to insert it again (S12).
+    public func isUnconfirmed(_ id: StepID) -> Bool { !unconfirmed.isEmpty && unconfirmed.contains(id) }
+
+    /// The steps of the run, dropped ones left out, in id order.
+    public var liveRecords: [StepRecord] { droppedCount == 0 ? records : records.filter { !$0.isDropped } }
 
     /// Inserts a step after the given prerequisites (already resolved: the default prerequisite of
-    /// S2 is the inserter's business). Throws when a prerequisite does not exist.
+    /// S2 is the inserter's business). When the inserter runs again, an insert that matches its
+    /// previous insert at the same position returns that step instead (S12). Throws when a
+    /// prerequisite does not exist.
     @discardableResult
     public mutating func insert(_ spec: StepSpec, prerequisites: [StepID], insertedBy: Inserter,
                                 at location: SourceLocation? = nil) throws(StepGraphError) -> StepID {
-        let id = records.count + 1
-        var unique: [StepID] = []
-        unique.reserveCapacity(prerequisites.count)
-        var seen = Set<StepID>()
-        for p in prerequisites {
-            if p == id { throw .selfPrerequisite(id, at: location) }
-            guard contains(p) else { throw .unknownStep(p, context: "prerequisite of new step \(id) ('\(spec.function)')", at: location) }
-            // A linear scan for short lists; a set once a list is long (a merge step of 100k inputs).
-            let duplicate = prerequisites.count <= Self.shortList ? unique.contains(p) : !seen.insert(p).inserted
-            if !duplicate { unique.append(p) }
+        var unique = try checkedPrerequisites(prerequisites, newID: records.count + 1, function: spec.function, at: location)
+        if insertedBy != .protocolSteps {
+            if let same = matchPrevious(spec, prerequisites: unique, by: insertedBy) { return same }
+            // A mismatch drops the inserter's previous inserts, which the new one may have named.
+            if droppedCount > 0 {
+                unique = try checkedPrerequisites(unique, newID: records.count + 1, function: spec.function, at: location)
+            }
         }
+        let id = records.count + 1
         records.append(StepRecord(id: id, spec: spec, prerequisites: unique, insertedBy: insertedBy,
                                   status: spec.wait ? .waiting : .new))
         remaining.append(0)
@@ -93,10 +122,12 @@ public struct StepGraph: Sendable {
         isChanged.append(false)
         markChanged(id)
         countByStatus[records[id - 1].status.ordinal] += 1
+        if insertedBy != .protocolSteps { sequences[insertedBy, default: InsertSequence()].append(id) }
         var blocked = false
         for p in unique {
+            noteReferenced(p, by: insertedBy)
             switch records[p - 1].status {
-            case .finished: continue
+            case .finished where !isUnconfirmed(p): continue
             case .failed, .skipped: blocked = true
             default: break
             }
@@ -111,24 +142,52 @@ public struct StepGraph: Sendable {
         return id
     }
 
-    /// Adds prerequisites to a step that has not started (S3, S4).
-    public mutating func addPrerequisites(to target: StepID, _ prerequisites: [StepID],
+    /// The prerequisites without duplicates, each checked to exist.
+    private func checkedPrerequisites(_ prerequisites: [StepID], newID id: StepID, function: String,
+                                      at location: SourceLocation?) throws(StepGraphError) -> [StepID] {
+        var unique: [StepID] = []
+        unique.reserveCapacity(prerequisites.count)
+        var seen = Set<StepID>()
+        for p in prerequisites {
+            if p == id { throw .selfPrerequisite(id, at: location) }
+            guard contains(p) else { throw .unknownStep(p, context: "prerequisite of new step \(id) ('\(function)')", at: location) }
+            // A linear scan for short lists; a set once a list is long (a merge step of 100k inputs).
+            let duplicate = prerequisites.count <= Self.shortList ? unique.contains(p) : !seen.insert(p).inserted
+            if !duplicate { unique.append(p) }
+        }
+        return unique
+    }
+
+    /// A protocol step that a step inserted at run time names is written to the run database with it:
+    /// protocol steps are otherwise written only once they change, and a continued run must find
+    /// every step a stored step refers to.
+    private mutating func noteReferenced(_ p: StepID, by inserter: Inserter) {
+        if inserter != .protocolSteps && records[p - 1].insertedBy == .protocolSteps { markChanged(p) }
+    }
+
+    /// Adds prerequisites to a step that has not started (S3, S4). Adding prerequisites the step
+    /// already has does nothing, whatever its status (a re-run inserter repeats its edits, S12).
+    public mutating func addPrerequisites(to target: StepID, _ prerequisites: [StepID], by inserter: Inserter = .protocolSteps,
                                           at location: SourceLocation? = nil) throws(StepGraphError) {
         guard contains(target) else { throw .unknownStep(target, context: "addPrerequisites(to:)", at: location) }
-        let status = records[target - 1].status
-        guard status == .new || status == .waiting || status == .skipped else {
-            throw .alreadyStarted(target, status: status, at: location)
-        }
         for p in prerequisites {
             guard contains(p) else { throw .unknownStep(p, context: "prerequisite for step \(target)", at: location) }
             if p == target { throw .selfPrerequisite(target, at: location) }
         }
-        if let p = firstDependingOn(target, among: prerequisites) { throw .cycle(target: target, prerequisite: p, at: location) }
+        let added = prerequisites.filter { !hasPrerequisite(target, $0) }
+        guard !added.isEmpty else { return }
+        let status = records[target - 1].status
+        guard status == .new || status == .waiting || status == .skipped else {
+            throw .alreadyStarted(target, status: status, at: location)
+        }
+        if let p = firstDependingOn(target, among: added) { throw .cycle(target: target, prerequisite: p, at: location) }
         markChanged(target)
-        for p in prerequisites where !hasPrerequisite(target, p) {
+        noteReferenced(target, by: inserter)
+        for p in added where !hasPrerequisite(target, p) {
             appendPrerequisite(target, p)
+            noteReferenced(p, by: inserter)
             let ps = records[p - 1].status
-            if ps == .finished { continue }
+            if ps == .finished && !isUnconfirmed(p) { continue }
             remaining[target - 1] += 1
             dependents[p - 1].append(Int32(target))
             if (ps == .failed || ps == .skipped) && skipDependentsOfFailures { skip(target) }
@@ -136,10 +195,11 @@ public struct StepGraph: Sendable {
     }
 
     /// Releases a waiting step (S4). Releasing a step twice, or one already ended, does nothing.
-    public mutating func release(_ id: StepID, at location: SourceLocation? = nil) throws(StepGraphError) {
+    public mutating func release(_ id: StepID, by inserter: Inserter = .protocolSteps, at location: SourceLocation? = nil) throws(StepGraphError) {
         guard contains(id) else { throw .unknownStep(id, context: "release", at: location) }
         guard records[id - 1].spec.wait else { throw .notWaiting(id, at: location) }
         guard records[id - 1].status == .waiting else { return }
+        records[id - 1].releasedBy = inserter
         setStatus(id, .new)
         enqueueIfReady(id)
     }
@@ -161,6 +221,8 @@ public struct StepGraph: Sendable {
         queued[id - 1] = false
         setStatus(id, .running)
         records[id - 1].attempts += 1
+        // This attempt's inserts are matched against what the step inserted before (S12).
+        if !sequences.isEmpty && sequences[.step(id)] != nil { sequences[.step(id)]!.cursor = 0 }
         return id
     }
 
@@ -179,11 +241,18 @@ public struct StepGraph: Sendable {
         markChanged(id)
     }
 
-    /// A running step finished: its dependents lose one unfinished prerequisite.
+    /// A running step finished: its dependents lose one unfinished prerequisite. What it inserted in an
+    /// earlier attempt and did not insert again is dropped (S12).
     public mutating func finish(_ id: StepID) {
         precondition(records[id - 1].status == .running, "step \(id) finished but was \(records[id - 1].status)")
         setStatus(id, .finished)
         records[id - 1].error = nil
+        releaseDependents(of: id)
+        dropUnmatchedRest(of: .step(id), reason: .notInsertedAgain(id))
+    }
+
+    /// Dependents of a step now done for them lose one unfinished prerequisite.
+    mutating func releaseDependents(of id: StepID) {
         let deps = dependents[id - 1]
         dependents[id - 1] = []
         for d in deps {
@@ -203,6 +272,8 @@ public struct StepGraph: Sendable {
         if records[id - 1].attempts <= records[id - 1].spec.retries {
             records[id - 1].start = nil
             setStatus(id, .new)
+            // The next attempt inserts again: what this one inserted and has not started waits for it (S12).
+            holdInserts(of: id)
             enqueueIfReady(id)
             return false
         }
@@ -227,12 +298,12 @@ public struct StepGraph: Sendable {
 
     /// Ids of steps that are still `waiting`.
     public var waitingSteps: [StepID] {
-        records.lazy.filter { $0.status == .waiting }.map(\.id)
+        records.lazy.filter { $0.status == .waiting && !$0.isDropped }.map(\.id)
     }
 
     /// Ids of steps that are `new` but will never become ready (a prerequisite never finishes).
     public var blockedSteps: [StepID] {
-        records.lazy.filter { $0.status == .new }.map(\.id)
+        records.lazy.filter { $0.status == .new && !$0.isDropped }.map(\.id)
     }
 
     /// The first of `steps` that depends on `ancestor`, directly or through other unfinished steps:
@@ -254,7 +325,7 @@ public struct StepGraph: Sendable {
     /// Lists up to this long are searched; longer ones get a set (see `longPrerequisiteSets`).
     static let shortList = 32
 
-    private func hasPrerequisite(_ target: StepID, _ p: StepID) -> Bool {
+    func hasPrerequisite(_ target: StepID, _ p: StepID) -> Bool {
         if let set = longPrerequisiteSets[target] { return set.contains(p) }
         return records[target - 1].prerequisites.contains(p)
     }
@@ -268,17 +339,17 @@ public struct StepGraph: Sendable {
         }
     }
 
-    private func isReady(_ id: StepID) -> Bool {
-        records[id - 1].status == .new && remaining[id - 1] == 0
+    func isReady(_ id: StepID) -> Bool {
+        records[id - 1].status == .new && remaining[id - 1] == 0 && !isUnconfirmed(id)
     }
 
-    private mutating func enqueueIfReady(_ id: StepID) {
+    mutating func enqueueIfReady(_ id: StepID) {
         guard isReady(id), !queued[id - 1] else { return }
         queued[id - 1] = true
         ready.insert(id)
     }
 
-    private mutating func skip(_ id: StepID) {
+    mutating func skip(_ id: StepID) {
         let s = records[id - 1].status
         guard s == .new || s == .waiting else { return }
         setStatus(id, .skipped)
@@ -306,16 +377,29 @@ public struct StepGraph: Sendable {
         return ids
     }
 
-    private mutating func markChanged(_ id: StepID) {
+    mutating func markChanged(_ id: StepID) {
         guard !isChanged[id - 1] else { return }
         isChanged[id - 1] = true
         changed.append(Int32(id))
     }
 
-    private mutating func setStatus(_ id: StepID, _ status: StepStatus) {
+    mutating func setStatus(_ id: StepID, _ status: StepStatus) {
         markChanged(id)
         countByStatus[records[id - 1].status.ordinal] -= 1
         records[id - 1].status = status
         countByStatus[status.ordinal] += 1
+    }
+}
+
+/// What one inserter (a step, or the `stepsCheck` hook) inserted, in order, and how far its current
+/// attempt got in inserting the same steps again (S12).
+struct InsertSequence: Sendable {
+    var children: [StepID] = []
+    /// The position of the current attempt's next insert; before it, every insert matched or was new.
+    var cursor = 0
+
+    mutating func append(_ id: StepID) {
+        children.append(id)
+        cursor = children.count
     }
 }

@@ -50,4 +50,29 @@ public struct StepRecord: Sendable {
     public var end: Double?
     public var error: String?
     public var logPath: String?
+    /// How many of `prerequisites` (the first ones) were given when the step was inserted; the rest were
+    /// added at run time (`addPrerequisites`). The first part is part of the step's identity (S12).
+    public var insertPrerequisiteCount: Int
+    /// Who released this waiting step, once released (S4): a continued run keeps the release only if
+    /// that inserter does not run again to release it anew.
+    public var releasedBy: Inserter?
+    /// How many launches died while this step was running; at `--crash-limit` a continue records it
+    /// failed instead of running it again.
+    public var crashes = 0
+    /// The step's inserter no longer inserts it (S12): it is out of the run, kept here only so ids stay
+    /// indexes. Reports and the run database leave it out.
+    public var isDropped = false
+
+    public init(id: StepID, spec: StepSpec, prerequisites: [StepID], insertedBy: Inserter, status: StepStatus,
+                insertPrerequisiteCount: Int? = nil) {
+        self.id = id
+        self.spec = spec
+        self.prerequisites = prerequisites
+        self.insertedBy = insertedBy
+        self.status = status
+        self.insertPrerequisiteCount = insertPrerequisiteCount ?? prerequisites.count
+    }
+
+    /// The prerequisites the step was inserted with (part of its identity, S12).
+    public var insertPrerequisites: ArraySlice<StepID> { prerequisites.prefix(insertPrerequisiteCount) }
 }

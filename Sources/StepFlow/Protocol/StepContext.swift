@@ -59,7 +59,7 @@ public final class StepContext: StepInserting, Sendable {
     private let logFile: StepLogFile
 
     public init(id: StepID, function: String, args: [StepValue], rank: Int, slot: Int, gpus: [Int],
-                attempt: Int, runDirectory: URL, editor: any GraphEditor, functionNames: Set<String>) {
+                attempt: Int, runDirectory: URL, editor: any GraphEditor, functionNames: Set<String>, launch: Int = 1) {
         self.id = id
         self.function = function
         self.args = args
@@ -69,10 +69,11 @@ public final class StepContext: StepInserting, Sendable {
         self.attempt = attempt
         self.runDirectory = runDirectory
         self.steps = StepInserter(.step(id), editor: editor, functionNames: functionNames)
-        self.logFile = StepLogFile(runDirectory: runDirectory, step: id)
+        self.logFile = StepLogFile(runDirectory: runDirectory, step: id, launch: launch)
     }
 
-    /// A logger whose lines go to `<run-dir>/logs/step-<id>.log` (created on the first line).
+    /// A logger whose lines go to `<run-dir>/logs/step-<id>.log` (created on the first line); in a
+    /// continued run's later launches, `<run-dir>/logs/launch-<n>/step-<id>.log`.
     public var logger: Logger {
         let file = logFile
         var logger = Logger(label: "step-\(id)") { _ in StepLogHandler(file: file) }
@@ -113,21 +114,25 @@ public struct StepArgumentError: Error, CustomStringConvertible {
 }
 
 /// A step's log file, opened on the first line written, so steps that log nothing cost no file.
+/// Each launch of a run has its own files (the first `logs/`, later ones `logs/launch-<n>/`): ids
+/// can change between launches of a continued run, and two steps must never share a log.
 final class StepLogFile: Sendable {
     private let runDirectory: URL
     private let step: StepID
+    private let launch: Int
     private let handle = Mutex<FileHandle?>(nil)
 
-    init(runDirectory: URL, step: StepID) {
+    init(runDirectory: URL, step: StepID, launch: Int = 1) {
         self.runDirectory = runDirectory
         self.step = step
+        self.launch = launch
     }
 
     /// Built only when needed: appending to a file URL costs a stat, too much for every step.
-    var path: String { StepLogFile.path(runDirectory: runDirectory, step: step) }
+    var path: String { StepLogFile.path(runDirectory: runDirectory, step: step, launch: launch) }
 
-    static func path(runDirectory: URL, step: StepID) -> String {
-        runDirectory.path + "/logs/step-\(step).log"
+    static func path(runDirectory: URL, step: StepID, launch: Int = 1) -> String {
+        launch <= 1 ? runDirectory.path + "/logs/step-\(step).log" : runDirectory.path + "/logs/launch-\(launch)/step-\(step).log"
     }
 
     var exists: Bool { handle.withLock { $0 != nil } }

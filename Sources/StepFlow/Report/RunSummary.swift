@@ -15,8 +15,8 @@ public enum RunSummary {
         lines.append("\(protocolName) \(headline) in \(String(format: "%.3f", report.wallSeconds)) s "
                      + "(mpi=\(report.config.ranks), threads=\(report.config.threadsPerRank), run dir \(runDirectory.path))")
         var counts = "steps: \(report.records.count) total, \(c(.finished)) finished, \(c(.failed)) failed, \(c(.skipped)) skipped"
-        for s in [StepStatus.aborted, .waiting, .new] where c(s) > 0 {
-            counts += ", \(c(s)) \(s == .new ? "not run" : s.rawValue)"
+        for s in [StepStatus.aborted, .running, .waiting, .new] where c(s) > 0 {
+            counts += ", \(c(s)) " + (s == .new ? "not run" : s == .running ? "running on a rank that died" : s.rawValue)
         }
         lines.append(counts)
         for r in report.records where r.status == .failed {
@@ -28,18 +28,19 @@ public enum RunSummary {
         if case .stalled(let waiting, let blocked) = report.outcome {
             lines.append("  the run stalled: nothing runs and nothing can become ready.")
             if !waiting.isEmpty {
-                lines.append("  waiting steps never released: \(list(waiting, report.records)). Release them from a step (release(id)) or from stepsCheck.")
+                lines.append("  waiting steps never released: \(list(waiting, report)). Release them from a step (release(id)) or from stepsCheck.")
             }
             if !blocked.isEmpty {
-                lines.append("  steps blocked behind them: \(list(blocked, report.records))")
+                lines.append("  steps blocked behind them: \(list(blocked, report))")
             }
         }
         if let hookError = report.hookError { lines.append("  \(hookError)") }
+        if let databaseError = report.databaseError { lines.append("  \(databaseError)") }
         return lines.joined(separator: "\n")
     }
 
-    private static func list(_ ids: [StepID], _ records: [StepRecord]) -> String {
-        let shown = ids.prefix(20).map { "\($0) '\(records[$0 - 1].spec.function)'" }.joined(separator: ", ")
+    private static func list(_ ids: [StepID], _ report: RunReport) -> String {
+        let shown = ids.prefix(20).map { "\($0) '\(report.record($0)?.spec.function ?? "?")'" }.joined(separator: ", ")
         return ids.count > 20 ? shown + " and \(ids.count - 20) more" : shown
     }
 }

@@ -72,6 +72,7 @@ public struct Scheduler: Sendable {
     /// Set after a failure under `.stop`, or by a signal: nothing new is launched.
     public private(set) var stopping = false
     private var abortSignal: Int32?
+    private var abandoned = false
 
     public init(config: SchedulerConfig) {
         self.config = config
@@ -82,10 +83,11 @@ public struct Scheduler: Sendable {
         self.prefetch = config.prefetch
     }
 
-    /// A scheduler over a graph rebuilt from a run database (S9).
-    public init(config: SchedulerConfig, restoring records: [StepRecord]) {
+    /// A scheduler over a graph rebuilt from a run database (S9, S12).
+    public init(config: SchedulerConfig, restoring records: [StepRecord], unconfirmed: Set<StepID> = []) {
         self.init(config: config)
-        self.graph = StepGraph(restoring: records, skipDependentsOfFailures: config.failurePolicy == .keepGoing)
+        self.graph = StepGraph(restoring: records, unconfirmed: unconfirmed,
+                               skipDependentsOfFailures: config.failurePolicy == .keepGoing)
     }
 
     /// Checks that a step's resource request can ever be met (S5), then inserts it.
@@ -106,13 +108,13 @@ public struct Scheduler: Sendable {
         if spec.retries < 0 { throw .negativeRetries(function: spec.function, retries: spec.retries, at: location) }
     }
 
-    public mutating func addPrerequisites(to target: StepID, _ prerequisites: [StepID],
+    public mutating func addPrerequisites(to target: StepID, _ prerequisites: [StepID], by inserter: Inserter = .protocolSteps,
                                           at location: SourceLocation? = nil) throws(StepGraphError) {
-        try graph.addPrerequisites(to: target, prerequisites, at: location)
+        try graph.addPrerequisites(to: target, prerequisites, by: inserter, at: location)
     }
 
-    public mutating func release(_ id: StepID, at location: SourceLocation? = nil) throws(StepGraphError) {
-        try graph.release(id, at: location)
+    public mutating func release(_ id: StepID, by inserter: Inserter = .protocolSteps, at location: SourceLocation? = nil) throws(StepGraphError) {
+        try graph.release(id, by: inserter, at: location)
     }
 
     /// Ready steps, lowest id first, placed on the least-loaded rank that has room (S6). A step that
@@ -210,21 +212,35 @@ public struct Scheduler: Sendable {
     /// Stop at once because of a signal (S10): nothing new is launched and every running step is
     /// `aborted` now, without waiting for it; steps sent ahead that had not started are `new` again.
     /// Reports that come later are ignored.
-    public mutating func abort(signal: Int32) {
+    /// Steps that started on `silentRanks` (ranks that did not show they are alive: the launcher is
+    /// ending the job because one died) stay `running`, so a continue counts that death.
+    public mutating func abort(signal: Int32, silentRanks: Set<Int> = []) {
         stopping = true
         if abortSignal == nil { abortSignal = signal }
         for r in graph.records where r.status == .running {
-            if r.start != nil { graph.abort(r.id) } else { graph.unassign(r.id) }
+            if r.start == nil {
+                graph.unassign(r.id)
+            } else if !silentRanks.contains(r.rank ?? 0) {
+                graph.abort(r.id)
+            }
         }
         inFlight = 0
         load = Array(repeating: 0, count: config.ranks)
         freeGPUs = Array(repeating: Array(0..<config.gpusPerRank), count: config.ranks)
     }
 
+    /// Stop at once because the run cannot go on (a rank sent what rank 0 cannot use): as `abort`,
+    /// but the run ends `failed`.
+    public mutating func abandon() {
+        abort(signal: 0)
+        abandoned = true
+    }
+
     /// The outcome once nothing is in flight and nothing more can be launched; nil while the run
     /// still has work. `.stalled` means only a release from outside (a `stepsCheck` hook) can help.
     public mutating func outcome() -> RunOutcome? {
         guard inFlight == 0 else { return nil }
+        if abandoned { return .failed }
         if let abortSignal { return .aborted(signal: abortSignal) }
         if !stopping && graph.hasReady() { return nil }
         if !stopping && graph.unfinishedCount > 0 {
@@ -243,10 +259,10 @@ extension Scheduler {
         case .insert(let spec, let prerequisites, let at):
             return try insert(spec, prerequisites: prerequisites, insertedBy: inserter, at: at)
         case .addPrerequisites(let target, let prerequisites, let at):
-            try addPrerequisites(to: target, prerequisites, at: at)
+            try addPrerequisites(to: target, prerequisites, by: inserter, at: at)
             return nil
         case .release(let id, let at):
-            try release(id, at: at)
+            try release(id, by: inserter, at: at)
             return nil
         }
     }

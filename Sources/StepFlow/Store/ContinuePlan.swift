@@ -1,117 +1,256 @@
-/// How `--continue` rebuilds a run (S9) from the steps `insertAllSteps` inserts now and the steps the
-/// database recorded. Pure: records in, records out.
+/// How `--continue` rebuilds a run (S9, S12) from the steps `insertAllSteps` inserts now and the steps
+/// the database recorded. Pure: records in, records out.
 ///
-/// - The protocol's steps are matched by position: the i-th step `insertAllSteps` inserts now is the
-///   i-th it inserted before. It keeps `finished` when it runs the same function with the same
-///   arguments and finished.
-/// - A step a running step inserted is restored from its record when that step stays finished (it
-///   will not run again to insert it); otherwise the inserter runs again and inserts anew. Steps the
-///   `stepsCheck` hook inserted are not restored: the hook runs again and inserts what it needs.
+/// - The protocol's own steps are matched by position (their id): the i-th step `insertAllSteps`
+///   inserts now is the i-th it inserted before when it runs the same function with the same
+///   arguments after the same prerequisites. Each is matched on its own (S9), so changing one step
+///   re-runs that step and what depends on it, nothing else.
+/// - Every step inserted at run time (by a step or by the `stepsCheck` hook) is restored when its
+///   inserter is restored and its prerequisites are. When its inserter will run again (it did not
+///   finish, or it is the hook), the step is *unconfirmed*: it keeps its record, but does not run,
+///   and does not count as finished for its dependents, until the inserter inserts it again at the
+///   same position (S12). A finished inserter will not run again, so its inserts are confirmed with it.
 /// - A step stays finished only if every prerequisite stays finished: a step that runs again makes
-///   every step that depends on it run again.
-/// - Prerequisites added at run time are restored. A waiting step stays released only when no step
-///   that inserted steps at run time runs again (one that does will release it again, after adding
-///   what it inserts as prerequisites).
+///   every step that depends on it run again. A prerequisite added at run time to a step whose own
+///   record is kept is restored too.
+/// - A waiting step stays released only when whoever released it will not run again to release it anew.
+/// - A step that was running when a launch died counts that death; at `crashLimit` deaths it is
+///   recorded failed instead of running again.
 /// Restored steps are numbered after the protocol's steps, in their old order.
 public struct ContinuePlan: Sendable {
     public let records: [StepRecord]
+    /// Restored steps that wait for their inserter to insert them again.
+    public let unconfirmed: Set<StepID>
     /// How many steps keep their `finished` status.
     public let keptFinished: Int
     /// How many steps inserted at run time were restored.
     public let restored: Int
+    /// How many recorded steps are left out (their inserter changed, or the protocol no longer inserts them).
+    public let dropped: Int
+    /// Why each step that is not kept finished runs again (or is recorded failed).
+    public let reasons: [StepID: RerunReason]
+    /// The new id of each recorded step that is part of the continued run.
+    public let newIDs: [StepID: StepID]
 
-    public init(current: [StepRecord], previous: [StepRecord]) {
+    /// - Throws: `ContinuePlanError.inconsistent` when a recorded step refers to a step the database
+    ///   does not hold: continuing would run steps before their prerequisites.
+    public init(current: [StepRecord], previous: [StepRecord], crashLimit: Int = 3) throws(ContinuePlanError) {
+        var old: [StepID: StepRecord] = [:]
+        for o in previous {
+            guard old.updateValue(o, forKey: o.id) == nil else { throw .inconsistent("step \(o.id) is recorded twice") }
+        }
+        try Self.checkReferences(previous, old)
         let n = current.count
-        // Nodes: 1...n are the protocol's steps now; n + j is the old run-time step j.
-        var old: [Int: StepRecord] = [:]
-        for o in previous { old[o.id] = o }
-        let oldProtocol = { (id: StepID) -> StepRecord? in
-            guard let o = old[id], o.insertedBy == .protocolSteps else { return nil }
-            return o
-        }
-        func nodeOfOld(_ id: StepID) -> Int? {
-            guard let o = old[id] else { return nil }
-            if o.insertedBy == .protocolSteps { return id <= n ? id : nil }
-            return n + id
-        }
-        func oldRecord(_ node: Int) -> StepRecord? { node <= n ? oldProtocol(node) : old[node - n] }
-        let same: [Bool] = current.map { r in
-            guard let o = oldProtocol(r.id) else { return false }
-            return o.spec.function == r.spec.function && o.spec.args == r.spec.args
-        }
-        func prerequisites(_ node: Int) -> [Int] {
-            var p: [Int] = node <= n ? current[node - 1].prerequisites : []
-            if let o = oldRecord(node), node > n || same[node - 1] { p += o.prerequisites.compactMap { nodeOfOld($0) } }
-            return p
-        }
-        func finishedBefore(_ node: Int) -> Bool {
-            guard let o = oldRecord(node), o.status == .finished else { return false }
-            return node > n || same[node - 1]
+
+        // The protocol's steps: position by position.
+        var matched = [Bool](repeating: false, count: n + 1)
+        var changes: [StepID: String] = [:]
+        for r in current {
+            guard let o = old[r.id], o.insertedBy == .protocolSteps else { continue }
+            var differs: [String] = []
+            if o.spec.function != r.spec.function { differs.append("function '\(o.spec.function)' → '\(r.spec.function)'") }
+            if o.spec.args != r.spec.args { differs.append("arguments") }
+            if Set(o.insertPrerequisites) != Set(r.insertPrerequisites) { differs.append("prerequisites") }
+            if differs.isEmpty { matched[r.id] = true } else { changes[r.id] = differs.joined(separator: ", ") + " changed" }
         }
 
-        var included = Set(1...max(n, 1)).filter { $0 <= n }
-        var kept: [Int: Bool] = [:]
-        func settleKept() {
-            // Depth-first over prerequisites; a node is decided once all of its prerequisites are.
-            for start in included where kept[start] == nil {
-                var stack = [(start, false)]
-                while let (id, expanded) = stack.popLast() {
-                    if kept[id] != nil { continue }
-                    let prereqs = prerequisites(id)
-                    if !expanded {
-                        stack.append((id, true))
-                        for p in prereqs where included.contains(p) && kept[p] == nil { stack.append((p, false)) }
-                        continue
-                    }
-                    kept[id] = finishedBefore(id) && prereqs.allSatisfy { included.contains($0) && kept[$0] == true }
+        // Recorded steps that stay part of the run, and their new ids.
+        var newID: [StepID: StepID] = [:]
+        for id in 1..<(n + 1) where matched[id] { newID[id] = id }
+        var restoredOld: [StepRecord] = []
+        for o in previous.sorted(by: { $0.id < $1.id }) where o.insertedBy != .protocolSteps {
+            let inserterKept: Bool
+            switch o.insertedBy {
+            case .stepsCheck: inserterKept = true
+            case .step(let s): inserterKept = newID[s] != nil
+            case .protocolSteps: inserterKept = false
+            }
+            // A step whose inserter or an insert-time prerequisite is gone is no longer the same step.
+            guard inserterKept, o.insertPrerequisites.allSatisfy({ newID[$0] != nil }) else { continue }
+            newID[o.id] = n + restoredOld.count + 1
+            restoredOld.append(o)
+        }
+        let total = n + restoredOld.count
+        func oldRecord(_ node: StepID) -> StepRecord? {
+            node <= n ? (matched[node] ? old[node] : nil) : restoredOld[node - n - 1]
+        }
+
+        // Records with their prerequisites in the new numbering.
+        var out: [StepRecord] = []
+        out.reserveCapacity(total)
+        var lostPrerequisite = [Bool](repeating: false, count: total + 1)
+        for node in 1..<(total + 1) {
+            var r: StepRecord
+            if node <= n {
+                r = current[node - 1]
+            } else {
+                let o = restoredOld[node - n - 1]
+                r = StepRecord(id: node, spec: o.spec, prerequisites: o.insertPrerequisites.map { newID[$0]! },
+                               insertedBy: o.insertedBy, status: .new, insertPrerequisiteCount: o.insertPrerequisiteCount)
+                if case .step(let s) = o.insertedBy { r.insertedBy = .step(newID[s]!) }
+            }
+            if let o = oldRecord(node) {
+                var present = Set(r.prerequisites)
+                for p in o.prerequisites.dropFirst(o.insertPrerequisiteCount) {
+                    guard let q = newID[p] else { lostPrerequisite[node] = true; continue }
+                    if present.insert(q).inserted { r.prerequisites.append(q) }
                 }
             }
+            out.append(r)
         }
-        // Restoring a step can only let more steps stay finished, so this converges; `kept` of a
-        // step that was not kept may change when a missing prerequisite is restored, so it is redone.
-        let runTime = previous.filter { $0.insertedBy.stepID != nil }
-        while true {
-            settleKept()
-            let more = runTime.filter { o in
-                guard !included.contains(n + o.id), let by = o.insertedBy.stepID, let inserter = nodeOfOld(by) else { return false }
-                return included.contains(inserter) && kept[inserter] == true
+
+        // Which steps keep `finished`: depth first over prerequisites (added ones may point forward).
+        var kept = [Bool?](repeating: nil, count: total + 1)
+        var firstRerunPrerequisite: [StepID: StepID] = [:]
+        for start in 1..<(total + 1) where kept[start] == nil {
+            var stack: [(StepID, Bool)] = [(start, false)]
+            var onPath = Set<StepID>()
+            while let (node, expanded) = stack.popLast() {
+                if kept[node] != nil { continue }
+                let prereqs = out[node - 1].prerequisites
+                if !expanded {
+                    onPath.insert(node)
+                    stack.append((node, true))
+                    for p in prereqs where kept[p] == nil && !onPath.contains(p) { stack.append((p, false)) }
+                    continue
+                }
+                onPath.remove(node)
+                let rerunning = prereqs.first { kept[$0] != true }
+                if let rerunning { firstRerunPrerequisite[node] = rerunning }
+                kept[node] = oldRecord(node)?.status == .finished && !lostPrerequisite[node] && rerunning == nil
             }
-            if more.isEmpty { break }
-            for o in more { included.insert(n + o.id) }
-            kept = kept.filter { $0.value }
         }
-        let everyInserterKept = runTime.allSatisfy { included.contains(n + $0.id) }
 
-        let restoredNodes = included.filter { $0 > n }.sorted()
-        var newID: [Int: StepID] = [:]
-        for id in 1...max(n, 1) where id <= n { newID[id] = id }
-        for (i, node) in restoredNodes.enumerated() { newID[node] = n + i + 1 }
-
-        var out: [StepRecord] = []
-        out.reserveCapacity(n + restoredNodes.count)
-        for node in (1...max(n, 1)).filter({ $0 <= n }) + restoredNodes {
-            let base = node <= n ? current[node - 1] : old[node - n]!
-            var r = StepRecord(id: newID[node]!, spec: base.spec, prerequisites: [], insertedBy: base.insertedBy, status: .new)
-            var seen = Set<StepID>()
-            r.prerequisites = prerequisites(node).compactMap { newID[$0] }.filter { seen.insert($0).inserted }
-            if let by = base.insertedBy.stepID { r.insertedBy = .step(nodeOfOld(by).flatMap { newID[$0] } ?? by) }
+        // Statuses, confirmation and reasons.
+        var unconfirmed = Set<StepID>()
+        var reasons: [StepID: RerunReason] = [:]
+        for node in 1..<(total + 1) {
+            var r = out[node - 1]
             let o = oldRecord(node)
+            if node > n {
+                let inserterReruns: Bool
+                switch r.insertedBy {
+                case .step(let s): inserterReruns = kept[s] != true || unconfirmed.contains(s)
+                default: inserterReruns = true
+                }
+                if inserterReruns { unconfirmed.insert(node) }
+            }
+            r.crashes = o?.crashes ?? 0
             if kept[node] == true, let o {
                 r.status = .finished
                 r.rank = o.rank
                 r.slot = o.slot
+                r.gpus = o.gpus
                 r.attempts = o.attempts
                 r.start = o.start
                 r.end = o.end
                 r.logPath = o.logPath
-            } else if r.spec.wait {
-                let wasReleased = o.map { ![.waiting, .skipped].contains($0.status) && (node > n || same[node - 1]) } ?? false
-                r.status = wasReleased && everyInserterKept ? .new : .waiting
+                r.releasedBy = Self.renumbered(o.releasedBy, newID)
+                out[node - 1] = r
+                continue
             }
-            out.append(r)
+            if let o, o.status == .running, o.start != nil { r.crashes += 1 }
+            if let o, o.status != .finished, r.crashes >= crashLimit {
+                r.status = .failed
+                r.attempts = o.attempts
+                r.logPath = o.logPath
+                r.error = "was running when the job died \(r.crashes) times (crash limit \(crashLimit)); see its log. Continue with a higher --crash-limit to run it again."
+                reasons[node] = .crashLimit(r.crashes)
+                out[node - 1] = r
+                continue
+            }
+            if r.spec.wait {
+                var released = node <= n && r.status != .waiting
+                if !released, let o, case .step(let s)? = o.releasedBy, let releaser = newID[s], kept[releaser] == true {
+                    released = true
+                    r.releasedBy = .step(releaser)
+                }
+                r.status = released ? .new : .waiting
+                if !released { r.releasedBy = nil }
+            } else {
+                r.status = .new
+            }
+            if node <= n && old[node]?.insertedBy != .protocolSteps {
+                reasons[node] = .newStep
+            } else if let change = changes[node] {
+                reasons[node] = .changed(change)
+            } else if let o, o.status != .finished {
+                reasons[node] = .neverFinished(o.status)
+            } else if lostPrerequisite[node] {
+                reasons[node] = .prerequisiteDropped
+            } else {
+                reasons[node] = .prerequisiteRuns(firstRerunPrerequisite[node] ?? 0)
+            }
+            out[node - 1] = r
         }
         records = out
+        self.unconfirmed = unconfirmed
         keptFinished = out.lazy.filter { $0.status == .finished }.count
-        restored = restoredNodes.count
+        restored = restoredOld.count
+        dropped = previous.count - newID.count
+        self.reasons = reasons
+        newIDs = newID
+    }
+
+    private static func renumbered(_ inserter: Inserter?, _ newID: [StepID: StepID]) -> Inserter? {
+        guard case .step(let s)? = inserter else { return inserter }
+        return newID[s].map { .step($0) }
+    }
+
+    /// Every id a recorded step names must be recorded too.
+    private static func checkReferences(_ previous: [StepRecord], _ old: [StepID: StepRecord]) throws(ContinuePlanError) {
+        for o in previous {
+            guard o.insertPrerequisiteCount >= 0 && o.insertPrerequisiteCount <= o.prerequisites.count else {
+                throw .inconsistent("step \(o.id) records \(o.insertPrerequisiteCount) insert-time prerequisites but lists \(o.prerequisites.count)")
+            }
+            for p in o.prerequisites where old[p] == nil {
+                throw .inconsistent("step \(o.id) ('\(o.spec.function)') depends on step \(p), which the database does not hold")
+            }
+            if case .step(let s) = o.insertedBy, old[s] == nil {
+                throw .inconsistent("step \(o.id) ('\(o.spec.function)') was inserted by step \(s), which the database does not hold")
+            }
+            if case .step(let s)? = o.releasedBy, old[s] == nil {
+                throw .inconsistent("step \(o.id) ('\(o.spec.function)') was released by step \(s), which the database does not hold")
+            }
+        }
+    }
+}
+
+/// Why a step of a continued run runs again, for `--continue --dry-run`.
+public enum RerunReason: Sendable, Equatable, CustomStringConvertible {
+    /// No recorded step at its place: `insertAllSteps` inserts more now, or it never started before.
+    case newStep
+    /// The protocol's step at this place has another function, arguments or prerequisites now.
+    case changed(String)
+    /// It never finished (it was new, waiting, running, failed, aborted or skipped).
+    case neverFinished(StepStatus)
+    /// A prerequisite runs again (S9).
+    case prerequisiteRuns(StepID)
+    /// A prerequisite added to it at run time is no longer part of the run.
+    case prerequisiteDropped
+    /// It was running when the job died this many times: recorded failed instead of run again.
+    case crashLimit(Int)
+
+    public var description: String {
+        switch self {
+        case .newStep: return "not in the recorded run (new, or it had not started and was never written)"
+        case .changed(let what): return "changed since the recorded run: \(what)"
+        case .neverFinished(let status): return "never finished (was \(status.rawValue))"
+        case .prerequisiteRuns(let id): return "its prerequisite step \(id) runs again"
+        case .prerequisiteDropped: return "a prerequisite it had is no longer part of the run"
+        case .crashLimit(let deaths): return "recorded failed: it was running when the job died \(deaths) times"
+        }
+    }
+}
+
+/// Why a run cannot be continued.
+public enum ContinuePlanError: Error, CustomStringConvertible, Sendable, Equatable {
+    case inconsistent(String)
+
+    public var description: String {
+        switch self {
+        case .inconsistent(let why):
+            return "the run database is inconsistent: \(why). Continuing could run a step before its prerequisites, so it is refused; start over with --restart (the old run is set aside, not deleted)."
+        }
     }
 }

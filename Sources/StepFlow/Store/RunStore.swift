@@ -38,6 +38,8 @@ public struct StoredRun: Sendable {
     public var mpi: Int
     public var started: Double?
     public var ended: Double?
+    /// How many times the run was launched: 1, plus one per `--continue`.
+    public var launches: Int
     public var steps: [StepRecord]
 
     public func count(_ status: StepStatus) -> Int { steps.lazy.filter { $0.status == status }.count }
@@ -48,9 +50,13 @@ public struct StoredRun: Sendable {
 /// everything handed over is committed, so a status is on disk before the run reports it.
 public final class RunStore: Sendable {
     public static let fileName = "run.db"
-    public static let schemaVersion = 1
+    /// 2 added what continuing a growing graph needs (S12): insert-time prerequisites, releases,
+    /// crashes, launches. A version 1 database is upgraded when a run continues in it.
+    public static let schemaVersion = 2
 
     public let path: String
+    /// This launch's number in the run: 1 for a new run, one more for each `--continue`.
+    public let launch: Int
     private let db: DatabaseQueue
     private let queue = Mutex<(pending: [[StepRecord]], handed: Int, committed: Int, closing: Bool, failure: String?)>(([], 0, 0, false, nil))
     private let wake = NSCondition()
@@ -80,39 +86,30 @@ public final class RunStore: Sendable {
         return try read(runDirectory: runDirectory)
     }
 
-    /// Creates a new database; an existing one is first moved aside (never deleted) and its new name
-    /// returned.
-    public static func create(runDirectory: URL, protocolName: String, params: [String], threads: Int, mpi: Int) throws(RunStoreError) -> (RunStore, movedAside: String?) {
+    /// Creates the database of a new run. The run directory must not hold one (a restart sets the old
+    /// run aside first).
+    public static func create(runDirectory: URL, protocolName: String, params: [String], threads: Int, mpi: Int) throws(RunStoreError) -> RunStore {
         let path = path(in: runDirectory)
-        var moved: String?
-        if FileManager.default.fileExists(atPath: path) {
-            let stamp = ISO8601DateFormatter().string(from: Date()).replacingOccurrences(of: ":", with: "")
-            let aside = runDirectory.path + "/run-\(stamp).db"
-            do {
-                for suffix in ["", "-wal", "-shm"] where FileManager.default.fileExists(atPath: path + suffix) {
-                    try FileManager.default.moveItem(atPath: path + suffix, toPath: aside + suffix)
-                }
-            } catch {
-                throw .write(path: path, reason: "could not move the old database aside: \(reason(error))")
-            }
-            moved = aside
+        guard !FileManager.default.fileExists(atPath: path) else {
+            throw .write(path: path, reason: "a run database is already there; continue it with --continue or set it aside with --restart")
         }
-        let store = try RunStore(path: path)
-        try store.writeRun(protocolName: protocolName, params: params, threads: threads, mpi: mpi, replaceSteps: [])
-        return (store, moved)
+        let store = try RunStore(path: path, launch: 1)
+        try store.writeRun(protocolName: protocolName, params: params, threads: threads, mpi: mpi, replaceSteps: nil)
+        return store
     }
 
-    /// Opens an existing database to continue its run: its run row is refreshed, its steps will be
-    /// rewritten from the continued graph (`replaceSteps`).
+    /// Opens an existing database to continue its run: its run row is refreshed (one more launch) and
+    /// its steps are replaced by the continued graph's.
     public static func reopen(runDirectory: URL, protocolName: String, params: [String], threads: Int, mpi: Int,
-                              steps: [StepRecord]) throws(RunStoreError) -> RunStore {
-        let store = try RunStore(path: path(in: runDirectory))
+                              previousLaunches: Int, steps: [StepRecord]) throws(RunStoreError) -> RunStore {
+        let store = try RunStore(path: path(in: runDirectory), launch: previousLaunches + 1)
         try store.writeRun(protocolName: protocolName, params: params, threads: threads, mpi: mpi, replaceSteps: steps)
         return store
     }
 
-    private init(path: String) throws(RunStoreError) {
+    private init(path: String, launch: Int) throws(RunStoreError) {
         self.path = path
+        self.launch = launch
         do {
             var config = Configuration()
             config.busyMode = .timeout(5)
@@ -123,6 +120,7 @@ public final class RunStore: Sendable {
             try db.write { db in
                 let version = try Int.fetchOne(db, sql: "PRAGMA user_version") ?? 0
                 if version > Self.schemaVersion { throw RunStoreError.newerSchema(path: path, found: version, supported: Self.schemaVersion) }
+                if version == 1 { try db.execute(sql: Self.upgradeFrom1) }
                 try db.execute(sql: Self.schema)
                 try db.execute(sql: "PRAGMA user_version = \(Self.schemaVersion)")
             }
@@ -162,10 +160,17 @@ public final class RunStore: Sendable {
     }
 
     /// Records how the run ended, commits everything, stops the writer and closes the database.
-    public func finish(status: String) {
-        sync()
-        try? db.write { db in
-            try db.execute(sql: "UPDATE run SET status = ?, ended = ? WHERE id = 1", arguments: [status, Date().timeIntervalSince1970])
+    /// Returns what went wrong, if anything did: the caller must tell the user, the database may not
+    /// say how the run ended.
+    @discardableResult
+    public func finish(status: String) -> String? {
+        var failure = sync()
+        do {
+            try db.write { db in
+                try db.execute(sql: "UPDATE run SET status = ?, ended = ? WHERE id = 1", arguments: [status, Date().timeIntervalSince1970])
+            }
+        } catch {
+            failure = failure ?? "could not record the run as \(status): \(Self.reason(error))"
         }
         wake.lock()
         queue.withLock { $0.closing = true }
@@ -173,7 +178,12 @@ public final class RunStore: Sendable {
         wake.unlock()
         writerDone.wait()
         // Closing checkpoints the write-ahead log into run.db now, not whenever the store is freed.
-        try? db.close()
+        do {
+            try db.close()
+        } catch {
+            failure = failure ?? "could not close the database: \(Self.reason(error))"
+        }
+        return failure
     }
 
     private func writerLoop() {
@@ -204,8 +214,12 @@ public final class RunStore: Sendable {
                         for batch in batches {
                             for r in batch {
                                 if r.id > marks.count { marks += Array(repeating: false, count: max(r.id - marks.count, marks.count)) }
-                                try writer.write(r, firstTime: !marks[r.id - 1])
-                                marks[r.id - 1] = true
+                                if r.isDropped {
+                                    try writer.delete(r.id)
+                                } else {
+                                    try writer.write(r, firstTime: !marks[r.id - 1])
+                                    marks[r.id - 1] = true
+                                }
                             }
                         }
                     }
@@ -226,7 +240,7 @@ public final class RunStore: Sendable {
         writerDone.signal()
     }
 
-    private func writeRun(protocolName: String, params: [String], threads: Int, mpi: Int, replaceSteps: [StepRecord]) throws(RunStoreError) {
+    private func writeRun(protocolName: String, params: [String], threads: Int, mpi: Int, replaceSteps: [StepRecord]?) throws(RunStoreError) {
         do {
             try db.write { db in
                 let existing = try String.fetchOne(db, sql: "SELECT protocol FROM run WHERE id = 1")
@@ -234,15 +248,15 @@ public final class RunStore: Sendable {
                     throw RunStoreError.otherProtocol(path: path, found: existing, expected: protocolName)
                 }
                 try db.execute(sql: """
-                    INSERT INTO run (id, protocol, params, status, threads, mpi, started, ended) VALUES (1, ?, ?, 'running', ?, ?, ?, NULL)
+                    INSERT INTO run (id, protocol, params, status, threads, mpi, started, ended, launches) VALUES (1, ?, ?, 'running', ?, ?, ?, NULL, ?)
                     ON CONFLICT(id) DO UPDATE SET params = excluded.params, status = 'running', threads = excluded.threads,
-                      mpi = excluded.mpi, started = excluded.started, ended = NULL
-                    """, arguments: [protocolName, JSONText.values(params.map { .string($0) }), threads, mpi, Date().timeIntervalSince1970])
-                if !replaceSteps.isEmpty || existing != nil {
+                      mpi = excluded.mpi, started = excluded.started, ended = NULL, launches = excluded.launches
+                    """, arguments: [protocolName, JSONText.values(params.map { .string($0) }), threads, mpi, Date().timeIntervalSince1970, launch])
+                if let replaceSteps {
                     try db.execute(sql: "DELETE FROM step")
                     let writer = try StepRowWriter(db)
                     defer { writer.finish() }
-                    for r in replaceSteps { try writer.write(r, firstTime: true) }
+                    for r in replaceSteps where !r.isDropped { try writer.write(r, firstTime: true) }
                 }
             }
         } catch let error as RunStoreError {
@@ -255,12 +269,21 @@ public final class RunStore: Sendable {
     static let schema = """
         CREATE TABLE IF NOT EXISTS run (
           id INTEGER PRIMARY KEY CHECK (id = 1), protocol TEXT NOT NULL, params TEXT NOT NULL, status TEXT NOT NULL,
-          threads INTEGER NOT NULL, mpi INTEGER NOT NULL, started REAL, ended REAL);
+          threads INTEGER NOT NULL, mpi INTEGER NOT NULL, started REAL, ended REAL, launches INTEGER NOT NULL DEFAULT 1);
         CREATE TABLE IF NOT EXISTS step (
           id INTEGER PRIMARY KEY, function TEXT NOT NULL, args BLOB NOT NULL, prerequisites TEXT NOT NULL,
           status TEXT NOT NULL, wait INTEGER NOT NULL, threads INTEGER NOT NULL, needs_gpu INTEGER NOT NULL,
           retries INTEGER NOT NULL, inserter TEXT NOT NULL, inserted_by INTEGER, rank INTEGER, slot INTEGER,
-          attempts INTEGER NOT NULL, start REAL, "end" REAL, error TEXT, log TEXT);
+          attempts INTEGER NOT NULL, start REAL, "end" REAL, error TEXT, log TEXT,
+          insert_prerequisites INTEGER, released_by TEXT, released_by_step INTEGER, crashes INTEGER NOT NULL DEFAULT 0);
+        """
+
+    static let upgradeFrom1 = """
+        ALTER TABLE run ADD COLUMN launches INTEGER NOT NULL DEFAULT 1;
+        ALTER TABLE step ADD COLUMN insert_prerequisites INTEGER;
+        ALTER TABLE step ADD COLUMN released_by TEXT;
+        ALTER TABLE step ADD COLUMN released_by_step INTEGER;
+        ALTER TABLE step ADD COLUMN crashes INTEGER NOT NULL DEFAULT 0;
         """
 
 
@@ -280,8 +303,16 @@ public final class RunStore: Sendable {
                     let argBytes: Data = row["args"] ?? Data()
                     let spec = StepSpec(function: row["function"], args: (try? WireCodec.decode(arguments: [UInt8](argBytes))) ?? [],
                                         threads: row["threads"], needsGPU: row["needs_gpu"], retries: row["retries"], wait: row["wait"])
-                    var r = StepRecord(id: row["id"], spec: spec, prerequisites: JSONText.parseIDs(row["prerequisites"]),
-                                       insertedBy: inserter, status: StepStatus(rawValue: row["status"]) ?? .new)
+                    let prerequisites = JSONText.parseIDs(row["prerequisites"])
+                    // A version 1 database did not tell insert-time prerequisites from added ones: all count.
+                    let insertCount: Int? = row["insert_prerequisites"]
+                    var r = StepRecord(id: row["id"], spec: spec, prerequisites: prerequisites, insertedBy: inserter,
+                                       status: StepStatus(rawValue: row["status"]) ?? .new,
+                                       insertPrerequisiteCount: insertCount.map { min(max($0, 0), prerequisites.count) })
+                    let releasedKind: String? = row["released_by"]
+                    let releasedStep: Int? = row["released_by_step"]
+                    r.releasedBy = releasedKind.map { $0 == "step" ? .step(releasedStep ?? 0) : $0 == "stepsCheck" ? .stepsCheck : .protocolSteps }
+                    r.crashes = (row["crashes"] as Int?) ?? 0
                     r.rank = row["rank"]
                     r.slot = row["slot"]
                     r.attempts = row["attempts"]
@@ -293,7 +324,8 @@ public final class RunStore: Sendable {
                 }
                 let params = JSONText.parseStrings(run["params"] ?? "[]") ?? []
                 return StoredRun(protocolName: run["protocol"], params: params, status: run["status"], threads: run["threads"],
-                                 mpi: run["mpi"], started: run["started"], ended: run["ended"], steps: steps)
+                                 mpi: run["mpi"], started: run["started"], ended: run["ended"],
+                                 launches: (run["launches"] as Int?) ?? 1, steps: steps)
             }
         } catch let error as RunStoreError {
             throw error

@@ -7,22 +7,35 @@ import GRDBSQLite
 struct StepRowWriter {
     private let insert: OpaquePointer
     private let update: OpaquePointer
+    private let remove: OpaquePointer
     /// SQLITE_TRANSIENT: SQLite copies the text before the call returns.
     private static let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
 
     static let insertSQL = """
         INSERT OR REPLACE INTO step (id, function, args, prerequisites, status, wait, threads, needs_gpu, retries, inserter,
-          inserted_by, rank, slot, attempts, start, "end", error, log)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+          inserted_by, rank, slot, attempts, start, "end", error, log, insert_prerequisites, released_by, released_by_step, crashes)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
         """
     static let updateSQL = """
         UPDATE step SET prerequisites = ?4, status = ?5, rank = ?12, slot = ?13, attempts = ?14, start = ?15,
-          "end" = ?16, error = ?17, log = ?18 WHERE id = ?1
+          "end" = ?16, error = ?17, log = ?18, insert_prerequisites = ?19, released_by = ?20, released_by_step = ?21 WHERE id = ?1
         """
+    static let deleteSQL = "DELETE FROM step WHERE id = ?"
 
     init(_ db: Database) throws {
         insert = try db.cachedStatement(sql: Self.insertSQL).sqliteStatement
         update = try db.cachedStatement(sql: Self.updateSQL).sqliteStatement
+        remove = try db.cachedStatement(sql: Self.deleteSQL).sqliteStatement
+    }
+
+    /// Deletes a step's row (a step dropped from the run, S12).
+    func delete(_ id: StepID) throws {
+        sqlite3_reset(remove)
+        sqlite3_bind_int64(remove, 1, Int64(id))
+        let rc = sqlite3_step(remove)
+        guard rc == SQLITE_DONE else {
+            throw DatabaseError(resultCode: ResultCode(rawValue: rc), message: String(cString: sqlite3_errmsg(sqlite3_db_handle(remove))))
+        }
     }
 
     /// Writes one step: the whole row the first time, the changing columns afterwards.
@@ -39,6 +52,7 @@ struct StepRowWriter {
     func finish() {
         sqlite3_reset(insert)
         sqlite3_reset(update)
+        sqlite3_reset(remove)
     }
 
     /// Binds by column number (the numbering of `insertSQL`, which `updateSQL` reuses).
@@ -56,7 +70,16 @@ struct StepRowWriter {
         double(16, r.end)
         text(17, r.error)
         text(18, r.logPath)
+        sqlite3_bind_int64(handle, 19, Int64(r.insertPrerequisiteCount))
+        switch r.releasedBy {
+        case nil: text(20, nil)
+        case .protocolSteps?: text(20, "protocol")
+        case .stepsCheck?: text(20, "stepsCheck")
+        case .step?: text(20, "step")
+        }
+        int(21, r.releasedBy?.stepID)
         guard whole else { return }
+        sqlite3_bind_int64(handle, 22, Int64(r.crashes))
         text(2, r.spec.function)
         let args = WireCodec.encode(arguments: r.spec.args)
         _ = args.withUnsafeBytes { sqlite3_bind_blob(handle, 3, $0.baseAddress, Int32($0.count), Self.transient) }

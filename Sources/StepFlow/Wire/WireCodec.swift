@@ -4,14 +4,19 @@ public enum WireEvent: Sendable, Equatable {
     // rank 0 → worker
     case assign(StepAssignment)
     case takeBackUnstarted
+    /// Hand back these steps if they have not started (an `addPrerequisites` waits for them, S3).
+    case takeBack([StepID])
     case reply(token: UInt32, EditResult)
     case shutdown
     /// Stop at once (a signal): do not wait for running steps.
     case abort
+    /// Answer with `alive`: after a signal, rank 0 tells live ranks from one that died.
+    case ping
     // worker → rank 0
     case started(StepStart)
     case ended(StepOutcome)
     case request(token: UInt32, StepRequest)
+    case alive
 }
 
 /// Why bytes could not be decoded as a frame (or as stored step arguments). Every case names what was
@@ -251,6 +256,8 @@ struct WireWriter {
             int(a.threads); ints(a.gpus); int(a.attempt)
         case .takeBackUnstarted:
             byte(2)
+        case .takeBack(let ids):
+            byte(9); ints(ids)
         case .reply(let token, let result):
             byte(3); varint(UInt64(token))
             switch result {
@@ -263,6 +270,10 @@ struct WireWriter {
             byte(4)
         case .abort:
             byte(7)
+        case .ping:
+            byte(10)
+        case .alive:
+            byte(11)
         case .started(let s):
             byte(8); int(s.id); int(s.rank); int(s.slot); double(s.start)
         case .ended(let o):
@@ -457,6 +468,8 @@ struct WireReader {
                                           gpus: try ints("gpu"), attempt: try int("attempt")))
         case 2:
             return .takeBackUnstarted
+        case 9:
+            return .takeBack(try ints("take-back step id"))
         case 3:
             let token = try token("reply token")
             let kindAt = offset
@@ -470,6 +483,10 @@ struct WireReader {
             return .shutdown
         case 7:
             return .abort
+        case 10:
+            return .ping
+        case 11:
+            return .alive
         case 8:
             let id = try int("step id"), rank = try int("rank"), slot = try int("slot")
             return .started(StepStart(id: id, rank: rank, slot: slot, start: try double("start time")))

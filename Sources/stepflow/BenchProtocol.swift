@@ -30,7 +30,13 @@ struct BenchProtocol: StepProtocol {
 
         func validate() throws {
             guard steps >= 1 else { throw ValidationError("--steps must be at least 1 (got \(steps)).") }
-            guard workMicroseconds >= 0 else { throw ValidationError("--work-us must be 0 or more.") }
+            guard steps <= 50_000_000 else { throw ValidationError("--steps must be at most 50000000 (got \(steps)); rank 0 keeps every step in memory.") }
+            guard (0...60_000_000).contains(workMicroseconds) else {
+                throw ValidationError("--work-us must be between 0 and 60000000 (one minute) (got \(workMicroseconds)).")
+            }
+            guard (0...600_000).contains(idleMilliseconds) else {
+                throw ValidationError("--idle-ms must be between 0 and 600000 (ten minutes) (got \(idleMilliseconds)).")
+            }
         }
     }
 

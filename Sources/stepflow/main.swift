@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import StepFlow
 
 /// The StepFlow command line.
@@ -6,7 +7,18 @@ struct StepFlowCLI: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "stepflow",
         abstract: "Run graphs of steps across MPI ranks.",
+        discussion: "Exit codes: 0 done, 1 a run failed, 2 bad input or usage.",
         subcommands: [BenchCommand.self, StatusCommand.self])
 }
 
-StepFlowCLI.main()
+// Bad usage exits 2, as it does for every protocol executable (argument-parser's default is 64).
+do {
+    var command = try StepFlowCLI.parseAsRoot()
+    try command.run()
+} catch {
+    if StepFlowCLI.exitCode(for: error) == .validationFailure {
+        FileHandle.standardError.write(Data((StepFlowCLI.fullMessage(for: error) + "\n").utf8))
+        exit(2)
+    }
+    StepFlowCLI.exit(withError: error)
+}

@@ -24,9 +24,9 @@ import Testing
         let dir = Executables.temporaryFolder("seed-kill")
         defer { try? FileManager.default.removeItem(at: dir) }
         let run = dir.appendingPathComponent("run")
-        let args = ["--run-dir", run.path, "--threads", "2", "--samples", "240", "--sample-kb", "256", "--progress", "never"]
+        let args = ["--run-dir", run.path, "--threads", "2", "--samples", "240", "--sample-kb", "512", "--progress", "never"]
         let launch = try Session.launch(np: 3, "ImportMovies", args)
-        let threshold = Int.random(in: 3...30, using: &rng)
+        let threshold = Int.random(in: 3...20, using: &rng)
         let registered = { (s: StoredRun) in s.steps.filter { $0.spec.function == "registerImageStep" } }
         #expect(Self.waitFor(run, launch) { s in registered(s).filter { $0.status == .finished }.count >= threshold })
         Session.killAll(launch.pid)
@@ -115,6 +115,11 @@ import Testing
             }
         }
         #expect(rerun.isDisjoint(with: finishedBefore), "recorded finished, then ran again: \(rerun.intersection(finishedBefore).sorted())")
+        // A finished streaming run (its close step released by the hook) continues to nothing.
+        let again = try MPILaunch.run(np: 3, "StepFlowProbe", args + ["--continue"], environment: env)
+        #expect(again.code == 0 && again.stderr.contains("nothing left to run"), "\(again.stderr)")
+        #expect(try ProbeRecords(runDirectory: run).runs.count == probe.runs.count, "nothing ran again")
+        #expect(try #require(Background.stored(run)).steps.allSatisfy { $0.status == .finished })
         let runs = Dictionary(grouping: probe.runs, by: \.id)
         for r in after.steps {
             let mine = runs[r.id] ?? []

@@ -100,6 +100,18 @@ import Testing
         #expect(message.contains("P/main.swift:12") && message.contains("step 2") && message.contains("step 1"))
     }
 
+    @Test("Arguments nested deeper than the wire allows are refused at insertion, naming the step and the argument")
+    func nestingLimit() throws {
+        var s = Scheduler(config: SchedulerConfig(threadsPerRank: 1))
+        var deep: StepValue = 1
+        for _ in 0..<WireCodec.maximumNesting { deep = [deep] }
+        try s.insert(StepSpec(function: "ok", args: ["flat", deep]), prerequisites: [], insertedBy: .protocolSteps)
+        #expect(throws: StepGraphError.nestedTooDeep(function: "deep", argument: 2, depth: WireCodec.maximumNesting + 1,
+                                                     limit: WireCodec.maximumNesting, at: nil)) {
+            try s.insert(StepSpec(function: "deep", args: ["flat", [deep]]), prerequisites: [], insertedBy: .protocolSteps)
+        }
+    }
+
     @Test("S5: a resource request that can never be met is refused at insertion")
     func impossibleRequests() throws {
         var s = Scheduler(config: SchedulerConfig(threadsPerRank: 2))

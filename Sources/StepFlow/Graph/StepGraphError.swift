@@ -10,6 +10,7 @@ public enum StepGraphError: Error, CustomStringConvertible, Equatable, Sendable 
     case threadsOutOfRange(function: String, threads: Int, available: Int, at: SourceLocation?)
     case noGPU(function: String, at: SourceLocation?)
     case negativeRetries(function: String, retries: Int, at: SourceLocation?)
+    case nestedTooDeep(function: String, argument: Int, depth: Int, limit: Int, at: SourceLocation?)
 
     public var description: String {
         switch self {
@@ -32,6 +33,8 @@ public enum StepGraphError: Error, CustomStringConvertible, Equatable, Sendable 
             return "\(where_(at))step '\(function)' needs a GPU, but this run has none. Run with --gpus N (GPUs per rank) or drop needsGPU."
         case .negativeRetries(let function, let retries, let at):
             return "\(where_(at))step '\(function)' has retries: \(retries); use 0 or more."
+        case .nestedTooDeep(let function, let argument, let depth, let limit, let at):
+            return "\(where_(at))step '\(function)': argument \(argument) nests arrays/objects \(depth) levels deep; a step argument may nest at most \(limit). Flatten it, or write it to a file in the run directory and pass the file's path."
         }
     }
 

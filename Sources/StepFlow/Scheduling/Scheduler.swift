@@ -106,6 +106,18 @@ public struct Scheduler: Sendable {
         }
         if spec.needsGPU && gpusPerRank == 0 { throw .noGPU(function: spec.function, at: location) }
         if spec.retries < 0 { throw .negativeRetries(function: spec.function, retries: spec.retries, at: location) }
+        for (index, value) in spec.args.enumerated() {
+            // Only containers nest; most arguments are scalars and cost nothing here.
+            switch value {
+            case .array, .object:
+                let depth = value.nestingDepth
+                if depth > WireCodec.maximumNesting {
+                    throw .nestedTooDeep(function: spec.function, argument: index + 1, depth: depth, limit: WireCodec.maximumNesting, at: location)
+                }
+            case .null, .bool, .int, .double, .string:
+                continue
+            }
+        }
     }
 
     public mutating func addPrerequisites(to target: StepID, _ prerequisites: [StepID], by inserter: Inserter = .protocolSteps,

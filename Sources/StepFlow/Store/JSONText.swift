@@ -57,7 +57,8 @@ enum JSONText {
         try? JSONDecoder().decode([String].self, from: Data(text.utf8))
     }
 
-    static func parseIDs(_ text: String) -> [Int] {
-        (try? JSONDecoder().decode([Int].self, from: Data(text.utf8))) ?? []
+    /// Parses what `ids` wrote; nil when it is not a list of whole numbers.
+    static func parseIDList(_ text: String) -> [Int]? {
+        try? JSONDecoder().decode([Int].self, from: Data(text.utf8))
     }
 }

@@ -295,42 +295,94 @@ public final class RunStore: Sendable {
                 guard try db.tableExists("run"), try db.tableExists("step"), let run = try Row.fetchOne(db, sql: "SELECT * FROM run WHERE id = 1") else {
                     throw RunStoreError.unreadable(path: path, reason: "it has no StepFlow run in it")
                 }
+                let cells = Cells(path: path)
                 var steps: [StepRecord] = []
                 for row in try Row.fetchAll(db, sql: "SELECT * FROM step ORDER BY id") {
-                    let kind: String = row["inserter"]
-                    let by: Int? = row["inserted_by"]
-                    let inserter: Inserter = kind == "step" ? .step(by ?? 0) : kind == "stepsCheck" ? .stepsCheck : .protocolSteps
-                    let argBytes: Data = row["args"] ?? Data()
-                    let spec = StepSpec(function: row["function"], args: (try? WireCodec.decode(arguments: [UInt8](argBytes))) ?? [],
-                                        threads: row["threads"], needsGPU: row["needs_gpu"], retries: row["retries"], wait: row["wait"])
-                    let prerequisites = JSONText.parseIDs(row["prerequisites"])
+                    let id: Int = try cells.required(row, "id", "a step")
+                    let at = "step \(id)"
+                    let kind: String = try cells.required(row, "inserter", at)
+                    let by: Int? = try cells.optional(row, "inserted_by", at)
+                    let inserter: Inserter
+                    switch (kind, by) {
+                    case ("step", let s?): inserter = .step(s)
+                    case ("stepsCheck", _): inserter = .stepsCheck
+                    case ("protocol", _): inserter = .protocolSteps
+                    default: throw RunStoreError.unreadable(path: path, reason: "\(at) names an unknown inserter '\(kind)'")
+                    }
+                    let argBytes: Data = try cells.required(row, "args", at)
+                    let args: [StepValue]
+                    do {
+                        args = try WireCodec.decode(arguments: [UInt8](argBytes))
+                    } catch {
+                        throw RunStoreError.unreadable(path: path, reason: "\(at)'s arguments cannot be read (\(error))")
+                    }
+                    let spec = StepSpec(function: try cells.required(row, "function", at), args: args,
+                                        threads: try cells.required(row, "threads", at), needsGPU: try cells.required(row, "needs_gpu", at),
+                                        retries: try cells.required(row, "retries", at), wait: try cells.required(row, "wait", at))
+                    let prerequisiteText: String = try cells.required(row, "prerequisites", at)
+                    guard let prerequisites = JSONText.parseIDList(prerequisiteText) else {
+                        throw RunStoreError.unreadable(path: path, reason: "\(at)'s prerequisites cannot be read ('\(prerequisiteText.prefix(80))')")
+                    }
+                    let statusText: String = try cells.required(row, "status", at)
+                    guard let status = StepStatus(rawValue: statusText) else {
+                        throw RunStoreError.unreadable(path: path, reason: "\(at) has an unknown status '\(statusText)'")
+                    }
                     // A version 1 database did not tell insert-time prerequisites from added ones: all count.
-                    let insertCount: Int? = row["insert_prerequisites"]
-                    var r = StepRecord(id: row["id"], spec: spec, prerequisites: prerequisites, insertedBy: inserter,
-                                       status: StepStatus(rawValue: row["status"]) ?? .new,
+                    let insertCount: Int? = try cells.optional(row, "insert_prerequisites", at)
+                    var r = StepRecord(id: id, spec: spec, prerequisites: prerequisites, insertedBy: inserter, status: status,
                                        insertPrerequisiteCount: insertCount.map { min(max($0, 0), prerequisites.count) })
-                    let releasedKind: String? = row["released_by"]
-                    let releasedStep: Int? = row["released_by_step"]
-                    r.releasedBy = releasedKind.map { $0 == "step" ? .step(releasedStep ?? 0) : $0 == "stepsCheck" ? .stepsCheck : .protocolSteps }
-                    r.crashes = (row["crashes"] as Int?) ?? 0
-                    r.rank = row["rank"]
-                    r.slot = row["slot"]
-                    r.attempts = row["attempts"]
-                    r.start = row["start"]
-                    r.end = row["end"]
-                    r.error = row["error"]
-                    r.logPath = row["log"]
+                    let releasedKind: String? = try cells.optional(row, "released_by", at)
+                    let releasedStep: Int? = try cells.optional(row, "released_by_step", at)
+                    switch (releasedKind, releasedStep) {
+                    case (nil, _): r.releasedBy = nil
+                    case ("step"?, let s?): r.releasedBy = .step(s)
+                    case ("stepsCheck"?, _): r.releasedBy = .stepsCheck
+                    case ("protocol"?, _): r.releasedBy = .protocolSteps
+                    case (let other?, _): throw RunStoreError.unreadable(path: path, reason: "\(at) was released by an unknown '\(other)'")
+                    }
+                    r.crashes = try cells.optional(row, "crashes", at) ?? 0
+                    r.rank = try cells.optional(row, "rank", at)
+                    r.slot = try cells.optional(row, "slot", at)
+                    r.attempts = try cells.required(row, "attempts", at)
+                    r.start = try cells.optional(row, "start", at)
+                    r.end = try cells.optional(row, "end", at)
+                    r.error = try cells.optional(row, "error", at)
+                    r.logPath = try cells.optional(row, "log", at)
                     steps.append(r)
                 }
-                let params = JSONText.parseStrings(run["params"] ?? "[]") ?? []
-                return StoredRun(protocolName: run["protocol"], params: params, status: run["status"], threads: run["threads"],
-                                 mpi: run["mpi"], started: run["started"], ended: run["ended"],
-                                 launches: (run["launches"] as Int?) ?? 1, steps: steps)
+                let params = JSONText.parseStrings(try cells.optional(run, "params", "the run") ?? "[]") ?? []
+                return StoredRun(protocolName: try cells.required(run, "protocol", "the run"), params: params,
+                                 status: try cells.required(run, "status", "the run"), threads: try cells.required(run, "threads", "the run"),
+                                 mpi: try cells.required(run, "mpi", "the run"), started: try cells.optional(run, "started", "the run"),
+                                 ended: try cells.optional(run, "ended", "the run"),
+                                 launches: try cells.optional(run, "launches", "the run") ?? 1, steps: steps)
             }
         } catch let error as RunStoreError {
             throw error
         } catch {
             throw .unreadable(path: path, reason: reason(error))
+        }
+    }
+
+    /// Reads cells of a database that may be damaged: a missing, NULL or mistyped cell is an error
+    /// naming the step and column, never a crash.
+    private struct Cells {
+        let path: String
+
+        func optional<T: DatabaseValueConvertible>(_ row: Row, _ column: String, _ owner: String) throws(RunStoreError) -> T? {
+            let value: DatabaseValue = (row[column] as DatabaseValue?) ?? .null
+            if value.isNull { return nil }
+            guard let converted = T.fromDatabaseValue(value) else {
+                throw .unreadable(path: path, reason: "\(owner): column '\(column)' holds \(value), not a \(T.self)")
+            }
+            return converted
+        }
+
+        func required<T: DatabaseValueConvertible>(_ row: Row, _ column: String, _ owner: String) throws(RunStoreError) -> T {
+            guard let value: T = try optional(row, column, owner) else {
+                throw .unreadable(path: path, reason: "\(owner): column '\(column)' is empty")
+            }
+            return value
         }
     }
 

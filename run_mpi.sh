@@ -36,6 +36,10 @@ Examples:
   ./run_mpi.sh --mpi 4 --threads 1 -- ImportMovies --run-dir /tmp/run1
   ./run_mpi.sh --hostfile hostfiles/cluster --mpi 64 -- stepflow run pipeline.yaml
 
+Ctrl-C (or SIGTERM, SIGHUP) stops the run: rank 0 records it aborted within about two seconds (finish
+it with --continue) and the script exits 130 (143, 129). A second Ctrl-C kills this machine's ranks at
+once; the run keeps what rank 0 had committed.
+
 Exit codes: the program's; 2 for bad usage or missing packages this user cannot install.
 EOF
 }
@@ -218,7 +222,10 @@ if $in_slurm; then
     [[ -n ${SLURM_CPUS_PER_TASK:-} ]] && cmd+=(--cpus-per-task="$SLURM_CPUS_PER_TASK")
     shown=(STEPFLOW_THREADS="$threads" STEPFLOW_MPI="$mpi")
 else
-    cmd=(mpirun -np "$mpi")
+    # -q: a rank 0 that stops with its own message (exit 2: bad flags, a run directory that needs
+    # --continue, an --mpi that disagrees) is not followed by mpirun's multi-line "non-zero exit
+    # code" banner. It keeps the exit code; what it hides otherwise is explained below.
+    cmd=(mpirun -q -np "$mpi")
     [[ $(id -u) -eq 0 ]] && cmd+=(--allow-run-as-root)
     if [[ -n $hostfile ]]; then
         cmd+=(--hostfile "$hostfile")
@@ -240,22 +247,80 @@ cmd+=("$binary" ${args[@]+"${args[@]}"})
     printf ' %q' ${shown[@]+"${shown[@]}"} "${cmd[@]}"
     printf '\n'
 } >&2
-# Not exec: on SIGTERM/SIGINT (Slurm's time limit, Ctrl-C) pass the signal on, let rank 0 record the
-# aborted run, then exit 128+signal like a program the signal stopped (mpirun itself would say 1).
-"${cmd[@]}" &
-launched=$!
-stopped_by=0
-forward() {
-    stopped_by=$1
-    kill "-$2" "$launched" 2>/dev/null || true
+# Not exec: on SIGTERM/SIGINT/SIGHUP (Slurm's time limit, Ctrl-C, a closed terminal) pass the signal on,
+# let rank 0 record the aborted run, then exit 128+signal like a program the signal stopped (mpirun
+# itself would say 1).
+#
+# mpirun must get exactly one signal. OpenMPI 4.1's mpirun (measured) answers its first SIGINT, SIGTERM
+# or SIGHUP with SIGCONT to the ranks, SIGTERM a second later (rank 0 then records the run aborted) and
+# SIGKILL a second after that; a second signal within 5 s makes it exit(1) at once, the ranks left to
+# die a second later and the run left `running`. A terminal's Ctrl-C goes to the whole foreground
+# process group, so mpirun would get it from the terminal and again from us. Hence mpirun runs in a
+# session of its own (it already puts each rank in a process group of its own) and only this script
+# signals it, once, whoever signalled the script. It loses nothing by leaving the terminal: bash gives
+# a `&` command /dev/null for input anyway, and output to the terminal never stops it (SIGTTOU).
+launched="" signals=0 stopped_by=0 first_signal=""
+
+# This machine's ranks: the launcher's children that run the program.
+local_ranks() {
+    local stat line fields
+    for stat in /proc/[0-9]*/stat; do
+        read -r line 2>/dev/null <"$stat" || continue
+        # pid (comm) state ppid ...: comm may hold spaces and parentheses.
+        read -ra fields <<<"${line##*) }"
+        if [[ ${fields[1]:-} == "$launched" && /proc/${stat:6:-5}/exe -ef $binary ]]; then echo "${stat:6:-5}"; fi
+    done
 }
-trap 'forward 143 TERM' TERM
-trap 'forward 130 INT' INT
+
+on_signal() {
+    signals=$((signals + 1))
+    if ((signals == 1)); then
+        stopped_by=$1 first_signal=$2
+        [[ -z $launched ]] || kill "-$2" "$launched" 2>/dev/null || true
+    elif $in_slurm; then
+        [[ -z $launched ]] || kill "-$2" "$launched" 2>/dev/null || true # srun has its own rules for repeats
+    elif [[ -n $launched ]]; then
+        # Ctrl-C again: the user will not wait for mpirun's two seconds. Killing the ranks here ends
+        # mpirun's teardown too (it exits once its ranks are gone); ranks on other hosts still end on
+        # mpirun's schedule. rank 0's database keeps what it committed, as after any killed rank.
+        local pids
+        pids=$(local_ranks)
+        # shellcheck disable=SC2086 # one pid a line
+        [[ -z $pids ]] || kill -KILL $pids 2>/dev/null || true
+        # A third time: mpirun itself is stuck.
+        ((signals < 3)) || kill -KILL "$launched" 2>/dev/null || true
+    fi
+}
+# Trapped before the launch: mpirun, in a session of its own, would outlive a script a signal ended.
+trap 'on_signal 143 TERM' TERM
+trap 'on_signal 130 INT' INT
+trap 'on_signal 129 HUP' HUP
+((signals == 0)) || exit "$stopped_by"
+if $in_slurm; then
+    "${cmd[@]}" &
+else
+    setsid "${cmd[@]}" &
+fi
+launched=$! # mpirun (or srun) itself: setsid execs it, since a `&` child never leads a process group
+((signals == 0)) || kill "-$first_signal" "$launched" 2>/dev/null || true
 rc=0
 while true; do
-    wait "$launched" && rc=0 || rc=$?
+    # Bash's own "Killed" line for a launcher a signal ended is noise; the lines below say it better.
+    wait "$launched" 2>/dev/null && rc=0 || rc=$?
     # wait returns early (>128) when a trapped signal arrives; keep waiting for the launch itself.
     kill -0 "$launched" 2>/dev/null || break
 done
 ((stopped_by == 0)) || exit "$stopped_by"
+# The codes StepFlow programs exit with (70: MPI_Abort after a corrupt message) come with rank 0's own
+# message; any other code is mpirun's own, and -q hid its explanation.
+if ! $in_slurm; then
+    case $rc in
+        0 | 1 | 2 | 70 | 130 | 143) ;;
+        *)
+            why=""
+            ((rc > 128)) && why=" (128+$((rc - 128)): a process of the job ended on SIG$(kill -l $((rc - 128)) 2>/dev/null || echo '?'), or a rank could not start)"
+            echo "run_mpi.sh: mpirun exited with $rc$why; for mpirun's own report, run the command above without -q" >&2
+            ;;
+    esac
+fi
 exit "$rc"

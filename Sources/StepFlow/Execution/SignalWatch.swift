@@ -2,14 +2,22 @@ import Foundation
 import Synchronization
 
 /// SIGINT and SIGTERM as a flag the coordinator polls (S10): the handler only stores the signal
-/// number, which is all a signal handler may safely do.
+/// number and its time, which is all a signal handler may safely do, or ends the process.
 public enum SignalWatch {
     private static let pending = Atomic<Int32>(0)
+    /// CLOCK_MONOTONIC nanoseconds of the first signal; 0 until it is stored.
+    private static let firstAt = Atomic<Int64>(0)
+    /// A repeat sooner than this is the same stop reaching the process by a second path (Slurm signals
+    /// every task and srun forwards the batch script's signal too); a later one is a user who will not
+    /// wait for the abort, so the process exits at once.
+    private static let repeatWindowNanoseconds: Int64 = 500_000_000
 
-    /// Catches SIGINT and SIGTERM on rank 0; the run stops launching and ends `aborted`.
+    /// Catches SIGINT and SIGTERM on rank 0; the run stops launching and ends `aborted`. A second
+    /// signal half a second or more after the first exits at once with 128+signal, committing nothing
+    /// more: for a run that does not get to its abort (stuck in setup, a hook, a slow database).
     public static func install() {
-        signal(SIGINT) { SignalWatch.pending.store($0, ordering: .relaxed) }
-        signal(SIGTERM) { SignalWatch.pending.store($0, ordering: .relaxed) }
+        signal(SIGINT) { SignalWatch.handle($0) }
+        signal(SIGTERM) { SignalWatch.handle($0) }
         // A launcher may hand down a mask that blocks them (a program spawned from a thread that
         // blocks signals inherits its mask); threads started from here on inherit this one.
         var set = sigset_t()
@@ -17,6 +25,21 @@ public enum SignalWatch {
         sigaddset(&set, SIGINT)
         sigaddset(&set, SIGTERM)
         pthread_sigmask(SIG_UNBLOCK, &set, nil)
+    }
+
+    /// The handler: only atomics, clock_gettime and _exit, all async-signal-safe.
+    private static func handle(_ signal: Int32) {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        let nanoseconds = Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec)
+        if pending.compareExchange(expected: 0, desired: signal, ordering: .relaxed).exchanged {
+            firstAt.store(nanoseconds, ordering: .relaxed)
+            return
+        }
+        // 0: the first handler, on another thread, has not stored its time yet; a repeat that close is
+        // a duplicate.
+        let first = firstAt.load(ordering: .relaxed)
+        if first != 0, nanoseconds - first >= repeatWindowNanoseconds { _exit(128 + signal) }
     }
 
     /// On worker ranks: mpirun and Slurm send the signal to every rank, but only rank 0 decides;
@@ -33,7 +56,10 @@ public enum SignalWatch {
     }
 
     /// For tests: forget a received signal.
-    public static func reset() { pending.store(0, ordering: .relaxed) }
+    public static func reset() {
+        pending.store(0, ordering: .relaxed)
+        firstAt.store(0, ordering: .relaxed)
+    }
 }
 
 /// Where the coordinator hands step records to be kept (the run database), behind the run.

@@ -11,7 +11,9 @@ final class Background {
     let output: URL
     private var status: Int32?
 
-    init(_ path: String, _ args: [String], environment: [String: String] = [:]) throws {
+    /// `newProcessGroup`: the launch leads a process group of its own (its pid is the group id), as a
+    /// shell starts a foreground job, so a test can signal the whole group as a terminal's Ctrl-C does.
+    init(_ path: String, _ args: [String], environment: [String: String] = [:], newProcessGroup: Bool = false) throws {
         output = Executables.temporaryFolder("bg").appendingPathComponent("output.txt")
         var env = ProcessInfo.processInfo.environment
         env.merge(environment) { _, new in new }
@@ -25,7 +27,12 @@ final class Background {
         sigemptyset(&defaults)
         for s in [SIGTERM, SIGINT, SIGHUP, SIGPIPE] { sigaddset(&defaults, s) }
         posix_spawnattr_setsigdefault(&attributes, &defaults)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        var flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF
+        if newProcessGroup {
+            posix_spawnattr_setpgroup(&attributes, 0)
+            flags |= POSIX_SPAWN_SETPGROUP
+        }
+        posix_spawnattr_setflags(&attributes, Int16(flags))
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -75,6 +82,9 @@ final class Background {
 
     /// Sends a signal to the launch.
     func signal(_ s: Int32) { kill(pid, s) }
+
+    /// Sends a signal to the launch's process group (a launch started with `newProcessGroup`).
+    func signalGroup(_ s: Int32) { kill(-pid, s) }
 
     /// Waits for the launch to end (killing it after `timeout`) and returns its exit code, as a shell
     /// would give it (128+signal when a signal ended it).

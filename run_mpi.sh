@@ -141,7 +141,11 @@ if $is_product; then
     # Rebuild only when stale: `swift build` on an up-to-date tree still costs seconds of planning,
     # paid on every launch otherwise.
     stale=""
-    if [[ -x $binary ]]; then
+    # STEPFLOW_SKIP_BUILD=1: the caller built everything already (the test suite does, and a build
+    # started here would wait for the build lock its `swift test` holds).
+    if [[ -x $binary && ${STEPFLOW_SKIP_BUILD:-} == 1 ]]; then
+        :
+    elif [[ -x $binary ]]; then
         stale=$(find "$ROOT/Sources" "$ROOT/Package.swift" "$ROOT/Package.resolved" \
             -newer "$binary" -print -quit 2>/dev/null || true)
     fi

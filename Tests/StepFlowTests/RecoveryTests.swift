@@ -169,7 +169,8 @@ import Testing
         let run = dir.appendingPathComponent("run")
         let args = ["--debug", "--mpi", "2", "--threads", "2", "--", "StepFlowProbe", "--run-dir", run.path,
                     "--scenario", "sleep", "--steps", "200", "--work-us", "50000"]
-        let launch = try Background(Self.root.appendingPathComponent("run_mpi.sh").path, args, environment: ["PROBE_RUN_DIR": run.path])
+        let launch = try Background(Self.root.appendingPathComponent("run_mpi.sh").path, args,
+                                    environment: ["PROBE_RUN_DIR": run.path, "STEPFLOW_SKIP_BUILD": "1"])
         #expect(Background.waitUntil { (Background.stored(run)?.count(.finished) ?? 0) >= 10 }, "\(launch.text)")
         launch.signal(SIGTERM)
         #expect(launch.wait() == 143, "\(launch.text)")

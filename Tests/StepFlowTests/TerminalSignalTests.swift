@@ -62,7 +62,7 @@ import Testing
         let run = dir.appendingPathComponent("run")
         let args = ["--run-dir", run.path, "--scenario", "sleep", "--steps", String(steps), "--work-us", "50000"]
         let launch = try Background(Self.runMPI, ["--debug", "--mpi", "2", "--threads", "2", "--", "StepFlowProbe"] + args,
-                                    environment: ["PROBE_RUN_DIR": run.path], newProcessGroup: true)
+                                    environment: ["PROBE_RUN_DIR": run.path, "STEPFLOW_SKIP_BUILD": "1"], newProcessGroup: true)
         return Job(launch: launch, dir: dir, run: run, args: args)
     }
 
@@ -156,11 +156,11 @@ import Testing
         let run = dir.appendingPathComponent("run")
         let launch = ["--debug", "--mpi", "2", "--threads", "2", "--", "StepFlowProbe", "--run-dir", run.path,
                       "--scenario", "sleep", "--steps", "4"]
-        let finished = try Executables.runProcess(Self.runMPI, launch, environment: ["PROBE_RUN_DIR": run.path])
+        let finished = try Executables.runProcess(Self.runMPI, launch, environment: ["PROBE_RUN_DIR": run.path, "STEPFLOW_SKIP_BUILD": "1"])
         #expect(finished.code == 0, "\(finished.stdout)\n\(finished.stderr)")
 
         // The run directory holds a finished run and no --continue was given.
-        let again = try Executables.runProcess(Self.runMPI, launch, environment: ["PROBE_RUN_DIR": run.path])
+        let again = try Executables.runProcess(Self.runMPI, launch, environment: ["PROBE_RUN_DIR": run.path, "STEPFLOW_SKIP_BUILD": "1"])
         let output = again.stdout + again.stderr
         #expect(again.code == 2, "\(output)")
         #expect(output.components(separatedBy: "already holds a run of Probe").count == 2, "the message, once:\n\(output)")

@@ -110,7 +110,8 @@ public enum ProtocolMain {
                 print(message)
                 exit(0)
             }
-            FileHandle.standardError.write(Data((message + "\n").utf8))
+            // Every rank parses the same command line: one message is enough.
+            if launchRank == 0 { FileHandle.standardError.write(Data((message + "\n").utf8)) }
             exit(2)
         }
         guard let command = parsed as? ProtocolCommand<P> else {
@@ -130,6 +131,15 @@ public enum ProtocolMain {
         }
         SignalWatch.install()
         exit(run(command, launcher: launcher, watchSignals: true))
+    }
+
+    /// This process's rank as the launcher (mpirun, srun) tells it before MPI starts; 0 alone.
+    static var launchRank: Int {
+        let env = ProcessInfo.processInfo.environment
+        for name in ["OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID"] {
+            if let value = env[name].flatMap(Int.init) { return value }
+        }
+        return 0
     }
 
     /// Runs a parsed command line; returns the exit code.

@@ -105,11 +105,17 @@ public final class Coordinator: Sendable {
     /// Where a stop signal comes from: SIGINT/SIGTERM when the command line watches them, or a test's.
     private let signalSource: (@Sendable () -> Int32?)?
     private let notes: (@Sendable (String) -> Void)?
-    /// `addPrerequisites` requests for steps sent ahead to a rank but not started: they wait until the
-    /// rank hands the step back (then they apply) or starts it (then they are refused), S3.
-    private let waitingForTakeBack = Mutex<[StepID: [(StepRequest, ReplyAddress)]]>([:])
-    /// Set when a rank sent something that makes no sense here: the run ends failed with it.
-    private let brokenRank = Mutex<String?>(nil)
+
+    /// What the loop keeps between events; only the coordinator's thread touches it.
+    private struct LoopState {
+        /// `addPrerequisites` requests for steps sent ahead to a rank but not started: they wait until
+        /// the rank hands the step back (then they apply) or starts it (then they are refused), S3.
+        var waitingForTakeBack: [StepID: [(StepRequest, ReplyAddress)]] = [:]
+        /// Set when a rank sent something that makes no sense here: the run ends failed with it.
+        var broken: String?
+        /// After a signal: the worker ranks with started steps that have not yet shown they are alive.
+        var silentRanks: (signal: Int32, ranks: Set<Int>, deadline: ContinuousClock.Instant)?
+    }
     /// How often changed steps go to the journal (S8: batched, never per step).
     static let journalInterval: Duration = .milliseconds(100)
     /// How often progress is reported; the journal is synced first, so what is shown is committed.
@@ -152,33 +158,33 @@ public final class Coordinator: Sendable {
         // a crash loses nothing, and most steps cost the database one row write instead of two.
         let notYetWritten = journal == nil ? [] : state.withScheduler { $0.takeChanged() }
         var notesShown = state.withScheduler { $0.graph.dropNotes.count }
-        // After a signal: the worker ranks with started steps that have not yet shown they are alive.
-        // A launcher that lost a rank signals the others; the steps of a rank that died are left
-        // `running`, so a continue counts that death (the crash limit), and the others are `aborted`.
-        var silentRanks: (signal: Int32, ranks: Set<Int>, deadline: ContinuousClock.Instant)?
+        var loop = LoopState()
+        // After a signal, ranks with started steps must show they are alive. A launcher that lost a
+        // rank signals the others; the steps of a rank that died are left `running`, so a continue
+        // counts that death (the crash limit), and the others are `aborted`.
         var signalHandled = false
         while true {
             if !signalHandled, let signal = signalSource?() {
-                if silentRanks == nil {
+                if loop.silentRanks == nil {
                     let ranks = state.withScheduler { s in
                         s.stopLaunching()
                         return Set(s.graph.records.lazy.filter { $0.status == .running && $0.start != nil }.compactMap(\.rank)).subtracting([0])
                     }
                     transport.checkAlive(Array(ranks))
-                    silentRanks = (signal, ranks, clock.now + Self.aliveWait)
+                    loop.silentRanks = (signal, ranks, clock.now + Self.aliveWait)
                 }
-                if let silent = silentRanks, silent.ranks.isEmpty || clock.now >= silent.deadline {
+                if let silent = loop.silentRanks, silent.ranks.isEmpty || clock.now >= silent.deadline {
                     state.withScheduler { $0.abort(signal: silent.signal, silentRanks: silent.ranks) }
                     signalHandled = true
                 }
             }
             dispatch()
-            if let broken = brokenRank.withLock({ $0 }) {
+            if let broken = loop.broken {
                 hookError = broken
                 outcome = .failed
                 break
             }
-            if silentRanks == nil || signalHandled, let done = state.withScheduler({ $0.outcome() }) {
+            if loop.silentRanks == nil || signalHandled, let done = state.withScheduler({ $0.outcome() }) {
                 if case .stalled = done, hookActive, hookError == nil {
                     // Only the hook can release what is left: wait for it.
                 } else {
@@ -188,10 +194,8 @@ public final class Coordinator: Sendable {
             }
             let now = clock.now
             var wait = hookActive ? min(nextHook - now, .milliseconds(250)) : .milliseconds(250)
-            if silentRanks != nil && !signalHandled { wait = .milliseconds(5) }
-            for event in transport.nextEvents(timeout: max(wait, .zero)) {
-                if case .alive(let rank) = event { silentRanks?.ranks.remove(rank) } else { apply(event) }
-            }
+            if loop.silentRanks != nil && !signalHandled { wait = .milliseconds(5) }
+            for event in transport.nextEvents(timeout: max(wait, .zero)) { apply(event, &loop) }
             if hookActive, let hook, clock.now >= nextHook, hookError == nil {
                 do {
                     try hook(checker)
@@ -232,7 +236,7 @@ public final class Coordinator: Sendable {
             handOffChanged()
             if let failure = journal?.sync() { journalFailure = failure }
             transport.abort()
-        } else if brokenRank.withLock({ $0 == nil }) {
+        } else if loop.broken == nil {
             transport.shutdown()
         }
         handOffChanged()
@@ -273,57 +277,62 @@ public final class Coordinator: Sendable {
         for (rank, steps) in byRank.enumerated() where !steps.isEmpty { transport.assign(steps, to: rank) }
     }
 
-    private func apply(_ event: RankEvent) {
+    private func apply(_ event: RankEvent, _ loop: inout LoopState) {
         switch event {
         case .started(let s):
-            guard check(s.id, from: s.rank, "started") else { return }
-            state.withScheduler { $0.noteRun(s.id, slot: s.slot, start: s.start, end: nil, logPath: nil) }
+            let known = state.withScheduler { sched -> ReportCheck in
+                let check = sched.graph.check(s.id, from: s.rank)
+                if check == .running { sched.noteRun(s.id, slot: s.slot, start: s.start, end: nil, logPath: nil) }
+                return check
+            }
+            guard accept(known, s.id, from: s.rank, "started", &loop) else { return }
             // It started before it could be handed back: the edits that waited for that are refused.
-            if let waiting = waitingForTakeBack.withLock({ $0.removeValue(forKey: s.id) }) {
+            if !loop.waitingForTakeBack.isEmpty, let waiting = loop.waitingForTakeBack.removeValue(forKey: s.id) {
                 for (request, address) in waiting { answer(request, address) }
             }
         case .ended(let outcome):
-            guard check(outcome.id, from: outcome.rank, "ended") else { return }
-            let stopNow = state.withScheduler { s in
+            let (known, stopNow) = state.withScheduler { s -> (ReportCheck, Bool) in
+                let check = s.graph.check(outcome.id, from: outcome.rank)
+                guard check == .running else { return (check, false) }
                 s.noteRun(outcome.id, slot: outcome.slot >= 0 ? outcome.slot : nil, start: outcome.start,
                           end: outcome.end, logPath: outcome.logPath)
                 if let start = outcome.start, let end = outcome.end, stepTime.add(end - start) {
                     s.adaptPrefetch(meanStepSeconds: stepTime.mean)
                 }
-                return s.stepEnded(outcome.id, outcome.report)
+                return (check, s.stepEnded(outcome.id, outcome.report))
             }
+            guard accept(known, outcome.id, from: outcome.rank, "ended", &loop) else { return }
             if stopNow { transport.takeBackUnstarted() }
-            if let waiting = waitingForTakeBack.withLock({ $0.removeValue(forKey: outcome.id) }) {
+            if !loop.waitingForTakeBack.isEmpty, let waiting = loop.waitingForTakeBack.removeValue(forKey: outcome.id) {
                 for (request, address) in waiting { answer(request, address) }
             }
         case .request(let request, let address):
-            guard check(request.from, from: address.rank, "a graph edit from") else {
+            // S3: prerequisites may be added to a step that has not started; one sent ahead to a rank is
+            // taken back first, and the edit applies once it is back.
+            let (known, takeBackFrom) = state.withScheduler { s -> (ReportCheck, Int?) in
+                let check = s.graph.check(request.from, from: address.rank)
+                guard check == .running, case .addPrerequisites(let target, let prerequisites, _) = request.edit,
+                      s.graph.contains(target) else { return (check, nil) }
+                let r = s.graph.records[target - 1]
+                guard r.status == .running, r.start == nil, let rank = r.rank,
+                      prerequisites.contains(where: { !s.graph.hasPrerequisite(target, $0) }) else { return (check, nil) }
+                return (check, rank)
+            }
+            guard accept(known, request.from, from: address.rank, "a graph edit from", &loop) else {
                 transport.reply(.failure(GraphEditError("rank 0 does not know step \(request.from) as running")), to: address)
                 return
             }
-            // S3: prerequisites may be added to a step that has not started; one sent ahead to a rank is
-            // taken back first, and the edit applies once it is back.
-            if case .addPrerequisites(let target, let prerequisites, _) = request.edit,
-               let rank = state.withScheduler({ s -> Int? in
-                   guard s.graph.contains(target) else { return nil }
-                   let r = s.graph.record(target)
-                   guard r.status == .running, r.start == nil, let rank = r.rank,
-                         prerequisites.contains(where: { !s.graph.hasPrerequisite(target, $0) }) else { return nil }
-                   return rank
-               })
-            {
-                let first = waitingForTakeBack.withLock { w in
-                    defer { w[target, default: []].append((request, address)) }
-                    return w[target] == nil
-                }
+            if let rank = takeBackFrom, case .addPrerequisites(let target, _, _) = request.edit {
+                let first = loop.waitingForTakeBack[target] == nil
+                loop.waitingForTakeBack[target, default: []].append((request, address))
                 if first { transport.takeBack([target], from: rank) }
                 return
             }
             answer(request, address)
         case .broken(let rank, let message):
-            fail(rank: rank, message)
-        case .alive:
-            break
+            fail(rank: rank, message, &loop)
+        case .alive(let rank):
+            loop.silentRanks?.ranks.remove(rank)
         }
     }
 
@@ -339,29 +348,23 @@ public final class Coordinator: Sendable {
         transport.reply(result, to: address)
     }
 
-    /// Whether a rank's report names a step rank 0 gave it. A step rank 0 never heard of (or gave to
-    /// another rank) means the ranks disagree: the run ends failed, naming the rank. A known step that
-    /// is no longer running is a late report (after a signal or a take-back) and is ignored.
-    private func check(_ id: StepID, from rank: Int?, _ what: String) -> Bool {
-        let known = state.withScheduler { s -> (exists: Bool, running: Bool, rank: Int?) in
-            guard s.graph.contains(id) || (id >= 1 && id <= s.graph.lastID) else { return (false, false, nil) }
-            let r = s.graph.record(id)
-            return (true, r.status == .running, r.rank)
+    /// Whether to go on with a rank's report. A step rank 0 never created (or gave to another rank)
+    /// means the ranks disagree: the run ends failed, naming the rank. A known step that is no longer
+    /// running is a late report (after a signal or a take-back) and is ignored.
+    private func accept(_ check: ReportCheck, _ id: StepID, from rank: Int?, _ what: String, _ loop: inout LoopState) -> Bool {
+        switch check {
+        case .running: return true
+        case .late: return false
+        case .unknown:
+            fail(rank: rank, "rank \(rank.map(String.init) ?? "?") reported \(what) step \(id), which rank 0 never created", &loop)
+        case .otherRank(let assigned):
+            fail(rank: rank, "rank \(rank.map(String.init) ?? "?") reported \(what) step \(id), which rank 0 gave to rank \(assigned)", &loop)
         }
-        guard known.exists else {
-            fail(rank: rank, "rank \(rank.map(String.init) ?? "?") reported \(what) step \(id), which rank 0 never created")
-            return false
-        }
-        guard known.running else { return false }
-        if let rank, let assigned = known.rank, rank != assigned {
-            fail(rank: rank, "rank \(rank) reported \(what) step \(id), which rank 0 gave to rank \(assigned)")
-            return false
-        }
-        return true
+        return false
     }
 
-    private func fail(rank: Int?, _ message: String) {
-        brokenRank.withLock { if $0 == nil { $0 = message + ". Are all ranks running the same build of the program?" } }
+    private func fail(rank: Int?, _ message: String, _ loop: inout LoopState) {
+        if loop.broken == nil { loop.broken = message + ". Are all ranks running the same build of the program?" }
         state.withScheduler { $0.abandon() }
         transport.abort()
     }

@@ -92,6 +92,15 @@ public struct StepGraph: Sendable {
     /// Whether `id` names a step of the run (not a dropped one).
     public func contains(_ id: StepID) -> Bool { id >= 1 && id <= records.count && !records[id - 1].isDropped }
 
+    /// What a rank's report about step `id` is to rank 0: a step it gave that rank and still counts
+    /// as running, a late report, or one that makes no sense.
+    public func check(_ id: StepID, from rank: Int?) -> ReportCheck {
+        guard id >= 1 && id <= records.count else { return .unknown }
+        guard records[id - 1].status == .running else { return .late }
+        if let rank, let assigned = records[id - 1].rank, rank != assigned { return .otherRank(assigned) }
+        return .running
+    }
+
     /// Whether a restored step still waits for its inserter to insert it again (S12).
     public func isUnconfirmed(_ id: StepID) -> Bool { !unconfirmed.isEmpty && unconfirmed.contains(id) }
 
@@ -402,4 +411,15 @@ struct InsertSequence: Sendable {
         children.append(id)
         cursor = children.count
     }
+}
+
+/// What a rank's report about a step is to rank 0 (see `StepGraph.check`).
+public enum ReportCheck: Sendable, Equatable {
+    case running
+    /// The step is no longer running: a report that arrived after a signal or a take-back.
+    case late
+    /// Rank 0 never created it.
+    case unknown
+    /// Rank 0 gave it to this other rank.
+    case otherRank(Int)
 }

@@ -35,33 +35,30 @@ public struct SourceLocation: Hashable, Sendable, CustomStringConvertible {
 }
 
 /// The record of one step as rank 0 keeps it: what it is, where it ran, how it ended.
+///
+/// Rank 0 keeps one per step (a million in a big run), so the small fields are packed into the
+/// padding between the large ones: the stored order below is chosen for that, not for reading.
 public struct StepRecord: Sendable {
     public let id: StepID
     public var spec: StepSpec
+    public var status: StepStatus
+    /// The step's inserter no longer inserts it (S12): it is out of the run, kept here only so ids stay
+    /// indexes. Reports and the run database leave it out.
+    public var isDropped = false
+    private var storedCrashes: UInt16 = 0
     public var prerequisites: [StepID]
     public var insertedBy: Inserter
-    public var status: StepStatus
+    private var storedReleasedBy: Int32 = 0
+    private var storedInsertPrerequisiteCount: Int32
+    private var storedAttempts: Int32 = 0
     public var rank: Int?
     public var slot: Int?
     public var gpus: [Int] = []
-    public var attempts: Int = 0
     /// Seconds since the epoch.
     public var start: Double?
     public var end: Double?
     public var error: String?
     public var logPath: String?
-    /// How many of `prerequisites` (the first ones) were given when the step was inserted; the rest were
-    /// added at run time (`addPrerequisites`). The first part is part of the step's identity (S12).
-    public var insertPrerequisiteCount: Int
-    /// Who released this waiting step, once released (S4): a continued run keeps the release only if
-    /// that inserter does not run again to release it anew.
-    public var releasedBy: Inserter?
-    /// How many launches died while this step was running; at `--crash-limit` a continue records it
-    /// failed instead of running it again.
-    public var crashes = 0
-    /// The step's inserter no longer inserts it (S12): it is out of the run, kept here only so ids stay
-    /// indexes. Reports and the run database leave it out.
-    public var isDropped = false
 
     public init(id: StepID, spec: StepSpec, prerequisites: [StepID], insertedBy: Inserter, status: StepStatus,
                 insertPrerequisiteCount: Int? = nil) {
@@ -70,9 +67,50 @@ public struct StepRecord: Sendable {
         self.prerequisites = prerequisites
         self.insertedBy = insertedBy
         self.status = status
-        self.insertPrerequisiteCount = insertPrerequisiteCount ?? prerequisites.count
+        self.storedInsertPrerequisiteCount = Int32(clamping: insertPrerequisiteCount ?? prerequisites.count)
+    }
+
+    /// How many attempts ran (retries included).
+    public var attempts: Int {
+        get { Int(storedAttempts) }
+        set { storedAttempts = Int32(clamping: newValue) }
+    }
+
+    /// How many of `prerequisites` (the first ones) were given when the step was inserted; the rest were
+    /// added at run time (`addPrerequisites`). The first part is part of the step's identity (S12).
+    public var insertPrerequisiteCount: Int {
+        get { Int(storedInsertPrerequisiteCount) }
+        set { storedInsertPrerequisiteCount = Int32(clamping: newValue) }
     }
 
     /// The prerequisites the step was inserted with (part of its identity, S12).
     public var insertPrerequisites: ArraySlice<StepID> { prerequisites.prefix(insertPrerequisiteCount) }
+
+    /// How many launches died while this step was running; at `--crash-limit` a continue records it
+    /// failed instead of running it again.
+    public var crashes: Int {
+        get { Int(storedCrashes) }
+        set { storedCrashes = UInt16(clamping: newValue) }
+    }
+
+    /// Who released this waiting step, once released (S4): a continued run keeps the release only if
+    /// that inserter does not run again to release it anew.
+    public var releasedBy: Inserter? {
+        get {
+            switch storedReleasedBy {
+            case 0: return nil
+            case -1: return .protocolSteps
+            case -2: return .stepsCheck
+            case let id: return .step(Int(id))
+            }
+        }
+        set {
+            switch newValue {
+            case nil: storedReleasedBy = 0
+            case .protocolSteps?: storedReleasedBy = -1
+            case .stepsCheck?: storedReleasedBy = -2
+            case .step(let id)?: storedReleasedBy = Int32(clamping: id)
+            }
+        }
+    }
 }

@@ -50,8 +50,9 @@ public struct StoredRun: Sendable {
 /// everything handed over is committed, so a status is on disk before the run reports it.
 public final class RunStore: Sendable {
     public static let fileName = "run.db"
-    /// 2 added what continuing a growing graph needs (S12): insert-time prerequisites, releases,
-    /// crashes, launches. A version 1 database is upgraded when a run continues in it.
+    /// 2 added what continuing a growing graph needs (S12): insert-time prerequisites (NULL: all of
+    /// them), releases, crashes (NULL: none), launches. A version 1 database is upgraded when a run
+    /// continues in it.
     public static let schemaVersion = 2
 
     public let path: String
@@ -275,15 +276,14 @@ public final class RunStore: Sendable {
           status TEXT NOT NULL, wait INTEGER NOT NULL, threads INTEGER NOT NULL, needs_gpu INTEGER NOT NULL,
           retries INTEGER NOT NULL, inserter TEXT NOT NULL, inserted_by INTEGER, rank INTEGER, slot INTEGER,
           attempts INTEGER NOT NULL, start REAL, "end" REAL, error TEXT, log TEXT,
-          insert_prerequisites INTEGER, released_by TEXT, released_by_step INTEGER, crashes INTEGER NOT NULL DEFAULT 0);
+          insert_prerequisites INTEGER, released_by INTEGER, crashes INTEGER);
         """
 
     static let upgradeFrom1 = """
         ALTER TABLE run ADD COLUMN launches INTEGER NOT NULL DEFAULT 1;
         ALTER TABLE step ADD COLUMN insert_prerequisites INTEGER;
-        ALTER TABLE step ADD COLUMN released_by TEXT;
-        ALTER TABLE step ADD COLUMN released_by_step INTEGER;
-        ALTER TABLE step ADD COLUMN crashes INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE step ADD COLUMN released_by INTEGER;
+        ALTER TABLE step ADD COLUMN crashes INTEGER;
         """
 
 
@@ -331,14 +331,14 @@ public final class RunStore: Sendable {
                     let insertCount: Int? = try cells.optional(row, "insert_prerequisites", at)
                     var r = StepRecord(id: id, spec: spec, prerequisites: prerequisites, insertedBy: inserter, status: status,
                                        insertPrerequisiteCount: insertCount.map { min(max($0, 0), prerequisites.count) })
-                    let releasedKind: String? = try cells.optional(row, "released_by", at)
-                    let releasedStep: Int? = try cells.optional(row, "released_by_step", at)
-                    switch (releasedKind, releasedStep) {
-                    case (nil, _): r.releasedBy = nil
-                    case ("step"?, let s?): r.releasedBy = .step(s)
-                    case ("stepsCheck"?, _): r.releasedBy = .stepsCheck
-                    case ("protocol"?, _): r.releasedBy = .protocolSteps
-                    case (let other?, _): throw RunStoreError.unreadable(path: path, reason: "\(at) was released by an unknown '\(other)'")
+                    // NULL: not released; -1 insertAllSteps, -2 the stepsCheck hook, n > 0 step n.
+                    let released: Int? = try cells.optional(row, "released_by", at)
+                    switch released {
+                    case nil: r.releasedBy = nil
+                    case -1: r.releasedBy = .protocolSteps
+                    case -2: r.releasedBy = .stepsCheck
+                    case let n? where n > 0: r.releasedBy = .step(n)
+                    case let other?: throw RunStoreError.unreadable(path: path, reason: "\(at) was released by an unknown \(other)")
                     }
                     r.crashes = try cells.optional(row, "crashes", at) ?? 0
                     r.rank = try cells.optional(row, "rank", at)

@@ -7,24 +7,32 @@ import GRDBSQLite
 struct StepRowWriter {
     private let insert: OpaquePointer
     private let update: OpaquePointer
+    private let updateWaiting: OpaquePointer
     private let remove: OpaquePointer
     /// SQLITE_TRANSIENT: SQLite copies the text before the call returns.
     private static let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
 
     static let insertSQL = """
         INSERT OR REPLACE INTO step (id, function, args, prerequisites, status, wait, threads, needs_gpu, retries, inserter,
-          inserted_by, rank, slot, attempts, start, "end", error, log, insert_prerequisites, released_by, released_by_step, crashes)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+          inserted_by, rank, slot, attempts, start, "end", error, log, insert_prerequisites, released_by, crashes)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
         """
     static let updateSQL = """
         UPDATE step SET prerequisites = ?4, status = ?5, rank = ?12, slot = ?13, attempts = ?14, start = ?15,
-          "end" = ?16, error = ?17, log = ?18, insert_prerequisites = ?19, released_by = ?20, released_by_step = ?21 WHERE id = ?1
+          "end" = ?16, error = ?17, log = ?18, insert_prerequisites = ?19 WHERE id = ?1
+        """
+    /// Only a waiting step can be released: the others skip those columns (every column costs SQLite
+    /// work on every row).
+    static let updateWaitingSQL = """
+        UPDATE step SET prerequisites = ?4, status = ?5, rank = ?12, slot = ?13, attempts = ?14, start = ?15,
+          "end" = ?16, error = ?17, log = ?18, insert_prerequisites = ?19, released_by = ?20 WHERE id = ?1
         """
     static let deleteSQL = "DELETE FROM step WHERE id = ?"
 
     init(_ db: Database) throws {
         insert = try db.cachedStatement(sql: Self.insertSQL).sqliteStatement
         update = try db.cachedStatement(sql: Self.updateSQL).sqliteStatement
+        updateWaiting = try db.cachedStatement(sql: Self.updateWaitingSQL).sqliteStatement
         remove = try db.cachedStatement(sql: Self.deleteSQL).sqliteStatement
     }
 
@@ -40,9 +48,9 @@ struct StepRowWriter {
 
     /// Writes one step: the whole row the first time, the changing columns afterwards.
     func write(_ r: StepRecord, firstTime: Bool) throws {
-        let handle = firstTime ? insert : update
+        let handle = firstTime ? insert : r.spec.wait ? updateWaiting : update
         sqlite3_reset(handle)
-        bind(r, to: handle, whole: firstTime)
+        bind(r, to: handle, whole: firstTime, release: firstTime || r.spec.wait)
         let rc = sqlite3_step(handle)
         guard rc == SQLITE_DONE else {
             throw DatabaseError(resultCode: ResultCode(rawValue: rc), message: String(cString: sqlite3_errmsg(sqlite3_db_handle(handle))))
@@ -52,11 +60,12 @@ struct StepRowWriter {
     func finish() {
         sqlite3_reset(insert)
         sqlite3_reset(update)
+        sqlite3_reset(updateWaiting)
         sqlite3_reset(remove)
     }
 
     /// Binds by column number (the numbering of `insertSQL`, which `updateSQL` reuses).
-    private func bind(_ r: StepRecord, to handle: OpaquePointer, whole: Bool) {
+    private func bind(_ r: StepRecord, to handle: OpaquePointer, whole: Bool, release: Bool) {
         let text = { (i: Int32, v: String?) in Self.text(handle, i, v) }
         let int = { (i: Int32, v: Int?) in Self.int(handle, i, v) }
         let double = { (i: Int32, v: Double?) in Self.double(handle, i, v) }
@@ -70,16 +79,18 @@ struct StepRowWriter {
         double(16, r.end)
         text(17, r.error)
         text(18, r.logPath)
-        sqlite3_bind_int64(handle, 19, Int64(r.insertPrerequisiteCount))
-        switch r.releasedBy {
-        case nil: text(20, nil)
-        case .protocolSteps?: text(20, "protocol")
-        case .stepsCheck?: text(20, "stepsCheck")
-        case .step?: text(20, "step")
+        // NULL for the usual values keeps rows short: SQLite pays for every stored cell on every update.
+        int(19, r.insertPrerequisiteCount == r.prerequisites.count ? nil : r.insertPrerequisiteCount)
+        if release {
+            switch r.releasedBy {
+            case nil: int(20, nil)
+            case .protocolSteps?: int(20, -1)
+            case .stepsCheck?: int(20, -2)
+            case .step(let id)?: int(20, id)
+            }
         }
-        int(21, r.releasedBy?.stepID)
         guard whole else { return }
-        sqlite3_bind_int64(handle, 22, Int64(r.crashes))
+        int(21, r.crashes == 0 ? nil : r.crashes)
         text(2, r.spec.function)
         let args = WireCodec.encode(arguments: r.spec.args)
         _ = args.withUnsafeBytes { sqlite3_bind_blob(handle, 3, $0.baseAddress, Int32($0.count), Self.transient) }

@@ -16,6 +16,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         .target(
@@ -45,9 +46,13 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
+        .target(
+            name: "StepFlowCommand",
+            dependencies: ["StepFlow", .product(name: "Yams", package: "Yams")]
+        ),
         .executableTarget(
             name: "stepflow",
-            dependencies: ["StepFlow", "StepFlowMPI", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["StepFlow", "StepFlowMPI", "StepFlowCommand", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
             name: "StepFlowProbe",
@@ -55,7 +60,7 @@ let package = Package(
         ),
         .testTarget(
             name: "StepFlowTests",
-            dependencies: ["StepFlow", .product(name: "GRDB", package: "GRDB.swift")]
+            dependencies: ["StepFlow", "StepFlowCommand", .product(name: "GRDB", package: "GRDB.swift")]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -109,6 +109,8 @@ public enum MPIProtocolRunner {
             let ended = MPIWorkerRuntime(world: world, threads: parallel.threads, executor: executor,
                                          runDirectory: settings.runDirectory, launch: launch).run()
             if ended == .aborted {
+                // The commands its steps started end first: none may outlive the rank.
+                ChildProcesses.terminateAll()
                 // Rank 0 exits with 128+signal once its summary is out, and the launcher then ends every
                 // rank; a worker that outlives it (a launcher that does not) leaves on its own.
                 sleep(5)
@@ -123,7 +125,7 @@ public enum MPIProtocolRunner {
                                  hookInterval: settings.stepsCheckInterval ?? frozen.stepsCheckInterval,
                                  progress: settings.progress, journal: setup.store, watchSignals: settings.watchSignals,
                                  notes: settings.notes).run()
-        return ProtocolRunner.finish(report, setup: setup)
+        return ProtocolRunner.finish(report, setup: setup, protocolName: P.protocolName, runDirectory: settings.runDirectory)
     }
 
     /// Every rank ran `insertAllSteps`; all must have inserted the same steps (S3). Returns the error

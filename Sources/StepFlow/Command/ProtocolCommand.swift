@@ -134,7 +134,7 @@ public enum ProtocolMain {
     }
 
     /// This process's rank as the launcher (mpirun, srun) tells it before MPI starts; 0 alone.
-    static var launchRank: Int {
+    public static var launchRank: Int {
         let env = ProcessInfo.processInfo.environment
         for name in ["OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID"] {
             if let value = env[name].flatMap(Int.init) { return value }
@@ -145,21 +145,24 @@ public enum ProtocolMain {
     /// Runs a parsed command line; returns the exit code.
     public static func run<P: StepProtocol>(_ command: ProtocolCommand<P>, launcher: Launcher<P>? = nil,
                                             watchSignals: Bool = false) -> Int32 {
-        let proto = P(params: command.params)
-        var settings = command.options.settings(printer: ProgressPrinter(mode: command.options.progress))
+        run(P(params: command.params), options: command.options, launcher: launcher, watchSignals: watchSignals)
+    }
+
+    /// Runs a protocol value with the given run options (a command line that is not a
+    /// `ProtocolCommand`, such as `stepflow run FILE`); returns the exit code.
+    public static func run<P: StepProtocol>(_ proto: P, options: RunOptions, launcher: Launcher<P>? = nil,
+                                            watchSignals: Bool = false) -> Int32 {
+        var settings = options.settings(printer: ProgressPrinter(mode: options.progress))
         settings.watchSignals = watchSignals
         let launch: Launcher<P> = launcher ?? { p, s in try ProtocolRunner.launchLocal(p, settings: s) }
         do {
             guard let report = try launch(proto, settings) else { return 0 }
-            do {
-                try RunReportFile.write(report, protocolName: P.protocolName, to: settings.runDirectory)
-            } catch {
-                FileHandle.standardError.write(Data("warning: could not write the run report: \(error)\n".utf8))
-            }
             print(RunSummary.text(report, protocolName: P.protocolName, runDirectory: settings.runDirectory))
             if let failure = report.databaseError {
                 FileHandle.standardError.write(Data("warning: \(failure). The database may not hold the end of this run.\n".utf8))
             }
+            // A stopped run's commands were told to end; none may outlive this process.
+            ChildProcesses.terminateAll()
             return report.exitCode
         } catch RunSetupError.reportedElsewhere {
             return 2

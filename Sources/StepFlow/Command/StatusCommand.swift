@@ -99,7 +99,7 @@ public struct StatusCommand: ParsableCommand {
         for r in run.steps {
             let place = r.rank.map { "\($0)/\(r.slot.map(String.init) ?? "-")" } ?? "-"
             let seconds = r.start.flatMap { s in r.end.map { String(format: "%.3f", $0 - s) } } ?? "-"
-            lines.append(pad(String(r.id), 7) + pad(r.spec.function, 24) + pad(r.status.rawValue, 10) + pad(place, 11)
+            lines.append(pad(String(r.id), 7) + pad(r.displayName, 24) + pad(r.status.rawValue, 10) + pad(place, 11)
                          + pad(seconds, 10) + (r.error ?? ""))
         }
         return lines.joined(separator: "\n")

@@ -67,7 +67,7 @@ public struct RunReport: Sendable {
     /// The status recorded for the run: always the one the exit code tells.
     public var statusName: String {
         if case .aborted = outcome { return "aborted" }
-        if hookError != nil, outcome == .finished { return "failed" }
+        if (hookError != nil || databaseError != nil), outcome == .finished { return "failed" }
         return outcome.statusName
     }
 
@@ -105,6 +105,48 @@ public final class Coordinator: Sendable {
     /// Where a stop signal comes from: SIGINT/SIGTERM when the command line watches them, or a test's.
     private let signalSource: (@Sendable () -> Int32?)?
     private let notes: (@Sendable (String) -> Void)?
+
+    /// The loop's state, shared with the hook's editor, which runs on the same thread (the hook is
+    /// called from the loop).
+    // @unchecked: only the coordinator's thread touches it (the loop, and the hook it calls).
+    private final class LoopBox: @unchecked Sendable {
+        var state = LoopState()
+    }
+
+    /// The `stepsCheck` hook's edits: applied at once, but an `addPrerequisites` to a step sent ahead
+    /// to a rank first takes the step back (S3), answering the ranks meanwhile.
+    private struct HookEditor: GraphEditor {
+        let coordinator: Coordinator
+        let box: LoopBox
+
+        func apply(_ edit: GraphEdit, by inserter: Inserter) throws -> StepID? {
+            if case .addPrerequisites(let target, let prerequisites, _) = edit {
+                coordinator.takeBackForHook(target, prerequisites, box)
+            }
+            return try coordinator.state.editor.apply(edit, by: inserter)
+        }
+    }
+
+    /// Takes `target` back from the rank it was sent to, if it was sent ahead and has not started
+    /// and the hook adds it a prerequisite it lacks; returns once it is back or started.
+    private func takeBackForHook(_ target: StepID, _ prerequisites: [StepID], _ box: LoopBox) {
+        func sentAhead() -> Int? {
+            state.withScheduler { s -> Int? in
+                guard s.graph.contains(target) else { return nil }
+                let r = s.graph.records[target - 1]
+                guard r.status == .running, r.start == nil, let rank = r.rank,
+                      prerequisites.contains(where: { !s.graph.hasPrerequisite(target, $0) }) else { return nil }
+                return rank
+            }
+        }
+        guard let rank = sentAhead() else { return }
+        transport.takeBack([target], from: rank)
+        // A rank answers within milliseconds; one that does not is dead, and the edit is refused.
+        let deadline = ContinuousClock.now + .seconds(30)
+        while sentAhead() != nil, box.state.broken == nil, ContinuousClock.now < deadline {
+            for event in transport.nextEvents(timeout: .milliseconds(1)) { apply(event, &box.state) }
+        }
+    }
 
     /// What the loop keeps between events; only the coordinator's thread touches it.
     private struct LoopState {
@@ -148,7 +190,8 @@ public final class Coordinator: Sendable {
         var hookActive = hook != nil
         var hookError: String?
         var nextHook = started + hookInterval
-        let checker = StepsCheck(steps: StepInserter(.stepsCheck, editor: state.editor, functionNames: functionNames),
+        let box = LoopBox()
+        let checker = StepsCheck(steps: StepInserter(.stepsCheck, editor: HookEditor(coordinator: self, box: box), functionNames: functionNames),
                                  status: { [state] id in state.withScheduler { s in s.graph.contains(id) ? s.graph.status(id) : nil } })
         var outcome: RunOutcome
         var lastJournal = started, lastProgress = started
@@ -158,34 +201,36 @@ public final class Coordinator: Sendable {
         // a crash loses nothing, and most steps cost the database one row write instead of two.
         let notYetWritten = journal == nil ? [] : state.withScheduler { $0.takeChanged() }
         var notesShown = state.withScheduler { $0.graph.dropNotes.count }
-        var loop = LoopState()
         // After a signal, ranks with started steps must show they are alive. A launcher that lost a
         // rank signals the others; the steps of a rank that died are left `running`, so a continue
         // counts that death (the crash limit), and the others are `aborted`.
         var signalHandled = false
         while true {
             if !signalHandled, let signal = signalSource?() {
-                if loop.silentRanks == nil {
+                if box.state.silentRanks == nil {
                     let ranks = state.withScheduler { s in
                         s.stopLaunching()
                         return Set(s.graph.records.lazy.filter { $0.status == .running && $0.start != nil }.compactMap(\.rank)).subtracting([0])
                     }
                     transport.checkAlive(Array(ranks))
-                    loop.silentRanks = (signal, ranks, clock.now + Self.aliveWait)
+                    box.state.silentRanks = (signal, ranks, clock.now + Self.aliveWait)
                 }
-                if let silent = loop.silentRanks, silent.ranks.isEmpty || clock.now >= silent.deadline {
+                if let silent = box.state.silentRanks, silent.ranks.isEmpty || clock.now >= silent.deadline {
                     state.withScheduler { $0.abort(signal: silent.signal, silentRanks: silent.ranks) }
                     signalHandled = true
                 }
             }
             dispatch()
-            if let broken = loop.broken {
+            if let broken = box.state.broken {
                 hookError = broken
                 outcome = .failed
                 break
             }
-            if loop.silentRanks == nil || signalHandled, let done = state.withScheduler({ $0.outcome() }) {
-                if case .stalled = done, hookActive, hookError == nil {
+            if box.state.silentRanks == nil || signalHandled, let done = state.withScheduler({ $0.outcome() }) {
+                // A run that stops at a failure (S7) does not wait for the hook: nothing it releases
+                // could run (a step recorded failed by the crash limit stops its dependents too).
+                if case .stalled = done, hookActive, hookError == nil,
+                   state.withScheduler({ $0.config.failurePolicy != .stop || $0.graph.count(.failed) == 0 }) {
                     // Only the hook can release what is left: wait for it.
                 } else {
                     outcome = done
@@ -194,8 +239,8 @@ public final class Coordinator: Sendable {
             }
             let now = clock.now
             var wait = hookActive ? min(nextHook - now, .milliseconds(250)) : .milliseconds(250)
-            if loop.silentRanks != nil && !signalHandled { wait = .milliseconds(5) }
-            for event in transport.nextEvents(timeout: max(wait, .zero)) { apply(event, &loop) }
+            if box.state.silentRanks != nil && !signalHandled { wait = .milliseconds(5) }
+            for event in transport.nextEvents(timeout: max(wait, .zero)) { apply(event, &box.state) }
             if hookActive, let hook, clock.now >= nextHook, hookError == nil {
                 do {
                     try hook(checker)
@@ -236,7 +281,7 @@ public final class Coordinator: Sendable {
             handOffChanged()
             if let failure = journal?.sync() { journalFailure = failure }
             transport.abort()
-        } else if loop.broken == nil {
+        } else if box.state.broken == nil {
             transport.shutdown()
         }
         handOffChanged()

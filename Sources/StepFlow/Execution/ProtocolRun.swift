@@ -155,26 +155,27 @@ public enum ProtocolRunner {
         /// launches go to their own folder, so no two runs of a step share a log file.
         public let launch: Int
 
-        /// Records how the run ended, closes the database and releases the run directory. Returns a
-        /// failure to report, if any.
-        public func finish(status: String) -> String? {
-            let failure = store?.finish(status: status)
-            lock?.release()
-            return failure
-        }
+
     }
 
     /// Takes the run directory, checks what it holds, inserts the protocol's steps and, for
     /// `--continue`, plans the continued run (S9, S12). Writes nothing but the lock.
     public static func planRank0<P: StepProtocol>(_ proto: inout P, parallel: ResolvedParallelSection,
                                                   settings: RunSettings, prefetch: Int) throws(RunSetupError) -> Rank0Plan {
-        try RunDirectory.prepare(settings.runDirectory)
         var lock: RunDirectoryLock?
-        if settings.storeEnabled && !settings.dryRun {
-            do {
-                lock = try RunDirectoryLock.acquire(runDirectory: settings.runDirectory)
-            } catch {
-                throw .lock(error)
+        if settings.dryRun {
+            // A dry run writes nothing, not even the run directory; a live run is not planned over.
+            if let holder = RunDirectoryLock.holder(runDirectory: settings.runDirectory) {
+                throw .lock(.held(runDirectory: settings.runDirectory.path, holder: holder))
+            }
+        } else {
+            try RunDirectory.prepare(settings.runDirectory)
+            if settings.storeEnabled {
+                do {
+                    lock = try RunDirectoryLock.acquire(runDirectory: settings.runDirectory)
+                } catch {
+                    throw .lock(error)
+                }
             }
         }
         do {
@@ -210,11 +211,13 @@ public enum ProtocolRunner {
             if let previous, settings.mode == .continueRun {
                 let current = state.withScheduler { $0.graph.records }
                 do {
-                    plan = try ContinuePlan(current: current, previous: previous.steps, crashLimit: settings.crashLimit)
+                    plan = try ContinuePlan(current: current, previous: previous.steps, crashLimit: settings.crashLimit,
+                                            legacy: previous.schemaVersion < 2)
                 } catch {
                     throw RunSetupError.continuePlan(error)
                 }
-                for r in plan!.records where r.status != .finished && r.status != .failed {
+                // An unconfirmed step takes its request from its inserter's next insert (S12).
+                for r in plan!.records where r.status != .finished && r.status != .failed && !plan!.unconfirmed.contains(r.id) {
                     do {
                         try Scheduler.validate(r.spec, threadsPerRank: parallel.threads, gpusPerRank: parallel.gpus, at: nil)
                     } catch {
@@ -240,11 +243,15 @@ public enum ProtocolRunner {
         do {
             if let previous = plan.previous, let continued = plan.plan {
                 let state = SchedulerState(plan.config, restoring: continued.records, unconfirmed: continued.unconfirmed)
-                _ = state.withScheduler { $0.takeChanged() }
+                // The graph as rebuilt (steps skipped behind a failed one included) is what is written.
+                let restored = state.withScheduler { s in
+                    _ = s.takeChanged()
+                    return s.graph.records
+                }
                 settings.notes?(continueNote(continued, previous: previous, runDirectory: settings.runDirectory))
                 let store = try RunStore.reopen(runDirectory: settings.runDirectory, protocolName: P.protocolName,
                                                 params: settings.commandLine, threads: parallel.threads, mpi: parallel.mpi,
-                                                previousLaunches: previous.launches, steps: continued.records)
+                                                previousLaunches: previous.launches, steps: restored)
                 return Rank0Setup(state: state, store: store, lock: plan.lock, launch: store.launch)
             }
             if settings.mode == .continueRun {
@@ -305,11 +312,19 @@ public enum ProtocolRunner {
         return lines.joined(separator: "\n")
     }
 
-    /// Records how the run ended in its database and releases the run directory; a failure of that
+    /// Records how the run ended in its database, writes `report.json`, and releases the run
+    /// directory (last: a launch that takes it over next finds everything in place). A failure of the
     /// last commit is added to the report, never swallowed.
-    public static func finish(_ report: RunReport, setup: Rank0Setup) -> RunReport {
-        guard let failure = setup.finish(status: report.statusName) else { return report }
-        return report.addingDatabaseError(failure)
+    public static func finish(_ report: RunReport, setup: Rank0Setup, protocolName: String, runDirectory: URL) -> RunReport {
+        var report = report
+        if let failure = setup.store?.finish(status: report.statusName) { report = report.addingDatabaseError(failure) }
+        do {
+            try RunReportFile.write(report, protocolName: protocolName, to: runDirectory)
+        } catch {
+            FileHandle.standardError.write(Data("warning: could not write the run report: \(ErrorText.sentence(error))\n".utf8))
+        }
+        setup.lock?.release()
+        return report
     }
 
     /// Runs a protocol with every rank in this process, or (with `settings.dryRun`) prints what a
@@ -342,6 +357,6 @@ public enum ProtocolRunner {
                                       hookInterval: settings.stepsCheckInterval ?? frozen.stepsCheckInterval,
                                       progress: settings.progress, journal: setup.store, watchSignals: settings.watchSignals,
                                       notes: settings.notes)
-        return finish(coordinator.run(), setup: setup)
+        return finish(coordinator.run(), setup: setup, protocolName: P.protocolName, runDirectory: settings.runDirectory)
     }
 }

@@ -15,6 +15,8 @@ public final class WorkerPool: Sendable {
     private let channel: any StepRequestChannel
     private let report: @Sendable (RankEvent) -> Void
     private let state: Mutex<PoolState>
+    /// Set when the run is stopped by a signal: running steps see it and end what they wait on.
+    private let cancellation = Cancellation()
     private let wake = NSCondition()
     private let stopped = DispatchGroup()
 
@@ -88,6 +90,7 @@ public final class WorkerPool: Sendable {
     /// Drops queued steps and lets the threads end after their current step, without waiting for them
     /// (a signal stopped the run; what still runs is recorded `aborted`).
     public func stopLaunching() {
+        cancellation.cancel()
         wake.lock()
         state.withLock {
             $0.pending.removeAll()
@@ -137,7 +140,8 @@ public final class WorkerPool: Sendable {
     private func run(_ step: StepAssignment, slot: Int) {
         let context = StepContext(id: step.id, function: step.function, args: step.args, rank: rank, slot: slot,
                                   gpus: step.gpus, attempt: step.attempt, runDirectory: runDirectory,
-                                  editor: ChannelEditor(channel: channel), functionNames: executor.functionNames, launch: launch)
+                                  editor: ChannelEditor(channel: channel), functionNames: executor.functionNames, launch: launch,
+                                  threads: step.threads, cancellation: cancellation)
         let start = Date().timeIntervalSince1970
         report(.started(StepStart(id: step.id, rank: rank, slot: slot, start: start)))
         let outcome: Scheduler.Report

@@ -12,15 +12,33 @@ extension StepGraph {
         guard let sequence = sequences[inserter], sequence.cursor < sequence.children.count else { return nil }
         let candidate = sequence.children[sequence.cursor]
         let previous = records[candidate - 1]
-        if previous.spec.function == spec.function && previous.spec.args == spec.args
+        if previous.spec.function == spec.function && previous.spec.args == spec.args && previous.spec.wait == spec.wait
             && Self.sameSet(previous.insertPrerequisites, prerequisites)
         {
             sequences[inserter]!.cursor += 1
+            // What it asks of the machine is not part of its identity: a step that has not started
+            // takes the new request (a continue with fewer --threads, a retry that asks for a GPU).
+            if previous.status == .new || previous.status == .waiting {
+                records[candidate - 1].spec.threads = spec.threads
+                records[candidate - 1].spec.needsGPU = spec.needsGPU
+                records[candidate - 1].spec.retries = spec.retries
+                markChanged(candidate)
+            }
             confirm(candidate)
             return candidate
         }
-        dropUnmatchedRest(of: inserter, reason: .differs(inserter, function: spec.function, previous: candidate))
+        // While the inserter still runs, what lost one of its inserts waits for it to finish: it may
+        // add the step that replaces it (S3).
+        let blocker: StepID? = inserter.stepID.flatMap { records[$0 - 1].status == .running ? $0 : nil }
+        dropUnmatchedRest(of: inserter, reason: .differs(inserter, function: spec.function, previous: candidate), blocker: blocker)
         return nil
+    }
+
+    /// A step failed for good: what an earlier attempt inserted and was held for the next attempt
+    /// takes part in the run again.
+    mutating func releaseHeldInserts(of id: StepID) {
+        guard !unconfirmed.isEmpty, let sequence = sequences[.step(id)] else { return }
+        for child in sequence.children where unconfirmed.contains(child) { confirm(child) }
     }
 
     /// Two prerequisite lists name the same steps (order and repeats aside).
@@ -45,7 +63,7 @@ extension StepGraph {
         while let s = work.popLast() {
             guard unconfirmed.remove(s) != nil else { continue }
             if records[s - 1].status == .finished {
-                releaseDependents(of: s)
+                if remaining[s - 1] == 0 { releaseDependents(of: s) }
                 if let sequence = sequences[.step(s)] {
                     sequences[.step(s)]!.cursor = sequence.children.count
                     work.append(contentsOf: sequence.children)
@@ -81,20 +99,20 @@ extension StepGraph {
         }
     }
 
-    mutating func dropUnmatchedRest(of inserter: Inserter, reason: DropReason) {
+    mutating func dropUnmatchedRest(of inserter: Inserter, reason: DropReason, blocker: StepID? = nil) {
         guard !sequences.isEmpty, let sequence = sequences[inserter], sequence.cursor < sequence.children.count else { return }
         let rest = Array(sequence.children[sequence.cursor...])
         let kept = rest.filter { records[$0 - 1].status == .running }
         sequences[inserter]!.children.removeSubrange(sequence.cursor...)
         // A running step stays in the run, out of the sequence: it started in this run and reports back.
-        drop(rest.filter { records[$0 - 1].status != .running }, reason: reason.text(records))
+        drop(rest.filter { records[$0 - 1].status != .running }, reason: reason.text(records), blocker: blocker)
         if !kept.isEmpty { dropNotes.append("\(kept.count) step(s) no longer inserted kept running: \(kept.map(String.init).joined(separator: ", "))") }
     }
 
     /// Drops steps from the run, with everything they inserted (S12). A step that depended on a
     /// dropped step loses that prerequisite and, if it had finished, runs again with every finished
     /// step that depends on it (S9). Running steps are never dropped.
-    mutating func drop(_ ids: [StepID], reason: String) {
+    mutating func drop(_ ids: [StepID], reason: String, blocker: StepID? = nil) {
         var doomed = Set<StepID>()
         var work = ids
         while let id = work.popLast() {
@@ -104,6 +122,7 @@ extension StepGraph {
         guard !doomed.isEmpty else { return }
         // Drops are rare: one pass over the graph, then the indices are rebuilt (O(steps + edges)).
         var rerun: [StepID] = []
+        var lostInputs: [StepID] = []
         for i in records.indices where !records[i].isDropped && !doomed.contains(i + 1) {
             guard records[i].prerequisites.contains(where: doomed.contains) else { continue }
             let lostAtInsert = records[i].insertPrerequisites.filter(doomed.contains).count
@@ -112,6 +131,7 @@ extension StepGraph {
             if longPrerequisiteSets[i + 1] != nil { longPrerequisiteSets[i + 1] = Set(records[i].prerequisites) }
             markChanged(i + 1)
             if records[i].status == .finished { rerun.append(i + 1) }
+            lostInputs.append(i + 1)
         }
         for id in doomed {
             countByStatus[records[id - 1].status.ordinal] -= 1
@@ -129,6 +149,12 @@ extension StepGraph {
         var note = "dropped \(doomed.count) step(s): \(reason)"
         let again = runAgain(rerun)
         if again > 0 { note += "; \(again) finished step(s) that depended on them run again" }
+        if let blocker {
+            for id in lostInputs where id != blocker && (records[id - 1].status == .new || records[id - 1].status == .waiting)
+                && !hasPrerequisite(id, blocker) && firstDependingOn(id, among: [blocker]) == nil {
+                appendPrerequisite(id, blocker)
+            }
+        }
         dropNotes.append(note)
         rebuildIndices()
     }
@@ -137,12 +163,13 @@ extension StepGraph {
     private mutating func runAgain(_ ids: [StepID]) -> Int {
         guard !ids.isEmpty else { return 0 }
         var dependentsOf: [StepID: [StepID]] = [:]
-        for r in records where !r.isDropped && r.status == .finished {
+        for r in records where !r.isDropped && (r.status == .finished || r.status == .running) {
             for p in r.prerequisites { dependentsOf[p, default: []].append(r.id) }
         }
         var seen = Set<StepID>()
         var work = ids
         while let id = work.popLast() {
+            if records[id - 1].status == .running { staleRuns.insert(id); continue }
             guard records[id - 1].status == .finished, seen.insert(id).inserted else { continue }
             work.append(contentsOf: dependentsOf[id] ?? [])
         }
@@ -188,28 +215,45 @@ extension StepGraph {
     }
 
     /// Recomputes the unfinished-prerequisite counts, the dependents lists and the ready queue from the
-    /// records (after a restore or a drop).
+    /// records (after a restore or a drop). A finished step is counted too: it is done for its
+    /// dependents only once everything it depends on is (see `isDone`).
     mutating func rebuildIndices() {
         let n = records.count
         remaining = Array(repeating: 0, count: n)
         dependents = Array(repeating: [], count: n)
         queued = Array(repeating: false, count: n)
         ready = Heap()
+        // Done-ness of finished steps, prerequisites first (added prerequisites may point forward).
+        var done = [Bool?](repeating: nil, count: n + 1)
+        func isDone(_ id: StepID) -> Bool {
+            var stack = [(id, false)]
+            while let (s, expanded) = stack.popLast() {
+                if done[s] != nil { continue }
+                let r = records[s - 1]
+                guard r.status == .finished, !r.isDropped, !isUnconfirmed(s) else { done[s] = false; continue }
+                if !expanded {
+                    stack.append((s, true))
+                    for p in r.prerequisites where done[p] == nil { stack.append((p, false)) }
+                } else {
+                    done[s] = r.prerequisites.allSatisfy { done[$0] == true }
+                }
+            }
+            return done[id] == true
+        }
         var blocked: [StepID] = []
         for i in 0..<n where !records[i].isDropped {
-            // A running step's prerequisites are behind it; a finished one is not waited on again.
+            // A running step's prerequisites are behind it.
             let s = records[i].status
-            guard s == .new || s == .waiting else { continue }
+            guard s == .new || s == .waiting || s == .finished else { continue }
             var failedPrerequisite = false
             for p in records[i].prerequisites {
+                if isDone(p) { continue }
                 let ps = records[p - 1].status
-                // An unconfirmed finished step is not done for its dependents until its inserter confirms it.
-                if ps == .finished && !isUnconfirmed(p) { continue }
                 if ps == .failed || ps == .skipped { failedPrerequisite = true }
                 remaining[i] += 1
                 dependents[p - 1].append(Int32(i + 1))
             }
-            if failedPrerequisite { blocked.append(i + 1) }
+            if failedPrerequisite && s != .finished { blocked.append(i + 1) }
         }
         for i in 0..<n where !records[i].isDropped && (records[i].status == .new || records[i].status == .waiting) {
             enqueueIfReady(i + 1)

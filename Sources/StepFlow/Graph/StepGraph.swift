@@ -30,6 +30,8 @@ public struct StepGraph: Sendable {
     /// Restored steps their inserter has not inserted again yet (S12): they do not run, and a finished
     /// one does not count as finished for its dependents until it is confirmed.
     var unconfirmed: Set<StepID> = []
+    /// Running steps one of whose inputs runs again (S9): when they end they run again.
+    var staleRuns: Set<StepID> = []
     /// How many steps were dropped because their inserter no longer inserts them, and why.
     public internal(set) var dropNotes: [String] = []
     public internal(set) var droppedCount = 0
@@ -104,6 +106,13 @@ public struct StepGraph: Sendable {
     /// Whether a restored step still waits for its inserter to insert it again (S12).
     public func isUnconfirmed(_ id: StepID) -> Bool { !unconfirmed.isEmpty && unconfirmed.contains(id) }
 
+    /// Whether a step counts as finished for the steps that depend on it: it finished, it is confirmed
+    /// (S12), and so is everything it depends on (a restored finished step that depends on an
+    /// unconfirmed one is provisional: if that one is dropped, it runs again).
+    public func isDone(_ id: StepID) -> Bool {
+        records[id - 1].status == .finished && remaining[id - 1] == 0 && !isUnconfirmed(id)
+    }
+
     /// The steps of the run, dropped ones left out, in id order.
     public var liveRecords: [StepRecord] { droppedCount == 0 ? records : records.filter { !$0.isDropped } }
 
@@ -136,7 +145,7 @@ public struct StepGraph: Sendable {
         for p in unique {
             noteReferenced(p, by: insertedBy)
             switch records[p - 1].status {
-            case .finished where !isUnconfirmed(p): continue
+            case .finished where isDone(p): continue
             case .failed, .skipped: blocked = true
             default: break
             }
@@ -196,7 +205,7 @@ public struct StepGraph: Sendable {
             appendPrerequisite(target, p)
             noteReferenced(p, by: inserter)
             let ps = records[p - 1].status
-            if ps == .finished && !isUnconfirmed(p) { continue }
+            if isDone(p) { continue }
             remaining[target - 1] += 1
             dependents[p - 1].append(Int32(target))
             if (ps == .failed || ps == .skipped) && skipDependentsOfFailures { skip(target) }
@@ -254,20 +263,40 @@ public struct StepGraph: Sendable {
     /// earlier attempt and did not insert again is dropped (S12).
     public mutating func finish(_ id: StepID) {
         precondition(records[id - 1].status == .running, "step \(id) finished but was \(records[id - 1].status)")
+        if !staleRuns.isEmpty, staleRuns.remove(id) != nil {
+            // An input changed while it ran (S9): what it made is stale, it runs again.
+            setStatus(id, .new)
+            records[id - 1].attempts -= 1
+            rebuildIndices()
+            return
+        }
         setStatus(id, .finished)
         records[id - 1].error = nil
-        releaseDependents(of: id)
+        // Deaths count while a step keeps dying with its job; once it finished, they are history.
+        records[id - 1].crashes = 0
+        // A prerequisite held since it started (its inserter runs again, S12) leaves it provisional.
+        if !unconfirmed.isEmpty {
+            for p in records[id - 1].prerequisites where !isDone(p) {
+                remaining[id - 1] += 1
+                dependents[p - 1].append(Int32(id))
+            }
+        }
+        if remaining[id - 1] == 0 { releaseDependents(of: id) }
         dropUnmatchedRest(of: .step(id), reason: .notInsertedAgain(id))
     }
 
     /// Dependents of a step now done for them lose one unfinished prerequisite.
     mutating func releaseDependents(of id: StepID) {
-        let deps = dependents[id - 1]
-        dependents[id - 1] = []
-        for d in deps {
-            let d = Int(d)
-            remaining[d - 1] -= 1
-            enqueueIfReady(d)
+        var work = [id]
+        while let done = work.popLast() {
+            let deps = dependents[done - 1]
+            dependents[done - 1] = []
+            for d in deps {
+                let d = Int(d)
+                remaining[d - 1] -= 1
+                // A provisional finished step whose last pending prerequisite is done is done too.
+                if isDone(d) { work.append(d) } else { enqueueIfReady(d) }
+            }
         }
     }
 
@@ -287,6 +316,9 @@ public struct StepGraph: Sendable {
             return false
         }
         setStatus(id, .failed)
+        // No attempt is left to insert again what an earlier attempt inserted: those steps stand as
+        // they are (as they would have with no retries at all).
+        releaseHeldInserts(of: id)
         if skipDependentsOfFailures { skipDependents(of: id) }
         return true
     }
@@ -317,7 +349,7 @@ public struct StepGraph: Sendable {
 
     /// The first of `steps` that depends on `ancestor`, directly or through other unfinished steps:
     /// one search over the ancestors of all of them.
-    private func firstDependingOn(_ ancestor: StepID, among steps: [StepID]) -> StepID? {
+    func firstDependingOn(_ ancestor: StepID, among steps: [StepID]) -> StepID? {
         var seen = Set<StepID>()
         for start in steps {
             var stack = [start]
@@ -339,7 +371,7 @@ public struct StepGraph: Sendable {
         return records[target - 1].prerequisites.contains(p)
     }
 
-    private mutating func appendPrerequisite(_ target: StepID, _ p: StepID) {
+    mutating func appendPrerequisite(_ target: StepID, _ p: StepID) {
         records[target - 1].prerequisites.append(p)
         if longPrerequisiteSets[target] != nil {
             longPrerequisiteSets[target]!.insert(p)
@@ -365,16 +397,26 @@ public struct StepGraph: Sendable {
         skipDependents(of: id)
     }
 
+    /// Skips what depends on a failed or skipped step (`--keep-going`), and what a skipped step had
+    /// inserted in an earlier attempt and would have inserted again (S12): it will not run to do so.
     private mutating func skipDependents(of id: StepID) {
-        var work = dependents[id - 1].map(Int.init)
+        var work = dependents[id - 1].map(Int.init) + heldInserts(of: id)
         dependents[id - 1] = []
         while let d = work.popLast() {
             let s = records[d - 1].status
             guard s == .new || s == .waiting else { continue }
             setStatus(d, .skipped)
+            unconfirmed.remove(d)
             work.append(contentsOf: dependents[d - 1].map(Int.init))
+            work.append(contentsOf: heldInserts(of: d))
             dependents[d - 1] = []
         }
+    }
+
+    /// What `id` inserted that still waits for it to insert it again.
+    private func heldInserts(of id: StepID) -> [StepID] {
+        guard !unconfirmed.isEmpty, let sequence = sequences[.step(id)] else { return [] }
+        return sequence.children.filter { unconfirmed.contains($0) }
     }
 
     /// The steps changed since the last call, each once, in the order they first changed.

@@ -83,6 +83,13 @@ public struct StepRecord: Sendable {
         set { storedInsertPrerequisiteCount = Int32(clamping: newValue) }
     }
 
+    /// The name to show for the step: its function, or, for a step whose first argument is an
+    /// object with a `name` (a workflow's command steps), that name.
+    public var displayName: String {
+        if case .object(let o)? = spec.args.first, case .string(let name)? = o["name"] { return name }
+        return spec.function
+    }
+
     /// The prerequisites the step was inserted with (part of its identity, S12).
     public var insertPrerequisites: ArraySlice<StepID> { prerequisites.prefix(insertPrerequisiteCount) }
 

@@ -55,11 +55,19 @@ public final class StepContext: StepInserting, Sendable {
     /// 1 for the first attempt, 2 for the first retry, …
     public let attempt: Int
     public let runDirectory: URL
+    /// Slots the step holds on its rank (its `threads:`): how many threads it may use.
+    public let threads: Int
+    /// Set when the run is stopped (a signal): a step that waits on something long (a command) should
+    /// end it and return; its result is not recorded.
+    public let cancellation: Cancellation
+    /// This launch's number in the run (1, then one more per `--continue`).
+    public let launch: Int
     public let steps: StepInserter
     private let logFile: StepLogFile
 
     public init(id: StepID, function: String, args: [StepValue], rank: Int, slot: Int, gpus: [Int],
-                attempt: Int, runDirectory: URL, editor: any GraphEditor, functionNames: Set<String>, launch: Int = 1) {
+                attempt: Int, runDirectory: URL, editor: any GraphEditor, functionNames: Set<String>, launch: Int = 1,
+                threads: Int = 1, cancellation: Cancellation = Cancellation()) {
         self.id = id
         self.function = function
         self.args = args
@@ -68,9 +76,17 @@ public final class StepContext: StepInserting, Sendable {
         self.gpus = gpus
         self.attempt = attempt
         self.runDirectory = runDirectory
+        self.threads = threads
+        self.cancellation = cancellation
+        self.launch = launch
         self.steps = StepInserter(.step(id), editor: editor, functionNames: functionNames)
         self.logFile = StepLogFile(runDirectory: runDirectory, step: id, launch: launch)
     }
+
+    /// Where the step's log is (`logs/step-<id>.log`, or `logs/launch-<n>/…`), whether or not
+    /// anything was written yet. A step that writes it itself must append (O_APPEND): the logger
+    /// appends to the same file.
+    public var logFilePath: String { logFile.path }
 
     /// A logger whose lines go to `<run-dir>/logs/step-<id>.log` (created on the first line); in a
     /// continued run's later launches, `<run-dir>/logs/launch-<n>/step-<id>.log`.
@@ -142,11 +158,9 @@ final class StepLogFile: Sendable {
             if h == nil {
                 let url = URL(fileURLWithPath: path)
                 try? FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-                if !FileManager.default.fileExists(atPath: path) {
-                    _ = FileManager.default.createFile(atPath: path, contents: nil)
-                }
-                h = FileHandle(forWritingAtPath: path)
-                _ = try? h?.seekToEnd()
+                // O_APPEND: a step may write to its log with a handle of its own (a command's output).
+                let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
+                h = fd >= 0 ? FileHandle(fileDescriptor: fd, closeOnDealloc: true) : nil
             }
             try? h?.write(contentsOf: Data((line + "\n").utf8))
         }

@@ -22,7 +22,7 @@ public enum RunSummary {
         for r in report.records where r.status == .failed {
             let log = r.logPath ?? StepLogFile.path(runDirectory: runDirectory, step: r.id)
             let place = r.rank.map { " on rank \($0)" + (r.slot.map { " slot \($0)" } ?? "") } ?? ""
-            lines.append("  failed step \(r.id) '\(r.spec.function)'\(place) after \(r.attempts) attempt(s): \(r.error ?? "no error text")")
+            lines.append("  failed step \(r.id) '\(r.displayName)'\(place) after \(r.attempts) attempt(s): \(r.error ?? "no error text")")
             lines.append("    log: \(log)")
         }
         if case .stalled(let waiting, let blocked) = report.outcome {
@@ -40,7 +40,7 @@ public enum RunSummary {
     }
 
     private static func list(_ ids: [StepID], _ report: RunReport) -> String {
-        let shown = ids.prefix(20).map { "\($0) '\(report.record($0)?.spec.function ?? "?")'" }.joined(separator: ", ")
+        let shown = ids.prefix(20).map { "\($0) '\(report.record($0)?.displayName ?? "?")'" }.joined(separator: ", ")
         return ids.count > 20 ? shown + " and \(ids.count - 20) more" : shown
     }
 }
@@ -50,8 +50,9 @@ public enum ProgressMode: String, Sendable, CaseIterable {
     case auto, always, never
 }
 
-/// Prints progress on standard error: a line rewritten in place on a terminal, or a line every few
-/// seconds in a log file (`always` when not a terminal).
+/// Prints progress on standard error: on a terminal one line rewritten in place twice a second; in a
+/// log file (a batch job) a plain line every 10 seconds. Each says finished/total, running, failed,
+/// steps per second and, once that rate means something, the time left.
 public final class ProgressPrinter: Sendable {
     private let enabled: Bool
     private let terminal: Bool
@@ -62,19 +63,42 @@ public final class ProgressPrinter: Sendable {
         let tty = isatty(STDERR_FILENO) != 0
         self.terminal = tty
         self.enabled = mode == .always || (mode == .auto && tty)
-        self.interval = tty ? 0.5 : 5
+        self.interval = tty ? 0.5 : 10
     }
 
     public func update(_ p: ProgressSnapshot) {
         guard enabled else { return }
         let t = Double(p.elapsed.components.seconds) + Double(p.elapsed.components.attoseconds) / 1e18
         if !p.final && !lastPrint.advance(to: t, ifAtLeast: interval) { return }
-        let line = "[stepflow] \(p.finished)/\(p.total) finished, \(p.running) running, \(p.failed) failed, \(p.skipped) skipped, \(p.waiting) waiting, \(String(format: "%.1f", t)) s"
+        let line = Self.line(p, seconds: t)
         if terminal {
-            FileHandle.standardError.write(Data(("\r" + line + (p.final ? "\n" : "")).utf8))
+            // \u{1B}[K clears what a longer earlier line left on the right.
+            FileHandle.standardError.write(Data(("\r" + line + "\u{1B}[K" + (p.final ? "\n" : "")).utf8))
         } else {
             FileHandle.standardError.write(Data((line + "\n").utf8))
         }
+    }
+
+    /// The progress line for a snapshot taken `seconds` after the run started.
+    public static func line(_ p: ProgressSnapshot, seconds t: Double) -> String {
+        let done = p.finished + p.failed + p.skipped
+        let rate = t > 0 ? Double(done) / t : 0
+        var line = "[stepflow] \(p.finished)/\(p.total) finished, \(p.running) running, \(p.failed) failed"
+        if p.skipped > 0 { line += ", \(p.skipped) skipped" }
+        if p.waiting > 0 { line += ", \(p.waiting) waiting" }
+        line += String(format: ", %.1f steps/s, %@", rate, clock(t))
+        // Steps still to do over the rate so far; the total grows while steps insert steps.
+        if !p.final, rate > 0, done > 0, p.total > done {
+            line += ", ETA " + clock(Double(p.total - done) / rate)
+        }
+        return line
+    }
+
+    static func clock(_ seconds: Double) -> String {
+        let s = Int(seconds.rounded())
+        if s < 60 { return String(format: "%.1f s", seconds) }
+        if s < 3600 { return String(format: "%dm%02ds", s / 60, s % 60) }
+        return String(format: "%dh%02dm", s / 3600, s % 3600 / 60)
     }
 }
 

@@ -32,43 +32,64 @@ public struct ContinuePlan: Sendable {
     /// The new id of each recorded step that is part of the continued run.
     public let newIDs: [StepID: StepID]
 
-    /// - Throws: `ContinuePlanError.inconsistent` when a recorded step refers to a step the database
-    ///   does not hold: continuing would run steps before their prerequisites.
-    public init(current: [StepRecord], previous: [StepRecord], crashLimit: Int = 3) throws(ContinuePlanError) {
+    /// - Parameters:
+    ///   - legacy: the records come from a version 1 database, which kept neither which prerequisites
+    ///     were added at run time nor who released a step: both are inferred as that version did.
+    /// - Throws: `ContinuePlanError.inconsistent` when a recorded step depends on a step the database
+    ///   does not hold (and that is not one of the protocol's, never written because it never
+    ///   changed): continuing could run steps before their prerequisites.
+    public init(current: [StepRecord], previous: [StepRecord], crashLimit: Int = 3, legacy: Bool = false) throws(ContinuePlanError) {
         var old: [StepID: StepRecord] = [:]
         for o in previous {
             guard old.updateValue(o, forKey: o.id) == nil else { throw .inconsistent("step \(o.id) is recorded twice") }
         }
-        try Self.checkReferences(previous, old)
         let n = current.count
+        // The recorded run's own protocol steps have the lowest ids: every id below its first run-time
+        // step is a protocol step, recorded or not (a protocol step is written once it changes).
+        let firstRunTime = previous.lazy.filter { $0.insertedBy != .protocolSteps }.map(\.id).min() ?? Int.max
+        try Self.checkReferences(previous, old, protocolBelow: firstRunTime)
 
         // The protocol's steps: position by position.
         var matched = [Bool](repeating: false, count: n + 1)
         var changes: [StepID: String] = [:]
+        var oldAdded: [StepID: [StepID]] = [:]
         for r in current {
             guard let o = old[r.id], o.insertedBy == .protocolSteps else { continue }
             var differs: [String] = []
             if o.spec.function != r.spec.function { differs.append("function '\(o.spec.function)' → '\(r.spec.function)'") }
             if o.spec.args != r.spec.args { differs.append("arguments") }
-            if Set(o.insertPrerequisites) != Set(r.insertPrerequisites) { differs.append("prerequisites") }
+            let now = Set(r.insertPrerequisites)
+            if legacy {
+                // Version 1 kept one list: the step is the same if it holds what it is inserted with now.
+                if !now.isSubset(of: Set(o.prerequisites)) { differs.append("prerequisites") }
+                oldAdded[r.id] = o.prerequisites.filter { !now.contains($0) }
+            } else {
+                if now != Set(o.insertPrerequisites) { differs.append("prerequisites") }
+                oldAdded[r.id] = Array(o.prerequisites.dropFirst(o.insertPrerequisiteCount))
+            }
             if differs.isEmpty { matched[r.id] = true } else { changes[r.id] = differs.joined(separator: ", ") + " changed" }
         }
 
-        // Recorded steps that stay part of the run, and their new ids.
+        // Recorded steps that stay part of the run, and their new ids. A protocol position keeps its id
+        // whether or not its step changed: what depended on it depends on the step there now (and
+        // runs again if that one does). What a changed step inserted is not restored: it was inserted
+        // by another step.
         var newID: [StepID: StepID] = [:]
-        for id in 1..<(n + 1) where matched[id] { newID[id] = id }
+        func isProtocolPosition(_ id: StepID) -> Bool { old[id].map { $0.insertedBy == .protocolSteps } ?? (id < firstRunTime) }
+        func mapped(_ id: StepID) -> StepID? { isProtocolPosition(id) ? (id <= n ? id : nil) : newID[id] }
         var restoredOld: [StepRecord] = []
         for o in previous.sorted(by: { $0.id < $1.id }) where o.insertedBy != .protocolSteps {
             let inserterKept: Bool
             switch o.insertedBy {
             case .stepsCheck: inserterKept = true
-            case .step(let s): inserterKept = newID[s] != nil
+            case .step(let s): inserterKept = isProtocolPosition(s) ? (s <= n && matched[s]) : newID[s] != nil
             case .protocolSteps: inserterKept = false
             }
             // A step whose inserter or an insert-time prerequisite is gone is no longer the same step.
-            guard inserterKept, o.insertPrerequisites.allSatisfy({ newID[$0] != nil }) else { continue }
+            guard inserterKept, o.insertPrerequisites.allSatisfy({ mapped($0) != nil }) else { continue }
             newID[o.id] = n + restoredOld.count + 1
             restoredOld.append(o)
+            oldAdded[n + restoredOld.count] = Array(o.prerequisites.dropFirst(o.insertPrerequisiteCount))
         }
         let total = n + restoredOld.count
         func oldRecord(_ node: StepID) -> StepRecord? {
@@ -85,15 +106,15 @@ public struct ContinuePlan: Sendable {
                 r = current[node - 1]
             } else {
                 let o = restoredOld[node - n - 1]
-                r = StepRecord(id: node, spec: o.spec, prerequisites: o.insertPrerequisites.map { newID[$0]! },
+                r = StepRecord(id: node, spec: o.spec, prerequisites: o.insertPrerequisites.map { mapped($0)! },
                                insertedBy: o.insertedBy, status: .new, insertPrerequisiteCount: o.insertPrerequisiteCount)
-                if case .step(let s) = o.insertedBy { r.insertedBy = .step(newID[s]!) }
+                if case .step(let s) = o.insertedBy { r.insertedBy = .step(mapped(s)!) }
             }
-            if let o = oldRecord(node) {
+            if oldRecord(node) != nil || node <= n {
                 var present = Set(r.prerequisites)
-                for p in o.prerequisites.dropFirst(o.insertPrerequisiteCount) {
-                    guard let q = newID[p] else { lostPrerequisite[node] = true; continue }
-                    if present.insert(q).inserted { r.prerequisites.append(q) }
+                for p in oldAdded[node] ?? [] {
+                    guard let q = mapped(p) else { lostPrerequisite[node] = true; continue }
+                    if q != node, present.insert(q).inserted { r.prerequisites.append(q) }
                 }
             }
             out.append(r)
@@ -124,13 +145,23 @@ public struct ContinuePlan: Sendable {
         // Statuses, confirmation and reasons.
         var unconfirmed = Set<StepID>()
         var reasons: [StepID: RerunReason] = [:]
+        var failedForGood = Set<StepID>()
+        // Version 1 kept no releaser: a release stands when no step that inserted steps runs again.
+        let everyInserterKept = restoredOld.allSatisfy { o in
+            guard case .step(let s) = o.insertedBy, let inserter = mapped(s) else { return true }
+            return kept[inserter] == true
+        } && previous.allSatisfy { o in
+            guard case .step(let s) = o.insertedBy else { return true }
+            return mapped(s).map { kept[$0] == true } ?? true
+        }
         for node in 1..<(total + 1) {
             var r = out[node - 1]
             let o = oldRecord(node)
             if node > n {
                 let inserterReruns: Bool
                 switch r.insertedBy {
-                case .step(let s): inserterReruns = kept[s] != true || unconfirmed.contains(s)
+                // An inserter recorded failed by the crash limit does not run again either.
+                case .step(let s): inserterReruns = (kept[s] != true && !failedForGood.contains(s)) || unconfirmed.contains(s)
                 default: inserterReruns = true
                 }
                 if inserterReruns { unconfirmed.insert(node) }
@@ -156,14 +187,27 @@ public struct ContinuePlan: Sendable {
                 r.logPath = o.logPath
                 r.error = "was running when the job died \(r.crashes) times (crash limit \(crashLimit)); see its log. Continue with a higher --crash-limit to run it again."
                 reasons[node] = .crashLimit(r.crashes)
+                failedForGood.insert(node)
                 out[node - 1] = r
                 continue
             }
             if r.spec.wait {
                 var released = node <= n && r.status != .waiting
-                if !released, let o, case .step(let s)? = o.releasedBy, let releaser = newID[s], kept[releaser] == true {
-                    released = true
-                    r.releasedBy = .step(releaser)
+                if !released, let o {
+                    switch o.releasedBy {
+                    case .step(let s)?:
+                        if let releaser = mapped(s) {
+                            if kept[releaser] == true { released = true; r.releasedBy = .step(releaser) }
+                        } else if old[s] == nil {
+                            // Its releaser was dropped from the run: it will not release it again.
+                            released = true
+                            r.releasedBy = .protocolSteps
+                        }
+                    case nil where legacy && o.status != .waiting && o.status != .skipped:
+                        released = everyInserterKept
+                    default:
+                        break
+                    }
                 }
                 r.status = released ? .new : .waiting
                 if !released { r.releasedBy = nil }
@@ -187,30 +231,30 @@ public struct ContinuePlan: Sendable {
         self.unconfirmed = unconfirmed
         keptFinished = out.lazy.filter { $0.status == .finished }.count
         restored = restoredOld.count
-        dropped = previous.count - newID.count
+        // Recorded protocol steps past the protocol's end now, and run-time steps not restored; a
+        // changed protocol step is not dropped, its position runs the new step.
+        dropped = previous.filter { $0.insertedBy == .protocolSteps ? $0.id > n : newID[$0.id] == nil }.count
         self.reasons = reasons
-        newIDs = newID
+        var ids = newID
+        for id in 1..<(n + 1) where matched[id] { ids[id] = id }
+        newIDs = ids
     }
 
     private static func renumbered(_ inserter: Inserter?, _ newID: [StepID: StepID]) -> Inserter? {
         guard case .step(let s)? = inserter else { return inserter }
-        return newID[s].map { .step($0) }
+        return .step(newID[s] ?? s)
     }
 
-    /// Every id a recorded step names must be recorded too.
-    private static func checkReferences(_ previous: [StepRecord], _ old: [StepID: StepRecord]) throws(ContinuePlanError) {
+    /// Every step a recorded step depends on must be recorded too, but for the protocol's own steps
+    /// (ids below the first run-time step), which are written only once they change. An inserter or
+    /// a releaser the database does not hold was dropped from the run (S12): that is not an error.
+    private static func checkReferences(_ previous: [StepRecord], _ old: [StepID: StepRecord], protocolBelow firstRunTime: StepID) throws(ContinuePlanError) {
         for o in previous {
             guard o.insertPrerequisiteCount >= 0 && o.insertPrerequisiteCount <= o.prerequisites.count else {
                 throw .inconsistent("step \(o.id) records \(o.insertPrerequisiteCount) insert-time prerequisites but lists \(o.prerequisites.count)")
             }
-            for p in o.prerequisites where old[p] == nil {
+            for p in o.prerequisites where old[p] == nil && p >= firstRunTime {
                 throw .inconsistent("step \(o.id) ('\(o.spec.function)') depends on step \(p), which the database does not hold")
-            }
-            if case .step(let s) = o.insertedBy, old[s] == nil {
-                throw .inconsistent("step \(o.id) ('\(o.spec.function)') was inserted by step \(s), which the database does not hold")
-            }
-            if case .step(let s)? = o.releasedBy, old[s] == nil {
-                throw .inconsistent("step \(o.id) ('\(o.spec.function)') was released by step \(s), which the database does not hold")
             }
         }
     }

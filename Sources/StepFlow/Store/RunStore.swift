@@ -41,6 +41,8 @@ public struct StoredRun: Sendable {
     /// How many times the run was launched: 1, plus one per `--continue`.
     public var launches: Int
     public var steps: [StepRecord]
+    /// The database's schema version; 1 kept neither added prerequisites apart nor releasers.
+    public var schemaVersion = RunStore.schemaVersion
 
     public func count(_ status: StepStatus) -> Int { steps.lazy.filter { $0.status == status }.count }
 }
@@ -355,7 +357,7 @@ public final class RunStore: Sendable {
                                  status: try cells.required(run, "status", "the run"), threads: try cells.required(run, "threads", "the run"),
                                  mpi: try cells.required(run, "mpi", "the run"), started: try cells.optional(run, "started", "the run"),
                                  ended: try cells.optional(run, "ended", "the run"),
-                                 launches: try cells.optional(run, "launches", "the run") ?? 1, steps: steps)
+                                 launches: try cells.optional(run, "launches", "the run") ?? 1, steps: steps, schemaVersion: version)
             }
         } catch let error as RunStoreError {
             throw error

@@ -101,6 +101,8 @@ enum Executables {
         p.arguments = args
         if let cwd { p.currentDirectoryURL = cwd }
         var env = ProcessInfo.processInfo.environment
+        // The suite runs built binaries: run_mpi.sh must not start a build that waits on swift test's lock.
+        env["STEPFLOW_SKIP_BUILD"] = "1"
         env.merge(environment) { _, new in new }
         p.environment = env
         let out = Pipe(), err = Pipe()

@@ -34,6 +34,35 @@ enum Session {
         }
     }
 
+    /// The process and everything it started, however deep (run_mpi.sh puts mpirun in a session of
+    /// its own, so a session alone does not hold a whole launch).
+    static func tree(_ root: pid_t) -> [pid_t] {
+        var parent: [pid_t: pid_t] = [:]
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+            guard let pid = pid_t(name), let stat = try? String(contentsOfFile: "/proc/\(name)/stat", encoding: .utf8),
+                  let close = stat.lastIndex(of: ")") else { continue }
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            if fields.count > 1, fields[0] != "Z", let ppid = pid_t(fields[1]) { parent[pid] = ppid }
+        }
+        var out = [root]
+        var i = 0
+        while i < out.count {
+            out += parent.filter { $0.value == out[i] }.map(\.key)
+            i += 1
+        }
+        return out
+    }
+
+    /// SIGKILLs a process and everything it started, all at once (none gets to react), until none is left.
+    static func killTree(_ root: pid_t) {
+        for _ in 0..<50 {
+            let pids = tree(root).filter { kill($0, 0) == 0 }
+            if pids.isEmpty { return }
+            for pid in pids { kill(pid, SIGKILL) }
+            usleep(20_000)
+        }
+    }
+
     /// SIGKILLs every process of session `sid` until none is left.
     static func killAll(_ sid: pid_t) {
         for _ in 0..<50 {

@@ -50,7 +50,7 @@ enum Foreach {
             guard let entry = entries.first(where: { $0.key == key }) else {
                 throw FieldError(node.mark, "the range of \(what) has no '\(key)'. Write it as {from: 1, to: 10} (both ends included).")
             }
-            return try YAMLRead.int(entry.value, "\(key) of \(what)", atLeast: Int.min)
+            return try YAMLRead.int(entry.value, "\(key) of \(what)", atLeast: nil)
         }
         let from = try bound("from"), to = try bound("to")
         guard from <= to else {

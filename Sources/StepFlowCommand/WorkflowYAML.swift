@@ -104,18 +104,24 @@ enum YAMLRead {
     /// empty value is never taken for the text "null".
     static func string(_ node: Node, _ what: String) throws(FieldError) -> String {
         guard case .scalar(let scalar) = node, !isNull(node) else {
-            throw FieldError(node.mark, "\(what) must be text, not \(describe(node)).\(isNull(node) ? " Quote it if you mean the word." : "")")
+            let hint = !isNull(node) ? "" : scalarText(node).isEmpty ? " Give a value, or remove the key." : " Quote it if you mean the word."
+            throw FieldError(node.mark, "\(what) must be text, not \(describe(node)).\(hint)")
+        }
+        // A command's arguments, environment and paths are C strings: a NUL would silently cut them.
+        guard !scalar.string.unicodeScalars.contains("\0") else {
+            throw FieldError(node.mark, "\(what) holds a NUL character (\\0), which no argument, variable or path can carry. Remove it.")
         }
         return scalar.string
     }
 
-    /// A whole number written as digits (an optional sign, no quotes).
-    static func int(_ node: Node, _ what: String, atLeast minimum: Int) throws(FieldError) -> Int {
+    /// A whole number written as digits (an optional sign, no quotes), at least `minimum` when given.
+    static func int(_ node: Node, _ what: String, atLeast minimum: Int?) throws(FieldError) -> Int {
         guard let value = integer(node) else {
             let unquote = isQuotedNumber(node) ? " Write it without quotes." : ""
-            throw FieldError(node.mark, "\(what) must be a whole number of at least \(minimum), not \(describe(node)).\(unquote)")
+            let range = minimum.map { " of at least \($0)" } ?? ""
+            throw FieldError(node.mark, "\(what) must be a whole number\(range), not \(describe(node)).\(unquote)")
         }
-        guard value >= minimum else {
+        if let minimum, value < minimum {
             throw FieldError(node.mark, "\(what) must be at least \(minimum), not \(value).")
         }
         return value
@@ -127,12 +133,6 @@ enum YAMLRead {
         if digits.first == "-" || digits.first == "+" { digits = digits.dropFirst() }
         guard !digits.isEmpty, digits.allSatisfy({ $0.isASCII && $0.isNumber }) else { return nil }
         return Int(scalar.string.hasPrefix("+") ? String(scalar.string.dropFirst()) : scalar.string)
-    }
-
-    /// A number written as digits with an optional fraction and exponent (JSON's form).
-    static func number(_ node: Node) -> Double? {
-        guard case .scalar(let scalar) = node, isPlain(node) else { return nil }
-        return decimal(scalar.string)
     }
 
     /// `text` as a decimal number (`12`, `1.5`, `2e3`), or nil; no hex, infinities or NaN.
@@ -151,6 +151,11 @@ enum YAMLRead {
             }
         }
         throw FieldError(node.mark, "\(what) must be true or false, not \(describe(node)).")
+    }
+
+    private static func scalarText(_ node: Node) -> String {
+        if case .scalar(let scalar) = node { return scalar.string }
+        return ""
     }
 
     static func isPlain(_ node: Node) -> Bool {

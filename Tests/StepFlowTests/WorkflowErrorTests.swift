@@ -50,6 +50,9 @@ import Testing
         ("steps: []\n", 1, 8, "steps is an empty list"),
         ("steps:\n  - name: \"a[1]\"\n    run: [x]\n", 2, 11, "names cannot hold brackets"),
         ("steps:\n  - name: a\n    run: [x]\n    cwd: ~/data\n", 4, 10, "'~', which is not expanded"),
+        ("steps:\n  - name: a\n    run: [x, \"a\\0b\"]\n", 3, 14, "holds a NUL character"),
+        ("steps:\n  - name: a\n    run: [x]\n    env: {A: }\n", 4, 14, "A in env of step 'a' must be text, not nothing (an empty value). Give a value, or remove the key."),
+        ("steps:\n  - name: a\n    foreach: {from: x, to: 3}\n    run: [x]\n", 3, 21, "from of foreach of step 'a' must be a whole number, not the text \"x\"."),
     ]
 
     @Test("Every mistake in a workflow is an error at its file:line:column that says what to do", arguments: mistakes.indices)

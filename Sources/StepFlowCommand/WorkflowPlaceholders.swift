@@ -79,7 +79,13 @@ extension Placeholder {
             }
             let kind = placeholder.kind
             if batch, kind == .item || kind == .stem || kind == .name {
-                throw FieldError(text.mark, "\(p) in \(what): a batch step takes several items, so there is no single \(kind.rawValue). Use \(place.isShell ? "{items:q}" : "{items}") for all of them.")
+                let instead: String
+                switch place {
+                case .run: instead = "Use {items} (an element of its own) for all of them."
+                case .shell: instead = "Use {items:q} for all of them."
+                case .plain(let field): instead = "\(field) can use {index}; pass the items in run or shell."
+                }
+                throw FieldError(text.mark, "\(p) in \(what): a batch step takes several items, so there is no single \(kind.rawValue). \(instead)")
             }
             if !batch, kind == .items {
                 throw FieldError(text.mark, "\(p) in \(what): {items} stands for the items of a batch, and this step has no batch. Use \(place.isShell ? "{item:q}" : "{item}"), or add batch: N.")

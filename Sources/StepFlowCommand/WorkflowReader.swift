@@ -117,6 +117,9 @@ struct WorkflowReader {
     }
 
     private func suggestion(for name: String) -> String {
+        if let bracket = name.firstIndex(of: "["), indexOfName[String(name[..<bracket])] != nil {
+            return "after names whole steps: after: [\(name[..<bracket])] waits for all its items."
+        }
         let names = steps.map(\.name)
         if let near = YAMLRead.didYouMean(name, among: names) { return "Did you mean '\(near)'?" }
         let shown = names.prefix(12).map { "'\($0)'" }.joined(separator: ", ") + (names.count > 12 ? ", …" : "")

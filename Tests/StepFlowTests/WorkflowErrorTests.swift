@@ -7,6 +7,8 @@ import Testing
     static let mistakes: [(yaml: String, line: Int, column: Int, says: String)] = [
         ("steps:\n  - name: register\n    run: [x]\n  - name: close\n    after: [regster]\n    run: [y]\n", 5, 13, "no step has that name. Did you mean 'register'?"),
         ("steps:\n  - name: a\n    run: [x]\n  - name: b\n    after: [zzz]\n    run: [y]\n", 5, 13, "The steps are 'a', 'b'."),
+        ("steps:\n  - name: reg\n    foreach: [1, 2]\n    run: [x]\n  - name: b\n    after: [\"reg[1]\"]\n    run: [y]\n", 6, 13,
+         "after names whole steps: after: [reg] waits for all its items."),
         ("steps:\n  - name: a\n    run: [x]\n  - name: a\n    run: [y]\n", 4, 11, "two steps are named 'a'; the other one is step 1 (at line 2)"),
         ("steps:\n  - name: a\n    after: [c]\n    run: [x]\n  - name: b\n    run: [y]\n  - name: c\n    run: [z]\n", 3, 13,
          "steps 'a', 'c', 'b' wait for each other in a cycle"),

@@ -21,8 +21,11 @@ public enum InsertLine: Sendable, Equatable {
     /// column) when the line is not one JSON object, holds an unknown key, a field of the wrong type
     /// or out of range, both or neither of `run` and `shell`, or a malformed release/addPrerequisites.
     public static func parse(_ text: String, line: Int, folder: String, logLimit: Int) throws(InsertLineError) -> InsertLine {
+        // A reader that hands over the line with its line break (or a CRLF file's \r) gets the same.
+        var text = Substring(text)
+        while text.last?.isNewline == true { text = text.dropLast() }
         do {
-            return try read(text, folder: folder, logLimit: logLimit)
+            return try read(String(text), folder: folder, logLimit: logLimit)
         } catch {
             // libyaml places "the object never ends" on the line after the text: point past its end.
             let column = error.line > 1 ? text.count + 1 : error.column

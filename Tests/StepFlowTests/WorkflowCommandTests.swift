@@ -27,6 +27,7 @@ import Testing
     @Test("release and addPrerequisites lines")
     func edits() throws {
         #expect(try InsertLine.parse(#"{"release": "close"}"#, line: 1, folder: folder, logLimit: 1) == .release("close"))
+        #expect(try InsertLine.parse("{\"release\": \"close\"}\r\n", line: 1, folder: folder, logLimit: 1) == .release("close"), "a line break at the end is no part of the line")
         #expect(try InsertLine.parse(#"{"addPrerequisites": {"to": "close", "from": ["a", "reg[2]"]}}"#, line: 1, folder: folder, logLimit: 1)
             == .addPrerequisites(to: "close", from: ["a", "reg[2]"]))
         #expect(try InsertLine.parse(#"{"addPrerequisites":{"from":"a","to":"close"}}"#, line: 1, folder: folder, logLimit: 1)
@@ -36,6 +37,7 @@ import Testing
     static let malformed: [(line: String, column: Int?, says: String)] = [
         ("", nil, "the line is empty"),
         ("release: close", nil, "the line is not a JSON object"),
+        ("{\"release\": \"a\"}\n{\"release\": \"b\"}", nil, "the line is not a JSON object"),
         (#"["run", "x"]"#, nil, "the line is not a JSON object"),
         (#"{"name": "a", "run": ["x"]"#, 27, "not valid YAML or JSON"),
         (#"{"name": "a", "run": ["x"], "aftr": ["b"]}"#, 29, "unknown key 'aftr' in step 'a'. Did you mean 'after'?"),

@@ -1,0 +1,106 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Yams
+
+/// The items of a `foreach`: a glob (a string), a list of strings or numbers, or a range
+/// `{from: 1, to: 10}` (both ends included).
+enum Foreach {
+    /// More items than this in one foreach is almost surely a typo (`to: 10000000`), and would take
+    /// the memory of as many commands before anything is checked.
+    static let maximumItems = 1_000_000
+
+    /// The items `node` stands for, in a reproducible order (S12: a continued run matches its steps by
+    /// position): list order, range order, or glob matches sorted by their bytes (not by the locale).
+    /// Throws when the foreach is of the wrong type, empty, or a glob that matches nothing.
+    static func items(_ node: Node, what: String, folder: String) throws(FieldError) -> [ForeachItem] {
+        switch node {
+        case .scalar:
+            let pattern = try YAMLRead.string(node, what)
+            guard !pattern.isEmpty else {
+                throw FieldError(node.mark, "\(what) is an empty glob. Give a pattern like 'movies/*.mrc', a list, or a range {from: 1, to: 10}.")
+            }
+            return try matching(pattern, folder: folder, mark: node.mark, what: what)
+        case .sequence(let sequence):
+            var items: [ForeachItem] = []
+            for element in sequence {
+                guard case .scalar = element else {
+                    throw FieldError(element.mark, "each item of \(what) must be a string or a number, not \(YAMLRead.describe(element)).")
+                }
+                items.append(ForeachItem(text: try YAMLRead.string(element, "each item of \(what)")))
+            }
+            guard !items.isEmpty else {
+                throw FieldError(node.mark, "\(what) is an empty list, so the step would never run. List its items, or remove the step.")
+            }
+            return try capped(items, node.mark, what)
+        case .mapping:
+            return try range(node, what: what)
+        case .alias:
+            throw FieldError(node.mark, "\(what) must be a glob, a list or a range, not \(YAMLRead.describe(node)).")
+        }
+    }
+
+    private static func range(_ node: Node, what: String) throws(FieldError) -> [ForeachItem] {
+        let entries = try YAMLRead.entries(node, what)
+        try YAMLRead.checkKeys(entries, allowed: ["from", "to"], in: "the range of \(what)",
+                               synonyms: ["start": "from", "first": "from", "end": "to", "last": "to", "until": "to", "stop": "to"])
+        func bound(_ key: String) throws(FieldError) -> Int {
+            guard let entry = entries.first(where: { $0.key == key }) else {
+                throw FieldError(node.mark, "the range of \(what) has no '\(key)'. Write it as {from: 1, to: 10} (both ends included).")
+            }
+            return try YAMLRead.int(entry.value, "\(key) of \(what)", atLeast: nil)
+        }
+        let from = try bound("from"), to = try bound("to")
+        guard from <= to else {
+            throw FieldError(node.mark, "the range of \(what) goes from \(from) down to \(to), so it holds nothing. Give from ≤ to (both ends are included).")
+        }
+        guard to.subtractingReportingOverflow(from).partialValue < maximumItems, !to.subtractingReportingOverflow(from).overflow else {
+            throw FieldError(node.mark, "the range of \(what) holds more than \(maximumItems) items. Split the work into batches (batch: N), or check the ends.")
+        }
+        return (from...to).map { ForeachItem(text: String($0)) }
+    }
+
+    private static func capped(_ items: [ForeachItem], _ mark: Mark?, _ what: String) throws(FieldError) -> [ForeachItem] {
+        guard items.count <= maximumItems else {
+            throw FieldError(mark, "\(what) holds \(items.count) items, more than \(maximumItems). Split the work into batches (batch: N), or narrow it.")
+        }
+        return items
+    }
+
+    /// Paths matching `pattern`: relative to `folder` (and given relative, as matched) unless the
+    /// pattern is absolute. `*`, `?`, `[…]` and `{a,b}` work as in the shell; `*` skips hidden files.
+    static func matching(_ pattern: String, folder: String, mark: Mark?, what: String) throws(FieldError) -> [ForeachItem] {
+        let prefix = pattern.hasPrefix("/") ? "" : folder.hasSuffix("/") ? folder : folder + "/"
+        // The folder is literal text: a folder named `data[1]` must not be read as a pattern.
+        let escapedPrefix = prefix.reduce(into: "") { out, c in
+            if "*?[]{}\\".contains(c) { out.append("\\") }
+            out.append(c)
+        }
+        var matches = glob_t()
+        defer { globfree(&matches) }
+        let status = glob(escapedPrefix + pattern, GLOB_BRACE, nil, &matches)
+        switch status {
+        case 0:
+            break
+        case GLOB_NOMATCH:
+            throw FieldError(mark, "the glob '\(pattern)' (\(what)) matches nothing\(pattern.hasPrefix("/") ? "" : " in \(folder)"). Check the pattern (it is relative to the workflow's folder), or create the files before the workflow is read.")
+        case GLOB_ABORTED:
+            throw FieldError(mark, "the glob '\(pattern)' (\(what)) could not be matched: a folder on its way cannot be read. Check its permissions.")
+        default:
+            throw FieldError(mark, "the glob '\(pattern)' (\(what)) could not be matched (glob error \(status)).")
+        }
+        var paths: [String] = []
+        for i in 0..<Int(matches.gl_pathc) {
+            guard let cPath = matches.gl_pathv[i] else { continue }
+            let path = String(cString: cPath)
+            paths.append(path.hasPrefix(prefix) ? String(path.dropFirst(prefix.count)) : path)
+        }
+        paths.sort { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+        // Brace alternatives may match a path twice (`{a*,*b}`): one step per path. Bytes are compared,
+        // not Strings, which would take two names in different Unicode forms for one.
+        paths = paths.enumerated().filter { $0.offset == 0 || !paths[$0.offset - 1].utf8.elementsEqual($0.element.utf8) }.map(\.element)
+        return try capped(paths.map { ForeachItem(text: $0) }, mark, what)
+    }
+}

@@ -1,0 +1,201 @@
+import Yams
+
+/// Reads a workflow document into its steps as written, then orders and expands them. Errors are
+/// `FieldError`s at the node they are about; `Workflow.parse` adds the file.
+struct WorkflowReader {
+    /// One step of the file, read and checked, not yet expanded.
+    struct FileStep {
+        var name: String
+        var fields: StepFields
+        /// One context per expanded step for a foreach (an item, or a batch of items); nil otherwise.
+        var items: [ItemContext]?
+        /// Indexes of the file steps it runs after, each with where that is said (nil mark and
+        /// `isDefault`: the step above, by default).
+        var prerequisites: [(step: Int, mark: Mark?, isDefault: Bool)] = []
+    }
+
+    let folder: String
+    var threads: Int?
+    var mpi: Int?
+    var logLimit = CommandSpec.defaultLogLimit
+    var steps: [FileStep] = []
+    private var indexOfName: [String: Int] = [:]
+
+    init(folder: String) {
+        self.folder = folder
+    }
+
+    /// Reads the document: the top-level keys, then each step on its own, then every step's `after`.
+    mutating func read(_ text: String) throws(FieldError) {
+        guard let root = try YAMLRead.compose(text) else {
+            throw FieldError(line: 1, column: 1, "the file holds no workflow. Write steps: a list of steps, each with a name and run or shell.")
+        }
+        let entries = try YAMLRead.entries(root, "the workflow")
+        try YAMLRead.checkKeys(entries, allowed: ["parallel", "log_limit", "steps"], in: "the workflow",
+                               synonyms: ["jobs": "steps", "tasks": "steps", "stages": "steps", "loglimit": "log_limit", "log-limit": "log_limit"])
+        for entry in entries {
+            switch entry.key {
+            case "parallel":
+                let parallel = try YAMLRead.entries(entry.value, "parallel")
+                try YAMLRead.checkKeys(parallel, allowed: ["threads", "mpi"], in: "parallel",
+                                       synonyms: ["ranks": "mpi", "np": "mpi", "processes": "mpi", "cores": "threads"])
+                for setting in parallel {
+                    let value = try YAMLRead.int(setting.value, "\(setting.key) of parallel", atLeast: 1)
+                    if setting.key == "threads" { threads = value } else { mpi = value }
+                }
+            case "log_limit":
+                logLimit = try StepFields.size(entry.value, "log_limit of the workflow")
+            default:
+                break
+            }
+        }
+        guard let stepsEntry = entries.first(where: { $0.key == "steps" }) else {
+            throw FieldError(root.mark, "the workflow has no steps. Add steps: a list of steps, each with a name and run or shell.")
+        }
+        let list = try YAMLRead.list(stepsEntry.value, "steps")
+        guard !list.isEmpty else {
+            throw FieldError(stepsEntry.value.mark, "steps is an empty list. Add the steps to run, each with a name and run or shell.")
+        }
+        for (position, node) in list.enumerated() {
+            try readStep(node, position: position)
+        }
+        try resolveAfter()
+    }
+
+    private mutating func readStep(_ node: Node, position: Int) throws(FieldError) {
+        let fields = try StepFields(node, what: "step \(position + 1)", workflow: true)
+        guard let name = fields.name else {
+            throw FieldError(node.mark, "step \(position + 1) has no name. Add name: with a short word (after: refers to steps by name).")
+        }
+        if let other = indexOfName[name.value] {
+            let line = steps[other].fields.name?.mark.map { " (at line \($0.line))" } ?? ""
+            throw FieldError(name.mark, "two steps are named '\(name.value)'; the other one is step \(other + 1)\(line). Give each step a name of its own.")
+        }
+        let what = "step '\(name.value)'"
+        let foreach = fields.foreach != nil, batch = fields.batch != nil
+        for element in fields.run ?? [] {
+            try Placeholder.check(element, place: .run, what: "run of \(what)", foreach: foreach, batch: batch)
+        }
+        if let shell = fields.shell {
+            try Placeholder.check(shell, place: .shell, what: "shell of \(what)", foreach: foreach, batch: batch)
+        }
+        for key in fields.env.keys.sorted() {
+            try Placeholder.check(fields.env[key]!, place: .plain("env"), what: "env \(key) of \(what)", foreach: foreach, batch: batch)
+        }
+        if let cwd = fields.cwd {
+            try Placeholder.check(cwd, place: .plain("cwd"), what: "cwd of \(what)", foreach: foreach, batch: batch)
+        }
+        var items: [ItemContext]?
+        if let node = fields.foreach {
+            let found = try Foreach.items(node, what: "foreach of \(what)", folder: folder)
+            let size = fields.batch?.value ?? 1
+            items = stride(from: 0, to: found.count, by: size).enumerated().map { index, start in
+                ItemContext(items: Array(found[start..<min(start + size, found.count)]), index: index)
+            }
+        }
+        indexOfName[name.value] = steps.count
+        steps.append(FileStep(name: name.value, fields: fields, items: items))
+    }
+
+    /// Turns each step's `after` names into step indexes; without `after`, a step runs after the step
+    /// above it (S2's default, in file order).
+    private mutating func resolveAfter() throws(FieldError) {
+        for index in steps.indices {
+            guard let after = steps[index].fields.after else {
+                if index > 0 { steps[index].prerequisites = [(index - 1, nil, true)] }
+                continue
+            }
+            for name in after {
+                guard let other = indexOfName[name.value] else {
+                    throw FieldError(name.mark, "step '\(steps[index].name)' is after '\(name.value)', but no step has that name. \(suggestion(for: name.value))")
+                }
+                if !steps[index].prerequisites.contains(where: { $0.step == other }) {
+                    steps[index].prerequisites.append((other, name.mark, false))
+                }
+            }
+        }
+    }
+
+    private func suggestion(for name: String) -> String {
+        if let bracket = name.firstIndex(of: "["), indexOfName[String(name[..<bracket])] != nil {
+            return "after names whole steps: after: [\(name[..<bracket])] waits for all its items."
+        }
+        let names = steps.map(\.name)
+        if let near = YAMLRead.didYouMean(name, among: names) { return "Did you mean '\(near)'?" }
+        let shown = names.prefix(12).map { "'\($0)'" }.joined(separator: ", ") + (names.count > 12 ? ", …" : "")
+        return "The steps are \(shown)."
+    }
+
+    /// The expanded steps and each name's indexes among them. The file's steps are put in a
+    /// topological order that keeps the file's order wherever `after` allows it; throws when `after`
+    /// entries form a cycle.
+    func expand() throws(FieldError) -> ([WorkflowStep], [String: [Int]]) {
+        var expanded: [WorkflowStep] = []
+        var groups: [String: [Int]] = [:]
+        for index in try order() {
+            let step = steps[index]
+            var after: [Int] = []
+            for prerequisite in step.prerequisites { after += groups[steps[prerequisite.step].name] ?? [] }
+            after = Array(Set(after)).sorted()
+            let fields = step.fields
+            var indexes: [Int] = []
+            for context in step.items.map({ $0.map(Optional.some) }) ?? [nil] {
+                let name = context.map { "\(step.name)[\($0.index)]" } ?? step.name
+                indexes.append(expanded.count)
+                expanded.append(WorkflowStep(group: step.name, command: fields.command(name: name, folder: folder, logLimit: logLimit, context: context),
+                                             after: after, threads: fields.threads, gpu: fields.gpu, retries: fields.retries, wait: fields.wait))
+            }
+            groups[step.name] = indexes
+        }
+        return (expanded, groups)
+    }
+
+    /// Kahn's algorithm, always taking the ready step that comes first in the file.
+    private func order() throws(FieldError) -> [Int] {
+        var waitingOn = steps.map { Set($0.prerequisites.map(\.step)).count }
+        var dependents = [[Int]](repeating: [], count: steps.count)
+        for (index, step) in steps.enumerated() {
+            for prerequisite in Set(step.prerequisites.map(\.step)) { dependents[prerequisite].append(index) }
+        }
+        var ready = waitingOn.indices.filter { waitingOn[$0] == 0 }.reversed() as [Int]
+        var order: [Int] = []
+        while let next = ready.popLast() {
+            order.append(next)
+            for dependent in dependents[next] {
+                waitingOn[dependent] -= 1
+                if waitingOn[dependent] == 0 {
+                    // `ready` is kept sorted from last to first in the file, so popLast takes the first.
+                    let at = ready.firstIndex { $0 < dependent } ?? ready.endIndex
+                    ready.insert(dependent, at: at)
+                }
+            }
+        }
+        if order.count < steps.count { throw cycleError(left: Set(steps.indices).subtracting(order)) }
+        return order
+    }
+
+    /// Names the steps of one cycle among `left` (steps that never became ready): each of them waits
+    /// on another of them, so walking prerequisites from any of them must come back round.
+    private func cycleError(left: Set<Int>) -> FieldError {
+        var walk: [Int] = []
+        var current = left.min()!
+        while !walk.contains(current) {
+            walk.append(current)
+            current = steps[current].prerequisites.first { left.contains($0.step) }!.step
+        }
+        let cycle = Array(walk[walk.firstIndex(of: current)!...])
+        var links: [String] = []
+        for (position, index) in cycle.enumerated() {
+            let next = cycle[(position + 1) % cycle.count]
+            let link = steps[index].prerequisites.first { $0.step == next }!
+            links.append("'\(steps[index].name)' runs after '\(steps[next].name)'\(link.isDefault ? " (the step above it, by default)" : "")")
+        }
+        let first = steps[cycle[0]].prerequisites.first { $0.step == cycle[1 % cycle.count] }!
+        let names = cycle.map { "'\(steps[$0].name)'" }.joined(separator: ", ")
+        let mark = first.mark ?? steps[cycle[0]].fields.mark
+        guard cycle.count > 1 else {
+            return FieldError(mark, "step \(names) is after itself, a cycle, so it could never run. Remove '\(steps[cycle[0]].name)' from its own after.")
+        }
+        return FieldError(mark, "steps \(names) wait for each other in a cycle, so none of them could ever run: \(links.joined(separator: "; ")). Remove one of these after entries.")
+    }
+}

@@ -98,10 +98,11 @@ struct TimelineSVG {
         if linkPath { criticalLink(laneTop, laneHeight, &page) }
         if aggregated {
             binned(laneTop, laneHeight, bins, &page)
-            for slice in timeline.slices.lazy.filter({ $0.status == .failed }).prefix(options.aggregateAbove) {
-                step(slice, laneTop, laneHeight, critical: onPath.contains(slice.index), minimumWidth: 2, &page)
-            }
             criticalBands(laneTop, laneHeight, &page)
+            // Last, so a failure is never hidden under a bin or the critical path's outline.
+            for slice in timeline.slices.lazy.filter({ $0.status == .failed }).prefix(options.aggregateAbove) {
+                step(slice, laneTop, laneHeight, critical: onPath.contains(slice.index), minimumWidth: 2.5, &page)
+            }
         } else {
             for slice in timeline.slices {
                 step(slice, laneTop, laneHeight, critical: onPath.contains(slice.index), minimumWidth: 0.8, &page)
@@ -119,6 +120,10 @@ struct TimelineSVG {
             page.add("<span><span class=\"sw \(status.rawValue)\"></span>" + HTMLText.escape(HTMLReport.statusNote(status)) + "</span>")
         }
         if !criticalPath.isEmpty { page.add("<span><span class=\"sw cp\"></span>critical path</span>") }
+        if aggregated {
+            page.add("<span><span class=\"sw finished o1\"></span><span class=\"sw finished o3\"></span><span class=\"sw finished\"></span>"
+                     + "slot busy for part of a bin … all of it</span>")
+        }
         page.add("</div>\n")
     }
 

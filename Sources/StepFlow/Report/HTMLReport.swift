@@ -219,14 +219,15 @@ public enum HTMLReport {
         svg .grid { stroke: #d4d8de; stroke-width: 0.6; }
         svg .axis { fill: #3a4350; } svg .rankname { font-weight: 700; fill: #1d2430; }
         svg .slotname { fill: #5b6472; } svg .ranksep { stroke: #9aa2ad; stroke-width: 0.8; }
-        svg rect.step { stroke: #fff; stroke-width: 0.5; }
+        svg rect.step { stroke: #fff; stroke-width: 0.5; } svg rect.step.failed { stroke: #7a0012; stroke-width: 0.8; }
         svg rect.step:hover, svg rect.bin:hover { stroke: #000; stroke-width: 1; }
-        svg rect.o1 { opacity: .3; } svg rect.o2 { opacity: .45; } svg rect.o3 { opacity: .6; } svg rect.o4 { opacity: .8; }
+        svg rect.o1, .legend .sw.o1 { opacity: .3; } svg rect.o2 { opacity: .45; } svg rect.o3, .legend .sw.o3 { opacity: .6; }
+        svg rect.o4 { opacity: .8; }
         svg rect.crit { stroke: #111; stroke-width: 1.6; }
         svg rect.critband { fill: none; stroke: #111; stroke-width: 1.6; }
         svg polyline.critlink { fill: none; stroke: #111; stroke-width: 0.9; stroke-dasharray: 3 2; opacity: .7; }
         .legend { display: flex; flex-wrap: wrap; gap: 6px 18px; margin: 6px 0 2px; font-size: 12px; color: #3a4350; }
-        .legend .sw { display: inline-block; width: 14px; height: 10px; vertical-align: middle; margin-right: 5px; border-radius: 2px; }
+        .legend .sw { display: inline-block; width: 14px; height: 10px; vertical-align: middle; margin-right: 4px; border-radius: 2px; }
         .legend .sw.cp { background: #fff; border: 2px solid #111; width: 10px; height: 6px; }
         table.steps { border-collapse: collapse; font-size: 12.5px; }
         table.steps th, table.steps td { border-bottom: 1px solid #e6e9ed; padding: 3px 10px; text-align: left; vertical-align: top; }

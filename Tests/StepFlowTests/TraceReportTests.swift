@@ -284,6 +284,31 @@ struct TimelineFailure: Error, CustomStringConvertible {
         #expect(events.filter { $0["ph"] as? String == "M" && $0["name"] as? String == "thread_name" }.count == 8)
     }
 
+    @Test("A worst case for page size: 20,000 steps on 64 lanes, statuses mixed, 1,000 failed with long errors: still under 2 MB")
+    func bigMixedRun() {
+        var rng = SeededRandom(seed: 11)
+        var laneEnd = [Double](repeating: 0, count: 64)
+        var steps: [StepRecord] = []
+        for id in 1...20_000 {
+            let lane = Int.random(in: 0..<64, using: &rng)
+            let status: StepStatus = id % 20 == 0 ? .failed : id % 7 == 0 ? .aborted : .finished
+            var r = StepRecord(id: id, spec: StepSpec(function: "f\(id % 13)"), prerequisites: id > 1 ? [Int.random(in: max(1, id - 30)..<id, using: &rng)] : [],
+                               insertedBy: .protocolSteps, status: status)
+            r.start = 1000 + laneEnd[lane] + Double.random(in: 0...0.01, using: &rng)
+            r.end = r.start! + Double.random(in: 0.001...0.2, using: &rng)
+            laneEnd[lane] = r.end! - 1000
+            (r.rank, r.slot, r.attempts) = (lane / 8, lane % 8, 1)
+            if status == .failed { r.error = String(repeating: "<error & trouble> ", count: 40) }
+            steps.append(r)
+        }
+        let run = StoredRun(protocolName: "P", params: [], status: "failed", threads: 8, mpi: 8, started: 1000,
+                            ended: 1000 + laneEnd.max()!, launches: 1, steps: steps)
+        let html = HTMLReport.html(run)
+        #expect(html.utf8.count < 2_000_000, "page is \(html.utf8.count) bytes")
+        #expect(html.contains("Aggregated view") && Self.occurrences("<rect class=\"step failed", in: html) == 1000)
+        #expect(Self.wellFormed(html))
+    }
+
     @Test("Critical path: the prerequisite chain into the last step to end with the most step time, not the most steps")
     func criticalPathChoice() throws {
         func record(_ id: Int, _ prerequisites: [Int], start: Double, end: Double?) -> StepRecord {

@@ -20,7 +20,7 @@ public enum HTMLReport {
         /// Steps listed in the critical path table before the middle is left out.
         public var criticalPathRows: Int
 
-        public init(subtitle: String? = nil, aggregateAbove: Int = 2000, binsPerLane: Int = 600, maxBins: Int = 9600,
+        public init(subtitle: String? = nil, aggregateAbove: Int = 2000, binsPerLane: Int = 600, maxBins: Int = 6000,
                     detailedFailures: Int = 50, criticalPathRows: Int = 200) {
             self.subtitle = subtitle
             self.aggregateAbove = aggregateAbove

@@ -16,12 +16,14 @@ fi
 html=$1
 png=$2
 size=${3:-1400x2000}
-if [[ ! $size =~ ^([0-9]+)x([0-9]+)$ ]] || ((BASH_REMATCH[1] < 100 || BASH_REMATCH[2] < 100 || BASH_REMATCH[1] > 10000 || BASH_REMATCH[2] > 30000)); then
+# 10# reads "0800" as decimal, not as a bad octal number.
+if [[ ! $size =~ ^([0-9]{1,6})x([0-9]{1,6})$ ]] || ((10#${BASH_REMATCH[1]} < 100 || 10#${BASH_REMATCH[2]} < 100 ||
+        10#${BASH_REMATCH[1]} > 10000 || 10#${BASH_REMATCH[2]} > 30000)); then
     echo "render-report.sh: size '$size' is not WIDTHxHEIGHT with each from 100 to 10000 (height up to 30000), e.g. 1400x2000." >&2
     exit 2
 fi
-width=${BASH_REMATCH[1]}
-height=${BASH_REMATCH[2]}
+width=$((10#${BASH_REMATCH[1]}))
+height=$((10#${BASH_REMATCH[2]}))
 if [[ ! -f $html ]]; then
     echo "render-report.sh: no file '$html'; write one with: stepflow report RUN-DIR -o $html" >&2
     exit 2

@@ -82,14 +82,16 @@ public struct RunTimeline: Sendable {
     /// in `run.steps`, first step first; empty when no step started.
     public func criticalPath(_ run: StoredRun) -> [Int] {
         guard let last = slices.max(by: { ($0.end, -$0.index) < ($1.end, -$1.index) }) else { return [] }
-        var indexOfID = [Int](repeating: -1, count: (run.steps.map(\.id).max() ?? 0) + 1)
-        for (i, r) in run.steps.enumerated() where r.id >= 0 { indexOfID[r.id] = i }
+        // A dictionary, not an array indexed by id: a damaged database's huge id must not size memory.
+        var indexOfID: [StepID: Int] = [:]
+        indexOfID.reserveCapacity(run.steps.count)
+        for (i, r) in run.steps.enumerated() { indexOfID[r.id] = i }
         func duration(_ i: Int) -> Double { sliceOfStep[i].map { slices[$0].duration } ?? 0 }
         func endTime(_ i: Int) -> Double { sliceOfStep[i].map { slices[$0].end } ?? -.infinity }
         func prerequisites(_ i: Int) -> [Int] {
             var ids = run.steps[i].prerequisites
             if let inserter = run.steps[i].insertedBy.stepID { ids.append(inserter) }
-            return ids.compactMap { $0 > 0 && $0 < indexOfID.count && indexOfID[$0] >= 0 ? indexOfID[$0] : nil }
+            return ids.compactMap { indexOfID[$0] }
         }
         // Longest chain ending at each step, by an explicit stack: a 20,000-step chain would overflow a
         // thread's stack if this recursed.

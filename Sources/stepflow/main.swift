@@ -8,7 +8,8 @@ struct StepFlowCLI: ParsableCommand {
         commandName: "stepflow",
         abstract: "Run graphs of steps across MPI ranks.",
         discussion: "Exit codes: 0 done, 1 a run failed, 2 bad input or usage.",
-        subcommands: [BenchCommand.self, StatusCommand.self, ValidateCommand.self, GraphCommand.self])
+        subcommands: [BenchCommand.self, StatusCommand.self, ValidateCommand.self, GraphCommand.self,
+                      TraceCommand.self, ReportCommand.self])
 }
 
 // Bad usage exits 2, as it does for every protocol executable (argument-parser's default is 64).

@@ -48,7 +48,8 @@ let package = Package(
         ),
         .target(
             name: "StepFlowCommand",
-            dependencies: ["StepFlow", .product(name: "Yams", package: "Yams")]
+            dependencies: ["StepFlow", .product(name: "Yams", package: "Yams"),
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
             name: "stepflow",

@@ -8,8 +8,8 @@ struct StepFlowCLI: ParsableCommand {
         commandName: "stepflow",
         abstract: "Run graphs of steps across MPI ranks.",
         discussion: "Exit codes: 0 done, 1 a run failed, 2 bad input or usage.",
-        subcommands: [BenchCommand.self, StatusCommand.self, ValidateCommand.self, GraphCommand.self,
-                      TraceCommand.self, ReportCommand.self])
+        subcommands: [RunWorkflowCommand.self, ValidateCommand.self, StatusCommand.self, GraphCommand.self,
+                      TraceCommand.self, ReportCommand.self, BenchCommand.self])
 }
 
 // Bad usage exits 2, as it does for every protocol executable (argument-parser's default is 64).
@@ -18,7 +18,8 @@ do {
     try command.run()
 } catch {
     if StepFlowCLI.exitCode(for: error) == .validationFailure {
-        FileHandle.standardError.write(Data((StepFlowCLI.fullMessage(for: error) + "\n").utf8))
+        // Every rank parses the same command line (stepflow run under mpirun): one message is enough.
+        if ProtocolMain.launchRank == 0 { FileHandle.standardError.write(Data((StepFlowCLI.fullMessage(for: error) + "\n").utf8)) }
         exit(2)
     }
     StepFlowCLI.exit(withError: error)

@@ -75,11 +75,7 @@ struct MistakeProtocol: StepProtocol {
         #expect(names == names.sorted())
         // Check every checksum with the system's sha256sum, independent of the code under test.
         let movies = run.appendingPathComponent("movies")
-        let sums = try Executables.runProcess("/usr/bin/sha256sum", names.map { movies.appendingPathComponent($0).path })
-        let expected = Dictionary(uniqueKeysWithValues: sums.stdout.split(separator: "\n").map { line -> (String, String) in
-            let parts = line.split(separator: " ", omittingEmptySubsequences: true)
-            return (URL(fileURLWithPath: String(parts[1])).lastPathComponent, String(parts[0]))
-        })
+        let expected = try Executables.sha256sums(names.map { movies.appendingPathComponent($0) })
         for f in files {
             let name = f["name"] as! String
             #expect(f["sha256"] as? String == expected[name], "\(name)")

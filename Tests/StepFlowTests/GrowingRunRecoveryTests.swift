@@ -77,8 +77,7 @@ import Testing
         let files = set["files"] as! [[String: Any]]
         #expect(files.count == 240)
         let movies = run.appendingPathComponent("movies")
-        let sums = try Executables.runProcess("/usr/bin/sha256sum", files.map { movies.appendingPathComponent($0["name"] as! String).path })
-        let expected = Set(sums.stdout.split(separator: "\n").map { String($0.split(separator: " ")[0]) })
+        let expected = Set(try Executables.sha256sums(files.map { movies.appendingPathComponent($0["name"] as! String) }).values)
         #expect(Set(files.map { $0["sha256"] as! String }) == expected)
     }
 

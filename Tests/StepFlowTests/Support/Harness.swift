@@ -128,6 +128,15 @@ enum Executables {
                              stderr: String(decoding: data[1] ?? Data(), as: UTF8.self))
     }
 
+    /// File name → SHA-256 of each file, from the system's sha256sum (independent of the code under test).
+    static func sha256sums(_ files: [URL]) throws -> [String: String] {
+        let sums = try runProcess("/usr/bin/sha256sum", files.map(\.path))
+        return Dictionary(uniqueKeysWithValues: sums.stdout.split(separator: "\n").map { line -> (String, String) in
+            let parts = line.split(separator: " ", omittingEmptySubsequences: true)
+            return (URL(fileURLWithPath: String(parts[1])).lastPathComponent, String(parts[0]))
+        })
+    }
+
     static func temporaryFolder(_ label: String) -> URL {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("stepflow-\(label)-\(UUID().uuidString)")
         try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)

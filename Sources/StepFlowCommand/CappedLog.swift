@@ -1,0 +1,94 @@
+import Foundation
+
+/// A command's output in its step's log, capped: past `limit` bytes the log keeps its first half and
+/// its last half, and says how much was cut between them. The tail is kept in a ring file beside the
+/// log, so neither memory nor disk grows past the limit whatever the command prints.
+// @unchecked: only the command's output thread writes; `finish` runs after that thread is done.
+final class CappedLog: @unchecked Sendable {
+    private let path: String
+    private let fd: Int32
+    private let headLimit: Int
+    private let tailLimit: Int
+    private var headWritten = 0
+    private var ringFD: Int32 = -1
+    private var ringTotal = 0
+
+    /// Opens the log for appending (the step's logger appends to the same file).
+    /// - Throws: `CommandError.cannotStart` when the log cannot be opened.
+    init(path: String, limit: Int) throws(CommandError) {
+        self.path = path
+        try? FileManager.default.createDirectory(at: URL(fileURLWithPath: path).deletingLastPathComponent(), withIntermediateDirectories: true)
+        fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw .cannotStart("cannot open the step's log \(path): \(String(cString: strerror(errno)))") }
+        headLimit = max(limit / 2, 0)
+        tailLimit = max(limit - limit / 2, 1)
+    }
+
+    /// Adds output.
+    func write(_ bytes: UnsafeRawBufferPointer) {
+        var rest = bytes
+        if headWritten < headLimit {
+            let n = min(headLimit - headWritten, rest.count)
+            Self.writeAll(fd, UnsafeRawBufferPointer(rebasing: rest[0..<n]))
+            headWritten += n
+            rest = UnsafeRawBufferPointer(rebasing: rest[n...])
+        }
+        guard !rest.isEmpty else { return }
+        if ringFD < 0 {
+            ringFD = open(path + ".tail", O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+            guard ringFD >= 0 else { return }
+        }
+        // Only the last tailLimit bytes can survive: skip what a big write would overwrite anyway.
+        if rest.count > tailLimit {
+            ringTotal += rest.count - tailLimit
+            rest = UnsafeRawBufferPointer(rebasing: rest[(rest.count - tailLimit)...])
+        }
+        while !rest.isEmpty {
+            let at = ringTotal % tailLimit
+            let n = min(tailLimit - at, rest.count)
+            _ = pwrite(ringFD, rest.baseAddress, n, off_t(at))
+            ringTotal += n
+            rest = UnsafeRawBufferPointer(rebasing: rest[n...])
+        }
+    }
+
+    /// Writes the kept tail after the head (with a line saying what was cut) and closes the log.
+    func finish() {
+        defer {
+            close(fd)
+            if ringFD >= 0 {
+                close(ringFD)
+                unlink(path + ".tail")
+            }
+        }
+        guard ringFD >= 0, ringTotal > 0 else { return }
+        let kept = min(ringTotal, tailLimit)
+        let cut = ringTotal - kept
+        if cut > 0 {
+            let note = "\n[stepflow: \(cut) bytes of output cut here; the log keeps the first \(headWritten) and the last \(kept) bytes (log_limit)]\n"
+            Array(note.utf8).withUnsafeBytes { Self.writeAll(fd, $0) }
+        }
+        var buffer = [UInt8](repeating: 0, count: min(kept, 1 << 20))
+        // In order: the oldest kept byte sits where the ring will write next.
+        let start = ringTotal > tailLimit ? ringTotal % tailLimit : 0
+        var copied = 0
+        while copied < kept {
+            let at = (start + copied) % tailLimit
+            let n = min(buffer.count, kept - copied, tailLimit - at)
+            let got = buffer.withUnsafeMutableBytes { pread(ringFD, $0.baseAddress, n, off_t(at)) }
+            guard got > 0 else { break }
+            buffer.withUnsafeBytes { Self.writeAll(fd, UnsafeRawBufferPointer(rebasing: $0[0..<got])) }
+            copied += got
+        }
+    }
+
+    private static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) {
+        var offset = 0
+        while offset < bytes.count {
+            let n = Glibc.write(fd, bytes.baseAddress! + offset, bytes.count - offset)
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { return }
+            offset += n
+        }
+    }
+}

@@ -1,0 +1,186 @@
+import Foundation
+import StepFlow
+
+/// Runs one command step: starts the command, copies its output to the step's log, applies the lines
+/// it writes to `STEPFLOW_INSERT` as it writes them (S3), ends it on a timeout or when the run stops,
+/// and turns how it ended into the step's result.
+struct CommandStep {
+    let spec: CommandSpec
+    let step: StepContext
+    /// Workflow step names and the ids their steps got (several for a `foreach`), the same on every rank.
+    let workflowNames: [String: [StepID]]
+    /// Where inserted steps run by default, and their default log limit.
+    let folder: String
+    let logLimit: Int
+
+    /// How long a command ended by a timeout or a stop gets between SIGTERM and SIGKILL.
+    static let grace: Duration = .seconds(5)
+
+    /// Runs the command to its end.
+    /// - Throws: `CommandError` when it could not start, exited non-zero, was killed, timed out, was
+    ///   stopped, or wrote an insert line that could not be used.
+    func run() throws(CommandError) {
+        let argv = spec.argv ?? ["/bin/sh", "-c", spec.shell ?? ""]
+        let insertPath = step.runDirectory.path + "/inserts" + (step.launch > 1 ? "/launch-\(step.launch)" : "")
+            + "/step-\(step.id)-attempt-\(step.attempt).jsonl"
+        try? FileManager.default.createDirectory(atPath: (insertPath as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        guard FileManager.default.createFile(atPath: insertPath, contents: nil) else {
+            throw .cannotStart("cannot create \(insertPath) for STEPFLOW_INSERT")
+        }
+        step.logger.info("\(spec.name): \(spec.shell.map { "sh -c \($0)" } ?? argv.joined(separator: " ")) (in \(spec.cwd))")
+        let log = try CappedLog(path: step.logFilePath, limit: spec.logLimit)
+        defer { log.finish() }
+        let process = try CommandProcess(argv: argv, cwd: spec.cwd, environment: environment(insertPath: insertPath), log: log)
+        var inserts = InsertReader(path: insertPath, apply: apply)
+        inserts.folder = folder
+        inserts.logLimit = logLimit
+        let started = ContinuousClock.now
+        var ending: (error: CommandError, killAt: ContinuousClock.Instant)?
+        var status: Int32?
+        var pause: Duration = .microseconds(500)
+        while status == nil {
+            status = process.poll()
+            if status != nil { break }
+            if ending == nil {
+                do throws(CommandError) {
+                    try inserts.poll(final: false)
+                } catch {
+                    ending = (error, ContinuousClock.now + Self.grace)
+                    process.signalGroup(SIGTERM)
+                }
+            }
+            if ending == nil, step.cancellation.isCancelled {
+                ending = (.stopped, ContinuousClock.now + Self.grace)
+                process.signalGroup(SIGTERM)
+            }
+            if ending == nil, let timeout = spec.timeout, ContinuousClock.now - started >= .milliseconds(Int64(timeout * 1000)) {
+                ending = (.timedOut(seconds: timeout), ContinuousClock.now + Self.grace)
+                process.signalGroup(SIGTERM)
+            }
+            if let e = ending, ContinuousClock.now >= e.killAt { process.signalGroup(SIGKILL) }
+            Thread.sleep(forTimeInterval: Double(pause.components.attoseconds) / 1e18)
+            // Short commands are noticed quickly; long ones cost a wake-up every 20 ms.
+            pause = min(pause * 2, .milliseconds(20))
+        }
+        process.finish()
+        if let ending { throw ending.error }
+        // Lines written just before the command ended still count.
+        try inserts.poll(final: true)
+        let raw = status ?? 0
+        if raw & 0x7f != 0 { throw .signaled(signal: raw & 0x7f) }
+        let code = (raw >> 8) & 0xff
+        if code != 0 { throw .exited(code: code) }
+    }
+
+    /// The rank's environment without the MPI launcher's variables (a command that runs an MPI program
+    /// of its own must not take itself for a rank of this job), the workflow's `env`, and StepFlow's.
+    func environment(insertPath: String) -> [String: String] {
+        var env = ProcessInfo.processInfo.environment.filter { key, _ in
+            !(key.hasPrefix("PMIX_") || key.hasPrefix("PMI_") || key.hasPrefix("OMPI_COMM_WORLD_")
+              || key.hasPrefix("OMPI_MCA_orte_") || key.hasPrefix("OMPI_MCA_ess_") || key.hasPrefix("OMPI_MCA_pmix")
+              || ["OMPI_UNIVERSE_SIZE", "OMPI_FIRST_RANKS", "OMPI_APP_CTX_NUM_PROCS", "OMPI_NUM_APP_CTX",
+                  "OMPI_FILE_LOCATION", "OMPI_ARGV", "OMPI_COMMAND", "OMPI_MCA_initial_wdir"].contains(key))
+        }
+        env["OMP_NUM_THREADS"] = String(step.threads)
+        for (k, v) in spec.env { env[k] = v }
+        env["STEPFLOW_RUN_DIR"] = step.runDirectory.path
+        env["STEPFLOW_STEP_ID"] = String(step.id)
+        env["STEPFLOW_STEP_NAME"] = spec.name
+        env["STEPFLOW_RANK"] = String(step.rank)
+        env["STEPFLOW_SLOT"] = String(step.slot)
+        env["STEPFLOW_THREADS"] = String(step.threads)
+        env["STEPFLOW_INSERT"] = insertPath
+        if !step.gpus.isEmpty { env["CUDA_VISIBLE_DEVICES"] = step.gpus.map(String.init).joined(separator: ",") }
+        return env
+    }
+
+    /// Applies one insert line through the step's context (it reaches rank 0 in order, S3).
+    private func apply(_ line: InsertLine, number: Int, names: inout [String: StepID]) throws(CommandError) {
+        func ids(_ name: String) throws(CommandError) -> [StepID] {
+            if let id = names[name] { return [id] }
+            if let ids = workflowNames[name] { return ids }
+            let known = (Array(names.keys) + Array(workflowNames.keys)).sorted()
+            throw .badInsert(line: number, reason: "no step is named '\(name)' (names: \(known.prefix(20).joined(separator: ", "))\(known.count > 20 ? ", …" : ""))")
+        }
+        do {
+            switch line {
+            case .insert(let name, let command, let after, let threads, let gpu, let retries, let wait):
+                var prerequisites: [StepID]?
+                if let after {
+                    var all: [StepID] = []
+                    for a in after { all += try ids(a) }
+                    prerequisites = all
+                }
+                var command = command
+                let label = name ?? "\(spec.name)/\(names.count + 1)"
+                command.name = label
+                let id = try step.insertFunctionStep(WorkflowProtocol.commandFunction, arguments: [command.value],
+                                                     prerequisites: prerequisites, wait: wait, threads: threads,
+                                                     needsGPU: gpu, retries: retries)
+                if let name { names[name] = id }
+            case .release(let name):
+                for id in try ids(name) { try step.release(id) }
+            case .addPrerequisites(let to, let from):
+                var all: [StepID] = []
+                for f in from { all += try ids(f) }
+                for id in try ids(to) { try step.addPrerequisites(to: id, all) }
+            }
+        } catch let error as CommandError {
+            throw error
+        } catch {
+            throw .badInsert(line: number, reason: ErrorText.sentence(error))
+        }
+    }
+}
+
+/// Reads the lines a command appends to its `STEPFLOW_INSERT` file, each once, as they are completed.
+struct InsertReader {
+    let path: String
+    let apply: (InsertLine, Int, inout [String: StepID]) throws(CommandError) -> Void
+    private var offset: UInt64 = 0
+    private var pending: [UInt8] = []
+    private var lineNumber = 0
+    private var names: [String: StepID] = [:]
+    /// Where inserted steps run by default and their log limit (set by the step).
+    var folder = ""
+    var logLimit = CommandSpec.defaultLogLimit
+
+    init(path: String, apply: @escaping (InsertLine, Int, inout [String: StepID]) throws(CommandError) -> Void) {
+        self.path = path
+        self.apply = apply
+    }
+
+    /// Applies the complete lines written since the last call; with `final`, a last line without a
+    /// newline too.
+    mutating func poll(final: Bool) throws(CommandError) {
+        guard let handle = FileHandle(forReadingAtPath: path) else { return }
+        defer { try? handle.close() }
+        _ = try? handle.seek(toOffset: offset)
+        if let data = try? handle.readToEnd(), !data.isEmpty {
+            offset += UInt64(data.count)
+            pending += data
+        }
+        while let newline = pending.firstIndex(of: 10) {
+            let line = String(decoding: pending[..<newline], as: UTF8.self)
+            pending.removeSubrange(...newline)
+            try take(line)
+        }
+        if final && !pending.isEmpty {
+            let line = String(decoding: pending, as: UTF8.self)
+            pending.removeAll()
+            try take(line)
+        }
+    }
+
+    private mutating func take(_ line: String) throws(CommandError) {
+        lineNumber += 1
+        guard !line.allSatisfy(\.isWhitespace) else { return }
+        let parsed: InsertLine
+        do {
+            parsed = try InsertLine.parse(line, line: lineNumber, folder: folder, logLimit: logLimit)
+        } catch {
+            throw .badInsert(line: lineNumber, reason: (error.column.map { "column \($0): " } ?? "") + error.message)
+        }
+        try apply(parsed, lineNumber, &names)
+    }
+}

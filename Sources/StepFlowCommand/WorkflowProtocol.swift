@@ -1,0 +1,68 @@
+import ArgumentParser
+import Foundation
+import StepFlow
+
+/// `stepflow run FILE`: a workflow file's command steps as a protocol on the same engine as any Swift
+/// protocol (ranks × threads, the run database, `--continue`, failure policies). Every rank loads the
+/// same file and inserts the same steps (S3); a step's argument is its command (`CommandSpec`), so a
+/// continued run keeps a finished step exactly when its command did not change (S9).
+public struct WorkflowProtocol: StepProtocol {
+    public struct Params: ParsableArguments, Sendable {
+        @Argument(help: "The workflow file (YAML or JSON).")
+        public var file: String
+
+        public init() {}
+
+        public func validate() throws {
+            // Refused before anything starts: a workflow that does not load runs nothing (exit 2).
+            do {
+                _ = try Workflow.load(path: file)
+            } catch {
+                throw ValidationError(error.description)
+            }
+        }
+    }
+
+    /// The one step function: run the command in the step's argument.
+    public static let commandFunction = "command"
+    public static let protocolName = "Workflow"
+
+    public static let functions: StepFunctions<WorkflowProtocol> = [
+        commandFunction: { p, step in try p.runCommand(step) },
+    ]
+
+    public let params: Params
+    private let loaded: Result<Workflow, WorkflowError>
+    /// Workflow step names and the ids of their steps, set by insertAllSteps, the same on every rank.
+    private var ids: [String: [StepID]] = [:]
+
+    public init(params: Params) {
+        self.params = params
+        loaded = Result { () throws(WorkflowError) in try Workflow.load(path: params.file) }
+    }
+
+    public func defineParams(_ form: inout ProtocolForm) {
+        guard case .success(let workflow) = loaded else { return }
+        form.addParallelSection(threads: workflow.threads ?? 1, mpi: workflow.mpi ?? 1)
+    }
+
+    public mutating func insertAllSteps(_ steps: StepInserter) throws {
+        let workflow = try loaded.get()
+        var stepIDs: [StepID] = []
+        stepIDs.reserveCapacity(workflow.steps.count)
+        for s in workflow.steps {
+            let id = try steps.insertFunctionStep(Self.commandFunction, arguments: [s.command.value],
+                                                  prerequisites: s.after.map { stepIDs[$0] }, wait: s.wait,
+                                                  threads: s.threads, needsGPU: s.gpu, retries: s.retries)
+            stepIDs.append(id)
+        }
+        ids = workflow.groups.mapValues { $0.map { stepIDs[$0] } }
+    }
+
+    func runCommand(_ step: StepContext) throws {
+        guard let spec = step.args.first.flatMap(CommandSpec.init) else { throw CommandError.notACommand(step.id) }
+        let workflow = try loaded.get()
+        let defaultLimit = workflow.steps.first?.command.logLimit ?? CommandSpec.defaultLogLimit
+        try CommandStep(spec: spec, step: step, workflowNames: ids, folder: workflow.folder, logLimit: defaultLimit).run()
+    }
+}

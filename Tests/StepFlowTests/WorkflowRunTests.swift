@@ -1,0 +1,259 @@
+import Foundation
+import Testing
+@testable import StepFlow
+
+/// `stepflow run FILE`: shell pipelines on the engine, run as users run them (the built `stepflow`,
+/// under `run_mpi.sh` or alone), checked against what the commands wrote down themselves.
+@Suite(.serialized) struct WorkflowRunTests {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let runMPI = root.appendingPathComponent("run_mpi.sh").path
+
+    /// Writes `text` as `<dir>/<name>` and returns its path.
+    func write(_ text: String, _ name: String, in dir: URL) throws -> String {
+        let url = dir.appendingPathComponent(name)
+        try text.write(to: url, atomically: true, encoding: .utf8)
+        return url.path
+    }
+
+    /// `./run_mpi.sh --mpi M --threads T -- stepflow run FILE ARGS…`, waited for.
+    func runMPI(mpi: Int, threads: Int, _ file: String, _ args: [String], environment: [String: String] = [:]) throws -> ProcessResult {
+        try Executables.runProcess(Self.runMPI, ["--debug", "--mpi", String(mpi), "--threads", String(threads), "--", "stepflow", "run", file] + args,
+                                   environment: environment.merging(["STEPFLOW_SKIP_BUILD": "1"]) { a, _ in a })
+    }
+
+    /// Processes whose command line contains `marker`.
+    static func processes(containing marker: String) -> [pid_t] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.compactMap { name -> pid_t? in
+            guard let pid = pid_t(name), let data = FileManager.default.contents(atPath: "/proc/\(name)/cmdline") else { return nil }
+            let text = String(decoding: data.map { $0 == 0 ? 32 : $0 }, as: UTF8.self)
+            guard text.contains(marker) else { return nil }
+            // A zombie is gone already.
+            let stat = (try? String(contentsOfFile: "/proc/\(name)/stat", encoding: .utf8)) ?? ""
+            return stat.contains(") Z ") ? nil : pid
+        }
+    }
+
+    @Test("A seeded random DAG of 160 shell steps under run_mpi.sh --mpi 3 --threads 2: each ran once, never before the steps in its `after` ended, on every rank")
+    func randomDAG() throws {
+        let dir = Executables.temporaryFolder("wf-dag")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var rng = SeededRandom(seed: 42)
+        var yaml = "steps:\n"
+        var after: [String: Set<String>] = [:]
+        for i in 0..<160 {
+            let name = "s\(i)"
+            let k = i == 0 ? 0 : Int.random(in: 0...3, using: &rng)
+            let deps = Set((0..<k).map { _ in "s\(Int.random(in: max(0, i - 30)..<i, using: &rng))" })
+            after[name] = deps
+            yaml += "  - name: \(name)\n    after: [\(deps.sorted().joined(separator: ", "))]\n"
+            yaml += "    shell: s=$(date +%s.%N); sleep 0.0\(Int.random(in: 1...4, using: &rng)); e=$(date +%s.%N); "
+            yaml += "echo \"$STEPFLOW_STEP_NAME $s $e $STEPFLOW_RANK\" >> \"$STEPFLOW_RUN_DIR/times-$STEPFLOW_STEP_NAME\"\n"
+        }
+        let file = try write(yaml, "dag.yaml", in: dir)
+        let run = dir.appendingPathComponent("run")
+        let result = try runMPI(mpi: 3, threads: 2, file, ["--run-dir", run.path])
+        #expect(result.code == 0, "\(result.stdout)\n\(result.stderr)")
+        var times: [String: (start: Double, end: Double, rank: Int)] = [:]
+        for f in try FileManager.default.contentsOfDirectory(atPath: run.path) where f.hasPrefix("times-") {
+            let lines = try String(contentsOf: run.appendingPathComponent(f), encoding: .utf8).split(separator: "\n")
+            #expect(lines.count == 1, "\(f) ran \(lines.count) times")
+            let p = lines[0].split(separator: " ")
+            times[String(p[0])] = (Double(p[1])!, Double(p[2])!, Int(p[3])!)
+        }
+        #expect(times.count == 160)
+        for (name, deps) in after {
+            guard let mine = times[name] else { continue }
+            for d in deps {
+                let before = try #require(times[d])
+                #expect(before.end <= mine.start, "\(name) started before \(d) ended")
+            }
+        }
+        #expect(Set(times.values.map(\.rank)) == [0, 1, 2], "steps ran on every rank")
+    }
+
+    @Test("import-movies.yaml under run_mpi.sh --mpi 3 --threads 2: set.json as the Swift example makes it; SIGKILL of the whole launch and --continue re-run no finished step")
+    func importMovies() throws {
+        let dir = Executables.temporaryFolder("wf-movies")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let run = dir.appendingPathComponent("run")
+        let file = Self.root.appendingPathComponent("examples/import-movies.yaml").path
+        // A launch in a session of its own, killed whole once some movies are registered.
+        let launch = try Background(Self.runMPI, ["--debug", "--mpi", "3", "--threads", "2", "--", "stepflow", "run", file, "--run-dir", run.path],
+                                    environment: ["STEPFLOW_SKIP_BUILD": "1"], newProcessGroup: true)
+        #expect(Background.waitUntil {
+            (Background.stored(run)?.steps.filter { $0.displayName.hasPrefix("register-") && $0.status == .finished }.count ?? 0) >= 4
+        }, "\(launch.text)")
+        // run_mpi.sh, mpirun (in a session of its own), the ranks and their commands, all at once.
+        Session.killTree(launch.pid)
+        _ = launch.wait()
+        let before = try #require(Background.stored(run))
+        let finishedBefore = Dictionary(uniqueKeysWithValues: before.steps.filter { $0.status == .finished }.map { ($0.displayName, $0.start) })
+        #expect(!finishedBefore.isEmpty)
+
+        let resumed = try runMPI(mpi: 3, threads: 2, file, ["--run-dir", run.path, "--continue"])
+        #expect(resumed.code == 0, "\(resumed.stdout)\n\(resumed.stderr)")
+        let after = try #require(Background.stored(run))
+        #expect(after.steps.count == 23 && after.steps.allSatisfy { $0.status == .finished }, "\(after.steps.map(\.displayName))")
+        for r in after.steps {
+            if let start = finishedBefore[r.displayName] { #expect(r.start == start, "\(r.displayName) ran again") }
+        }
+        let set = try JSONSerialization.jsonObject(with: Data(contentsOf: run.appendingPathComponent("set.json"))) as! [String: Any]
+        let files = set["files"] as! [[String: Any]]
+        #expect(set["count"] as? Int == 20 && files.count == 20)
+        let names = files.map { $0["name"] as! String }
+        #expect(names == names.sorted() && names.first == "movie_0001.mrc")
+        let movies = run.appendingPathComponent("movies")
+        let expected = try Executables.sha256sums(names.map { movies.appendingPathComponent($0) })
+        for f in files {
+            let name = f["name"] as! String
+            #expect(f["sha256"] as? String == expected[name])
+            #expect(f["size"] as? Int == 1024 + 37 * Int(name.dropFirst(6).prefix(4))!)
+        }
+    }
+
+    @Test("timeout: a `sleep` step with timeout: 1s fails in about a second, saying so, and leaves no sleep behind")
+    func timeout() throws {
+        let dir = Executables.temporaryFolder("wf-timeout")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let marker = "101.\(getpid())"
+        let file = try write("steps:\n  - name: sleepy\n    timeout: 1s\n    run: [sleep, \"\(marker)\"]\n", "t.yaml", in: dir)
+        let began = Date()
+        let result = try Executables.run("stepflow", ["run", file, "--run-dir", dir.appendingPathComponent("run").path])
+        let took = Date().timeIntervalSince(began)
+        #expect(result.code == 1, "\(result.stdout)\n\(result.stderr)")
+        #expect(result.stdout.contains("timed out after 1s"), "\(result.stdout)")
+        #expect(took < 8, "took \(took) s")
+        #expect(Self.processes(containing: marker).isEmpty, "no sleep left")
+    }
+
+    @Test("SIGTERM to a run with a long command: exit 143, the command's whole process group is ended, nothing left")
+    func sigtermEndsCommands() throws {
+        let dir = Executables.temporaryFolder("wf-sigterm")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let marker = "102.\(getpid())"
+        // The command starts a child of its own: the whole group must go.
+        let file = try write("steps:\n  - name: sleepy\n    shell: sleep \(marker) & sleep \(marker)\n", "t.yaml", in: dir)
+        let run = dir.appendingPathComponent("run")
+        let launch = try Background(Executables.buildFolder.appendingPathComponent("stepflow").path, ["run", file, "--run-dir", run.path])
+        #expect(Background.waitUntil { Self.processes(containing: marker).count >= 2 }, "\(launch.text)")
+        launch.signal(SIGTERM)
+        #expect(launch.wait(timeout: 30) == 143, "\(launch.text)")
+        #expect(Background.waitUntil(timeout: 10) { Self.processes(containing: marker).isEmpty }, "no sleep left")
+        #expect(try #require(Background.stored(run)).status == "aborted")
+    }
+
+    @Test("Ctrl-C to run_mpi.sh --mpi 2 with a long command on every slot: exit 130, run aborted, no command left on any rank")
+    func ctrlCEndsCommandsOnEveryRank() throws {
+        let dir = Executables.temporaryFolder("wf-ctrlc")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let marker = "103.\(getpid())"
+        let file = try write("steps:\n  - name: sleepy\n    foreach: {from: 1, to: 4}\n    run: [sleep, \"\(marker)\"]\n", "c.yaml", in: dir)
+        let run = dir.appendingPathComponent("run")
+        let launch = try Background(Self.runMPI, ["--debug", "--mpi", "2", "--threads", "2", "--", "stepflow", "run", file, "--run-dir", run.path],
+                                    newProcessGroup: true)
+        #expect(Background.waitUntil { Self.processes(containing: marker).count == 4 }, "\(launch.text)")
+        launch.signalGroup(SIGINT)
+        #expect(launch.wait(timeout: 30) == 130, "\(launch.text)")
+        #expect(Background.waitUntil(timeout: 10) { Self.processes(containing: marker).isEmpty }, "no command left")
+        let stored = try #require(Background.stored(run))
+        #expect(stored.status == "aborted" && stored.count(.running) == 0 && stored.count(.aborted) == 4)
+    }
+
+    @Test("foreach over hostile file names: each is one plain argument, in argv and through {item:q}; nothing else is created or deleted")
+    func hostileNames() throws {
+        let dir = Executables.temporaryFolder("wf-hostile")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let input = dir.appendingPathComponent("in")
+        try FileManager.default.createDirectory(at: input, withIntermediateDirectories: true)
+        let names = ["a b.txt", "$(touch pwned).txt", "x;rm -rf y.txt"]
+        for n in names { try Data(n.utf8).write(to: input.appendingPathComponent(n)) }
+        try Data("keep".utf8).write(to: dir.appendingPathComponent("y.txt"))
+        let yaml = """
+            steps:
+              - name: copy
+                foreach: in/*.txt
+                run: [cp, "{item}", out-run/]
+                after: [mkdirs]
+              - name: quote
+                foreach: in/*.txt
+                shell: cat {item:q} > out-shell/{name:q}
+                after: [mkdirs]
+              - name: mkdirs
+                after: []
+                run: [mkdir, -p, out-run, out-shell]
+            """
+        let file = try write(yaml, "w.yaml", in: dir)
+        let result = try Executables.run("stepflow", ["run", file, "--run-dir", dir.appendingPathComponent("run").path, "--threads", "2"])
+        #expect(result.code == 0, "\(result.stdout)\n\(result.stderr)")
+        for out in ["out-run", "out-shell"] {
+            let got = try FileManager.default.contentsOfDirectory(atPath: dir.appendingPathComponent(out).path).sorted()
+            #expect(got == names.sorted(), "\(out): \(got)")
+        }
+        let top = Set(try FileManager.default.contentsOfDirectory(atPath: dir.path))
+        #expect(top == ["in", "y.txt", "w.yaml", "run", "out-run", "out-shell"], "\(top)")
+        #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent("pwned").path))
+    }
+
+    @Test("A command's output past log_limit: the log keeps its head and tail and says how much was cut")
+    func logLimit() throws {
+        let dir = Executables.temporaryFolder("wf-log")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let file = try write("""
+            steps:
+              - name: chatty
+                log_limit: 64KB
+                shell: echo FIRST-LINE; head -c 3000000 /dev/zero | tr '\\0' 'x'; echo; echo LAST-LINE
+            """, "l.yaml", in: dir)
+        let run = dir.appendingPathComponent("run")
+        let result = try Executables.run("stepflow", ["run", file, "--run-dir", run.path])
+        #expect(result.code == 0, "\(result.stderr)")
+        let log = try String(contentsOf: run.appendingPathComponent("logs/step-1.log"), encoding: .utf8)
+        #expect(log.contains("FIRST-LINE") && log.contains("LAST-LINE"))
+        #expect(log.contains("bytes of output cut here"))
+        #expect(log.utf8.count < 64 * 1024 + 1024, "\(log.utf8.count) bytes")
+        #expect(!FileManager.default.fileExists(atPath: run.appendingPathComponent("logs/step-1.log.tail").path))
+    }
+
+    @Test("A command sees STEPFLOW_* and OMP_NUM_THREADS; a malformed STEPFLOW_INSERT line fails its step with the line number")
+    func environmentAndBadInsert() throws {
+        let dir = Executables.temporaryFolder("wf-env")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let file = try write("""
+            steps:
+              - name: show
+                threads: 2
+                shell: |
+                  env | grep -E '^(STEPFLOW_|OMP_NUM_THREADS)' | sort > "$STEPFLOW_RUN_DIR/env.txt"
+              - name: bad
+                shell: |
+                  echo '{"name": "ok", "run": ["true"]}' >> "$STEPFLOW_INSERT"
+                  echo '{"nme": broken' >> "$STEPFLOW_INSERT"
+                  sleep 5
+            """, "e.yaml", in: dir)
+        let run = dir.appendingPathComponent("run")
+        let result = try Executables.run("stepflow", ["run", file, "--run-dir", run.path, "--threads", "2"])
+        #expect(result.code == 1, "\(result.stderr)")
+        #expect(result.stdout.contains("STEPFLOW_INSERT line 2"), "\(result.stdout)")
+        let env = try String(contentsOf: run.appendingPathComponent("env.txt"), encoding: .utf8)
+        for key in ["STEPFLOW_RUN_DIR=\(run.path)", "STEPFLOW_STEP_ID=1", "STEPFLOW_STEP_NAME=show", "STEPFLOW_RANK=0",
+                    "STEPFLOW_SLOT=", "STEPFLOW_THREADS=2", "OMP_NUM_THREADS=2", "STEPFLOW_INSERT="] {
+            #expect(env.contains(key), "\(key) in \(env)")
+        }
+    }
+}
+
+/// The progress line: what a person watching a long run needs.
+@Suite struct ProgressLineTests {
+    @Test("The progress line says finished/total, running, failed, steps/s and an ETA; the last line no ETA")
+    func line() {
+        let snapshot = ProgressSnapshot(total: 1000, finished: 250, running: 8, failed: 2, skipped: 0, waiting: 1,
+                                        elapsed: .seconds(50), final: false)
+        let text = ProgressPrinter.line(snapshot, seconds: 50)
+        #expect(text.hasPrefix("[stepflow] 250/1000 finished, 8 running, 2 failed, 1 waiting, 5.0 steps/s"), "\(text)")
+        #expect(text.hasSuffix("ETA 2m28s"), "(1000 - 252 done) / 5.04 steps/s: \(text)")
+        var last = snapshot
+        last.final = true
+        #expect(!ProgressPrinter.line(last, seconds: 50).contains("ETA"))
+    }
+}

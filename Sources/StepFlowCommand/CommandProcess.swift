@@ -18,7 +18,7 @@ public enum CommandError: Error, CustomStringConvertible, Sendable, Equatable {
         case .exited(let code): return "the command exited with code \(code)"
         case .signaled(let signal):
             return "the command was killed by signal \(signal) (SIG\(Self.signalName(signal)))"
-        case .timedOut(let seconds): return "timed out after \(Duration.text(seconds)) (its process group was ended)"
+        case .timedOut(let seconds): return "timed out after \(DurationText.text(seconds)) (its process group was ended)"
         case .stopped: return "stopped: the run was stopped while the command ran (its process group was ended)"
         case .cannotStart(let why): return "the command could not start: \(why)"
         case .badInsert(let line, let reason): return "STEPFLOW_INSERT line \(line): \(reason)"
@@ -40,18 +40,6 @@ public enum CommandError: Error, CustomStringConvertible, Sendable, Equatable {
         case SIGILL: return "ILL"
         default: return String(signal)
         }
-    }
-}
-
-extension Duration {
-    /// Seconds as a person writes them: `1s`, `1.5s`, `10m`, `1h30m`.
-    static func text(_ seconds: Double) -> String {
-        if seconds < 60 || seconds.rounded() != seconds {
-            return seconds.rounded() == seconds ? "\(Int(seconds))s" : String(format: "%gs", seconds)
-        }
-        let s = Int(seconds)
-        let (h, m, r) = (s / 3600, s % 3600 / 60, s % 60)
-        return (h > 0 ? "\(h)h" : "") + (m > 0 ? "\(m)m" : "") + (r > 0 ? "\(r)s" : "")
     }
 }
 

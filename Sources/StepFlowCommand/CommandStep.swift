@@ -104,7 +104,7 @@ struct CommandStep {
         }
         do {
             switch line {
-            case .insert(let name, let command, let after, let threads, let gpu, let retries, let wait):
+            case .insert(let name, let command, let after, let threads, let gpu, let retries, let wait, let expected):
                 var prerequisites: [StepID]?
                 if let after {
                     var all: [StepID] = []
@@ -116,7 +116,8 @@ struct CommandStep {
                 command.name = label
                 let id = try step.insertFunctionStep(WorkflowProtocol.commandFunction, arguments: [command.value],
                                                      prerequisites: prerequisites, wait: wait, threads: threads,
-                                                     needsGPU: gpu, retries: retries)
+                                                     needsGPU: gpu, retries: retries,
+                                                     expected: expected.map { .milliseconds(Int64($0 * 1000)) })
                 if let name { names[name] = id }
             case .release(let name):
                 for id in try ids(name) { try step.release(id) }

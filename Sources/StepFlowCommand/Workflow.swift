@@ -7,7 +7,7 @@ import Yams
 /// The file is YAML or JSON (one schema): `parallel: {threads, mpi}`, `log_limit`, and `steps:`, a
 /// list of steps with `name`, `run` (argv) or `shell` (a /bin/sh line), `after` (default: the step
 /// above; `[]` none), `foreach` (a glob, a list, or `{from, to}`) with `batch`, `threads`, `gpu`,
-/// `retries`, `timeout`, `wait`, `env`, `cwd`, `log_limit`.
+/// `retries`, `timeout`, `expect`, `wait`, `env`, `cwd`, `log_limit`.
 ///
 /// In a foreach step, `{item}` `{stem}` `{name}` `{index}` (and `{items}`, a whole argv element, in a
 /// batch) are replaced in each argv element, env value and `cwd` on its own; in `shell` item text goes
@@ -49,9 +49,13 @@ public struct WorkflowStep: Sendable, Equatable {
     public var threads: Int
     public var gpu: Bool
     public var retries: Int
+    /// `expect`: how long it should take, in seconds.
+    public var expected: Double?
     public var wait: Bool
 
-    public init(group: String, command: CommandSpec, after: [Int], threads: Int = 1, gpu: Bool = false, retries: Int = 0, wait: Bool = false) {
+    public init(group: String, command: CommandSpec, after: [Int], threads: Int = 1, gpu: Bool = false, retries: Int = 0, wait: Bool = false,
+                expected: Double? = nil) {
+        self.expected = expected
         self.group = group
         self.command = command
         self.after = after

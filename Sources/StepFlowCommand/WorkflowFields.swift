@@ -1,3 +1,4 @@
+import StepFlow
 import Yams
 
 /// A value with where it is written, so a later check (placeholders, names) can point at it.
@@ -21,6 +22,8 @@ struct StepFields {
     var retries = 0
     var wait = false
     var timeout: Double?
+    /// `expect`: how long the step should take (`--stop-before` does not start it when it would not end in time).
+    var expected: Double?
     var env: [String: Located<String>] = [:]
     var cwd: Located<String>?
     var logLimit: Int?
@@ -28,7 +31,7 @@ struct StepFields {
     var foreach: Node?
     var batch: Located<Int>?
 
-    static let commandKeys = ["name", "run", "shell", "after", "threads", "gpu", "retries", "timeout", "wait", "env", "cwd", "log_limit"]
+    static let commandKeys = ["name", "run", "shell", "after", "threads", "gpu", "retries", "timeout", "expect", "wait", "env", "cwd", "log_limit"]
     static let workflowKeys = commandKeys + ["foreach", "batch"]
 
     /// Words people write for a key, from other tools, and the key StepFlow spells it with.
@@ -85,6 +88,7 @@ struct StepFields {
             case "retries": retries = try YAMLRead.int(value, field, atLeast: 0)
             case "wait": wait = try YAMLRead.bool(value, field)
             case "timeout": timeout = try Self.duration(value, field)
+            case "expect": expected = try Self.duration(value, field)
             case "log_limit": logLimit = try Self.size(value, field)
             case "env":
                 for variable in try YAMLRead.entries(value, field) {
@@ -177,39 +181,13 @@ struct StepFields {
 }
 
 extension StepFields {
-    private static let durationUnits: [(suffix: String, seconds: Double)] = [("ms", 0.001), ("h", 3600), ("m", 60), ("s", 1)]
-
     /// Seconds from `90s`, `10m`, `1h`, `1h30m`, `500ms`, `1.5h`, or a number of seconds; more than 0.
     static func duration(_ node: Node, _ what: String) throws(FieldError) -> Double {
         let wrong = FieldError(node.mark, "\(what) must be a duration like 90s, 10m, 1h30m or 500ms, or a number of seconds, not \(YAMLRead.describe(node)).")
-        guard case .scalar(let scalar) = node, !YAMLRead.isNull(node) else { throw wrong }
-        let text = scalar.string.filter { $0 != " " }
-        var seconds: Double
-        if let plain = YAMLRead.decimal(text) {
-            seconds = plain
-        } else {
-            seconds = 0
-            var rest = Substring(text)
-            var lastUnit = -1
-            while !rest.isEmpty {
-                let digits = rest.prefix { $0.isNumber || $0 == "." }
-                rest = rest.dropFirst(digits.count)
-                // The units must come largest first, each once (1h30m, not 30m1h or 1m1m).
-                guard let value = YAMLRead.decimal(digits),
-                      let unit = durationUnits.indices.first(where: { rest.hasPrefix(durationUnits[$0].suffix) }),
-                      order(unit) > lastUnit else { throw wrong }
-                lastUnit = order(unit)
-                rest = rest.dropFirst(durationUnits[unit].suffix.count)
-                seconds += value * durationUnits[unit].seconds
-            }
-            guard lastUnit >= 0 else { throw wrong }
-        }
+        guard case .scalar(let scalar) = node, !YAMLRead.isNull(node), let seconds = DurationText.seconds(scalar.string) else { throw wrong }
         guard seconds > 0 else { throw FieldError(node.mark, "\(what) must be more than 0. Remove it for no time limit.") }
         return seconds
     }
-
-    /// Position of a unit from largest to smallest (the table lists `ms` first so it is matched before `m`).
-    private static func order(_ unit: Int) -> Int { [3, 0, 1, 2][unit] }
 
     private static let sizeUnits: [String: Int] = [
         "b": 1, "k": 1 << 10, "kb": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mb": 1 << 20, "mib": 1 << 20,

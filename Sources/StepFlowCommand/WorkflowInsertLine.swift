@@ -9,7 +9,7 @@ public enum InsertLine: Sendable, Equatable {
     /// and `{…}` text is taken literally). `after` absent is nil: the runner applies S2's default.
     /// `command.name` is `name`, or for an unnamed step the program's file name (`shell` for a shell
     /// line), so logs and graphs show something.
-    case insert(name: String?, command: CommandSpec, after: [String]?, threads: Int, gpu: Bool, retries: Int, wait: Bool)
+    case insert(name: String?, command: CommandSpec, after: [String]?, threads: Int, gpu: Bool, retries: Int, wait: Bool, expected: Double? = nil)
     /// `{"release": "close"}`: release a waiting step (S4).
     case release(String)
     /// `{"addPrerequisites": {"to": "close", "from": ["a", "b"]}}`.
@@ -76,7 +76,8 @@ public enum InsertLine: Sendable, Equatable {
             for name in fields.after ?? [] where name.value.isEmpty { throw FieldError(name.mark, "a name in after is empty. Name a step, or write after: [] for none.") }
             let label = fields.name?.value ?? fields.run.map { ForeachItem(text: $0[0].value).name } ?? "shell"
             return .insert(name: fields.name?.value, command: fields.command(name: label, folder: folder, logLimit: logLimit, context: nil),
-                           after: fields.after?.map(\.value), threads: fields.threads, gpu: fields.gpu, retries: fields.retries, wait: fields.wait)
+                           after: fields.after?.map(\.value), threads: fields.threads, gpu: fields.gpu, retries: fields.retries, wait: fields.wait,
+                           expected: fields.expected)
         }
     }
 

@@ -53,7 +53,8 @@ public struct WorkflowProtocol: StepProtocol {
         for s in workflow.steps {
             let id = try steps.insertFunctionStep(Self.commandFunction, arguments: [s.command.value],
                                                   prerequisites: s.after.map { stepIDs[$0] }, wait: s.wait,
-                                                  threads: s.threads, needsGPU: s.gpu, retries: s.retries)
+                                                  threads: s.threads, needsGPU: s.gpu, retries: s.retries,
+                                                  expected: s.expected.map { .milliseconds(Int64($0 * 1000)) })
             stepIDs.append(id)
         }
         ids = workflow.groups.mapValues { $0.map { stepIDs[$0] } }

@@ -143,7 +143,8 @@ struct WorkflowReader {
                 let name = context.map { "\(step.name)[\($0.index)]" } ?? step.name
                 indexes.append(expanded.count)
                 expanded.append(WorkflowStep(group: step.name, command: fields.command(name: name, folder: folder, logLimit: logLimit, context: context),
-                                             after: after, threads: fields.threads, gpu: fields.gpu, retries: fields.retries, wait: fields.wait))
+                                             after: after, threads: fields.threads, gpu: fields.gpu, retries: fields.retries, wait: fields.wait,
+                                             expected: fields.expected))
             }
             groups[step.name] = indexes
         }

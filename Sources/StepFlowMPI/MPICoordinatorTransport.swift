@@ -14,10 +14,16 @@ public final class MPICoordinatorTransport: CoordinatorTransport, @unchecked Sen
     private let messenger = MPIMessenger()
     private var outgoing: [[WireEvent]]
     private var backoff = IdleBackoff()
+    /// When rank 0 last heard from each rank (any message; a quiet rank sends a heartbeat).
+    private var lastHeard: [ContinuousClock.Instant]
+    /// Each rank's host, for messages about it.
+    private let hosts: [String]
 
-    public init(world: MPIWorld, threads: Int, executor: StepExecutor, runDirectory: URL, launch: Int) {
+    public init(world: MPIWorld, threads: Int, executor: StepExecutor, runDirectory: URL, launch: Int, hosts: [String] = []) {
         precondition(world.rank == 0, "the coordinator runs on rank 0")
         self.rankCount = world.size
+        self.lastHeard = Array(repeating: ContinuousClock.now, count: world.size)
+        self.hosts = hosts
         self.outgoing = Array(repeating: [], count: world.size)
         let events = localEvents
         localPool = WorkerPool(rank: 0, threads: threads, executor: executor, runDirectory: runDirectory, launch: launch,
@@ -98,8 +104,16 @@ public final class MPICoordinatorTransport: CoordinatorTransport, @unchecked Sen
         }
     }
 
+    public func silentRanks(longerThan timeout: Duration) -> [Int] {
+        let now = ContinuousClock.now
+        return (1..<max(rankCount, 1)).filter { now - lastHeard[$0] > timeout }
+    }
+
+    public func host(of rank: Int) -> String? { rank < hosts.count ? hosts[rank] : nil }
+
     private func receive(into events: inout [RankEvent]) {
         for (source, bytes) in messenger.receiveAll() {
+            if source > 0 && source < rankCount { lastHeard[source] = ContinuousClock.now }
             let decoded: [WireEvent]
             do {
                 decoded = try WireCodec.decode(bytes)

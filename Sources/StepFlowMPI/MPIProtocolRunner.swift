@@ -26,7 +26,8 @@ public enum MPIProtocolRunner {
         }
         // After a signal, rank 0 ends without MPI_Finalize: the launcher (mpirun, srun) is tearing the
         // job down and may never complete finalize's exchange; the run database is already flushed.
-        if case .aborted = report?.outcome {} else { world.finalize() }
+        // A rank that stopped answering would never finish finalize's exchange either.
+        if case .aborted = report?.outcome {} else if report?.ranksAbandoned != true { world.finalize() }
         return report
     }
 
@@ -48,20 +49,24 @@ public enum MPIProtocolRunner {
             if world.rank == 0 { throw error }
             throw RunSetupError.reportedElsewhere
         }
+        // The ranks of a node share its GPUs out; rank 0 learns every rank's share.
+        let node = world.nodeRank()
+        let gpus = world.gatherGPUs(GPUList.share(of: parallel.gpus, localRank: node.rank, localSize: node.size))
         var failure: RunSetupError?
         var plan: ProtocolRunner.Rank0Plan?
         let digest: InsertDigest
         if world.rank == 0 {
-            do {
+            do throws(RunSetupError) {
                 plan = try ProtocolRunner.planRank0(&proto, parallel: parallel, settings: settings,
-                                                    prefetch: prefetch(threads: parallel.threads, environment: settings.environment))
+                                                    prefetch: prefetch(threads: parallel.threads, environment: settings.environment),
+                                                    gpus: gpus.lists)
             } catch {
                 failure = error
             }
             digest = plan?.digest ?? InsertDigest()
         } else {
             digest = InsertDigest()
-            let numberer = StepNumberer(threadsPerRank: parallel.threads, gpusPerRank: parallel.gpus)
+            let numberer = StepNumberer(threadsPerRank: parallel.threads, anyGPU: gpus.any)
             do {
                 try proto.insertAllSteps(StepInserter(.protocolSteps, editor: DigestingEditor(numberer, digest: digest),
                                                       functionNames: P.functions.names))
@@ -105,6 +110,7 @@ public enum MPIProtocolRunner {
         }
         let frozen = proto
         let executor = StepExecutor(frozen)
+        let hosts = world.hostNames()
         guard world.rank == 0, let setup else {
             let ended = MPIWorkerRuntime(world: world, threads: parallel.threads, executor: executor,
                                          runDirectory: settings.runDirectory, launch: launch).run()
@@ -119,12 +125,13 @@ public enum MPIProtocolRunner {
             return nil
         }
         let transport = MPICoordinatorTransport(world: world, threads: parallel.threads, executor: executor,
-                                                runDirectory: settings.runDirectory, launch: launch)
+                                                runDirectory: settings.runDirectory, launch: launch, hosts: hosts)
         let report = Coordinator(state: setup.state, transport: transport, functionNames: P.functions.names,
                                  hook: { try frozen.stepsCheck($0) },
                                  hookInterval: settings.stepsCheckInterval ?? frozen.stepsCheckInterval,
                                  progress: settings.progress, journal: setup.store, watchSignals: settings.watchSignals,
-                                 notes: settings.notes).run()
+                                 notes: settings.notes, rankTimeout: settings.rankTimeout,
+                                 launchDeadline: ProtocolRunner.launchDeadline(settings)).run()
         return ProtocolRunner.finish(report, setup: setup, protocolName: P.protocolName, runDirectory: settings.runDirectory)
     }
 

@@ -73,6 +73,9 @@ public final class MPIWorkerRuntime {
                 pool.submit(batch)
             }
             if sendOutbox(outbox.drain()) { busy = true }
+            // A rank that has said nothing for a while says it is alive, so rank 0 can tell a quiet
+            // rank (its steps are long) from one that stopped (--rank-timeout).
+            if ContinuousClock.now - lastSent >= Self.heartbeat { _ = sendOutbox([.alive]) }
             messenger.progressSends()
             if busy {
                 backoff.reset()
@@ -95,8 +98,13 @@ public final class MPIWorkerRuntime {
         return .shutdown
     }
 
+    /// How often a quiet rank tells rank 0 it is alive.
+    static let heartbeat: Duration = .seconds(1)
+    private var lastSent = ContinuousClock.now
+
     private func sendOutbox(_ events: [WireEvent]) -> Bool {
         guard !events.isEmpty else { return false }
+        lastSent = ContinuousClock.now
         messenger.send(WireCodec.encode(events), to: 0)
         return true
     }

@@ -62,6 +62,63 @@ public struct MPIWorld: Sendable {
         return receive
     }
 
+    /// Every rank's `bytes` (at most `width` each), on rank 0 in rank order; empty on other ranks.
+    /// Without blocking in MPI (as `orAcrossRanks`).
+    public func gatherToRank0(_ bytes: [UInt8], width: Int) -> [[UInt8]] {
+        var send = [UInt8](repeating: 0, count: width + 4)
+        let n = min(bytes.count, width)
+        withUnsafeBytes(of: UInt32(n).littleEndian) { for (i, b) in $0.enumerated() { send[i] = b } }
+        send.replaceSubrange(4..<(4 + n), with: bytes.prefix(n))
+        var receive = [UInt8](repeating: 0, count: rank == 0 ? (width + 4) * size : 1)
+        var request: MPI_Request? = stepflow_request_null()
+        send.withUnsafeMutableBytes { s in
+            receive.withUnsafeMutableBytes { r in
+                _ = MPI_Igather(s.baseAddress, Int32(width + 4), stepflow_byte(), r.baseAddress, Int32(width + 4),
+                                stepflow_byte(), 0, stepflow_comm_world(), &request)
+                // The buffers must stay where they are until the gather completes: wait inside.
+                wait(&request)
+            }
+        }
+        guard rank == 0 else { return [] }
+        return (0..<size).map { i in
+            let base = i * (width + 4)
+            let count = Int(receive[base]) | Int(receive[base + 1]) << 8 | Int(receive[base + 2]) << 16 | Int(receive[base + 3]) << 24
+            return Array(receive[(base + 4)..<(base + 4 + min(count, width))])
+        }
+    }
+
+    /// This rank's position among the ranks of its node (those that share memory with it), and how
+    /// many they are: the ranks of a node share its GPUs out. One short collective at start-up.
+    public func nodeRank() -> (rank: Int, size: Int) {
+        var node: MPI_Comm? = nil
+        guard MPI_Comm_split_type(stepflow_comm_world(), stepflow_comm_type_shared(), Int32(rank), stepflow_info_null(), &node) == 0 else {
+            return (0, 1)
+        }
+        var localRank: Int32 = 0, localSize: Int32 = 1
+        MPI_Comm_rank(node, &localRank)
+        MPI_Comm_size(node, &localSize)
+        MPI_Comm_free(&node)
+        return (Int(localRank), Int(localSize))
+    }
+
+    /// Every rank's GPU ids, on rank 0 (empty elsewhere), and on every rank whether any rank has one.
+    public func gatherGPUs(_ mine: [Int]) -> (lists: [[Int]], any: Bool) {
+        var bytes: [UInt8] = []
+        for id in mine { bytes += [UInt8(id & 0xFF), UInt8((id >> 8) & 0xFF)] }
+        let lists = gatherToRank0(bytes, width: 2 * 64).map { b in
+            stride(from: 0, to: b.count - 1, by: 2).map { Int(b[$0]) | Int(b[$0 + 1]) << 8 }
+        }
+        return (lists, orAcrossRanks(mine.isEmpty ? 0 : 1) != 0)
+    }
+
+    /// Every rank's host name, on rank 0 (for messages naming a rank); empty on other ranks.
+    public func hostNames() -> [String] {
+        var buffer = [CChar](repeating: 0, count: 256)
+        gethostname(&buffer, buffer.count)
+        let name = Array(String(cString: buffer).utf8)
+        return gatherToRank0(name, width: 255).map { String(decoding: $0, as: UTF8.self) }
+    }
+
     private func wait(_ request: inout MPI_Request?) {
         var backoff = IdleBackoff()
         var done: Int32 = 0

@@ -98,6 +98,8 @@ struct MistakeProtocol: StepProtocol {
         #expect((set["files"] as! [[String: Any]]).map { $0["name"] as! String } == ["a.mrc", "b.mrc", "c.tif"])
     }
 
+    static let sixtyFiveGPUs: String = [String](repeating: "0", count: 65).joined(separator: ",")
+
     @Test("Bad command lines exit 2 with a message saying what to do, never a crash", arguments: [
         (["--threads", "0"], "--threads must be at least 1"),
         (["--mpi", "0"], "--mpi must be at least 1"),
@@ -109,7 +111,12 @@ struct MistakeProtocol: StepProtocol {
         (["--threads", "x"], "threads"),
         (["--bogus"], "Unknown option"),
         (["--threads", "100000"], "at most 1024 worker threads per rank"),
-        (["--gpus", "100000"], "at most 64 per rank"),
+        (["--gpus", "100000"], "each 0...4095"),
+        (["--gpus", "0,GPU-3"], "GPU ids separated by commas"),
+        (["--gpus", Self.sixtyFiveGPUs], "at most 64 GPUs per node"),
+        (["--rank-timeout", "1s"], "3 seconds or more"),
+        (["--rank-timeout", "soon"], "--rank-timeout must be a duration"),
+        (["--stop-before", "5 parsecs"], "--stop-before takes a duration"),
         (["--dry-run"], "add --continue"),
         (["--crash-limit", "0"], "--crash-limit must be at least 1"),
         (["--samples", "100000000"], "--samples must be at most 100000"),

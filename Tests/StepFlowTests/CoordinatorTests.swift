@@ -19,6 +19,9 @@ final class ScriptedTransport: CoordinatorTransport {
     func takeBackUnstarted() {}
     func takeBack(_ steps: [StepID], from rank: Int) {}
     func checkAlive(_ ranks: [Int]) {}
+    let silent = Mutex<[Int]>([])
+    func silentRanks(longerThan timeout: Duration) -> [Int] { silent.withLock { $0 } }
+    func host(of rank: Int) -> String? { "node\(rank)" }
     func reply(_ result: EditResult, to address: ReplyAddress) {}
     private let emptyCalls = Atomic<Int>(0)
 

@@ -85,6 +85,30 @@ import Testing
         #expect(try #require(Background.stored(run)).steps.allSatisfy { $0.status == .finished })
     }
 
+    @Test("A worker rank stopped with SIGSTOP: the run ends within --rank-timeout and a few seconds, naming the rank; --continue finishes")
+    func hungRank() throws {
+        let dir = Executables.temporaryFolder("hung")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let run = dir.appendingPathComponent("run")
+        let args = ["--run-dir", run.path, "--scenario", "sleep", "--steps", "300", "--work-us", "20000", "--threads", "2"]
+        let env = ["PROBE_RUN_DIR": run.path]
+        let launch = try Background.launch(np: 3, "StepFlowProbe", args + ["--rank-timeout", "3s"], environment: env)
+        #expect(Background.waitUntil { (Background.stored(run)?.count(.finished) ?? 0) >= 20 }, "\(launch.text)")
+        let victim = try #require(Int32(try String(contentsOf: run.appendingPathComponent("pids/rank-1"), encoding: .utf8)))
+        kill(victim, SIGSTOP)
+        let stoppedAt = Date()
+        let code = launch.wait(timeout: 60)
+        let took = Date().timeIntervalSince(stoppedAt)
+        kill(victim, SIGKILL)
+        #expect(code != 0 && took < 15, "exit \(code) after \(took) s: \(launch.text)")
+        #expect(launch.text.contains("rank 1 on host") && launch.text.contains("--rank-timeout"), "\(launch.text)")
+        let stored = try #require(Background.stored(run))
+        #expect(stored.status == "failed" && stored.count(.running) == 0 && stored.count(.finished) < 300)
+        let resumed = try MPILaunch.run(np: 3, "StepFlowProbe", args + ["--continue"], environment: env)
+        #expect(resumed.code == 0, "\(resumed.stdout)\n\(resumed.stderr)")
+        #expect(try #require(Background.stored(run)).steps.allSatisfy { $0.status == .finished })
+    }
+
     /// Ids the probe's steps recorded running, from the probe files whose names are not in `except`.
     func ranIDs(_ run: URL, except: Set<String> = []) throws -> (ids: [Int], files: Set<String>) {
         let files = Set(try FileManager.default.contentsOfDirectory(atPath: run.path).filter { $0.hasPrefix("probe-") })

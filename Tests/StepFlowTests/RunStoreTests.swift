@@ -217,3 +217,58 @@ struct OtherProtocol: StepProtocol {
         #expect(Self.fileDigest(path) == before, "the database file was left as it was")
     }
 }
+
+/// The run database's journal: WAL on a local disk, a rollback journal on a filesystem several hosts
+/// share (where WAL's shared-memory index does not work across hosts).
+@Suite struct DatabaseJournalTests {
+    static let mounts = """
+        27 1 254:0 / / rw,relatime - ext4 /dev/vda rw
+        40 27 0:50 / /shared rw,relatime - nfs4 server:/export rw,vers=4.2
+        41 40 0:51 / /shared/scratch\\040space rw,relatime - lustre 10.0.0.1@tcp:/fs rw
+        """
+
+    @Test("The filesystem of a path comes from the longest mount point that holds it")
+    func filesystemType() {
+        #expect(DatabaseJournal.filesystemType(of: "/home/me/run", mountInfo: Self.mounts) == "ext4")
+        #expect(DatabaseJournal.filesystemType(of: "/shared/project/run", mountInfo: Self.mounts) == "nfs4")
+        #expect(DatabaseJournal.filesystemType(of: "/shared/scratch space/run", mountInfo: Self.mounts) == "lustre")
+        #expect(DatabaseJournal.filesystemType(of: "/sharedx/run", mountInfo: Self.mounts) == "ext4")
+        #expect(DatabaseJournal.choose(for: NSTemporaryDirectory(), environment: [:]).0 == .wal)
+        #expect(DatabaseJournal.choose(for: NSTemporaryDirectory(), environment: ["STEPFLOW_DB_JOURNAL": "rollback"]).0 == .rollback)
+    }
+
+    @Test("With a rollback journal a live run is read while it runs, and no write-ahead log is left")
+    func rollbackJournalLiveRead() throws {
+        let dir = Executables.temporaryFolder("rollback")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        struct P: StepProtocol {
+            init(params: NoParams) {}
+            static let gate = DispatchSemaphore(value: 0)
+            static let functions: StepFunctions<P> = [
+                "s": { _, _ in usleep(2_000) },
+                "gate": { _, _ in _ = P.gate.wait(timeout: .now() + 30) },
+            ]
+            mutating func insertAllSteps(_ steps: StepInserter) throws {
+                for _ in 0..<200 { try steps.insertFunctionStep("s", prerequisites: []) }
+                try steps.insertFunctionStep("gate", prerequisites: [])
+            }
+        }
+        let done = DispatchSemaphore(value: 0)
+        let outcome = Mutex<RunOutcome?>(nil)
+        let settings = RunSettings(runDirectory: dir, threads: 2, environment: ["STEPFLOW_DB_JOURNAL": "rollback"])
+        Thread {
+            let report = try? ProtocolRunner.runLocal(P(), settings: settings)
+            outcome.withLock { $0 = report?.outcome }
+            done.signal()
+        }.start()
+        #expect(Background.waitUntil { (try? RunStore.read(runDirectory: dir))?.count(.finished) ?? 0 >= 100 })
+        for _ in 0..<20 { #expect(try RunStore.read(runDirectory: dir).status == "running") }
+        P.gate.signal()
+        #expect(done.wait(timeout: .now() + 60) == .success)
+        #expect(outcome.withLock { $0 } == .finished)
+        #expect(!FileManager.default.fileExists(atPath: RunStore.path(in: dir) + "-wal"))
+        let db = try DatabaseQueue(path: RunStore.path(in: dir))
+        #expect(try db.read { try String.fetchOne($0, sql: "PRAGMA journal_mode") } == "delete")
+        try db.close()
+    }
+}

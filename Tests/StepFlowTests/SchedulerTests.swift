@@ -141,6 +141,32 @@ import Testing
         #expect(b.map(\.step) == [g2] && b[0].gpus == [0])
     }
 
+    @Test("Launch deadline: a step expected to outlast it is left while shorter ones start; after it nothing starts; stopped for the time limit with work left the run ends as SIGTERM would, with none left it finished")
+    func launchDeadline() throws {
+        var s = Scheduler(config: SchedulerConfig(ranks: 1, threadsPerRank: 2))
+        let long = try s.insert(StepSpec(function: "long", expectedSeconds: 600), prerequisites: [], insertedBy: .protocolSteps)
+        let short = try s.insert(StepSpec(function: "short", expectedSeconds: 5), prerequisites: [], insertedBy: .protocolSteps)
+        let unknown = try s.insert(spec(), prerequisites: [], insertedBy: .protocolSteps)
+        let late = try s.insert(spec(), prerequisites: [], insertedBy: .protocolSteps)
+        s.setLaunchDeadline(1000)
+        #expect(s.nextAssignments(now: 900).map(\.step) == [short, unknown], "600 s do not fit in the 100 s left")
+        #expect(s.heldForTimeLimit == 1)
+        s.stepEnded(short, .finished)
+        #expect(s.nextAssignments(now: 1000).isEmpty && s.graph.status(late) == .new, "at the deadline nothing starts, though a slot is free")
+        s.stopForTimeLimit()
+        #expect(s.outcome() == nil, "a running step finishes first")
+        s.stepEnded(unknown, .finished)
+        #expect(s.outcome() == .aborted(signal: 15) && s.graph.status(long) == .new, "work is left: stopped as by SIGTERM, for a continue")
+        // Without a deadline the long step would have gone first.
+        var t = Scheduler(config: SchedulerConfig(ranks: 1, threadsPerRank: 1))
+        let only = try t.insert(StepSpec(function: "long", expectedSeconds: 600), prerequisites: [], insertedBy: .protocolSteps)
+        #expect(t.nextAssignments(now: 900).map(\.step) == [only])
+        t.setLaunchDeadline(2000)
+        t.stopForTimeLimit()
+        t.stepEnded(only, .finished)
+        #expect(t.outcome() == .finished, "nothing was left: the run finished")
+    }
+
     @Test("S5: serial mode runs one step at a time, in id order")
     func serialMode() throws {
         var s = Scheduler(config: SchedulerConfig(ranks: 2, threadsPerRank: 4, mode: .serial))

@@ -215,6 +215,71 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: run.appendingPathComponent("logs/step-1.log.tail").path))
     }
 
+    @Test("GPU steps under run_mpi.sh --mpi 2 --gpus 0,1,2 on one node: the two ranks share the list out, each step sees one id in CUDA_VISIBLE_DEVICES, no id is held twice at once")
+    func gpuListSharedOnANode() throws {
+        let dir = Executables.temporaryFolder("wf-gpu")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let file = try write("""
+            steps:
+              - name: g-{item}
+                foreach: {from: 1, to: 12}
+                gpu: true
+                shell: |
+                  start=$(date +%s.%N); sleep 0.2
+                  echo "$STEPFLOW_RANK $CUDA_VISIBLE_DEVICES $start $(date +%s.%N)" >> "$STEPFLOW_RUN_DIR/gpus.txt"
+            """, "g.yaml", in: dir)
+        let run = dir.appendingPathComponent("run")
+        let result = try runMPI(mpi: 2, threads: 2, file, ["--run-dir", run.path, "--gpus", "0,1,2"])
+        #expect(result.code == 0, "\(result.stderr)")
+        let lines = try String(contentsOf: run.appendingPathComponent("gpus.txt"), encoding: .utf8).split(separator: "\n").map { $0.split(separator: " ") }
+        #expect(lines.count == 12)
+        var byRank: [String: Set<String>] = [:]
+        for l in lines where l.count == 4 { byRank[String(l[0]), default: []].insert(String(l[1])) }
+        #expect(byRank["0"]?.isSubset(of: ["0", "2"]) == true && byRank["1"]?.isSubset(of: ["1"]) == true, "rank → ids: \(byRank)")
+        #expect(byRank.keys.count == 2, "both ranks ran GPU steps: \(byRank)")
+        for a in lines where a.count == 4 {
+            for b in lines where b.count == 4 && a[2] < b[2] && a[1] == b[1] {
+                #expect(Double(a[3])! <= Double(b[2])!, "GPU \(a[1]) held by two steps at once: \(a) and \(b)")
+            }
+        }
+    }
+
+    @Test("--stop-before near the allocation's end (STEPFLOW_END_TIME) under run_mpi.sh --mpi 2: no step starts after the deadline, none expected to outlast it, running ones finish, exit 143; --continue finishes, no step twice")
+    func stopBeforeAllocationEnd() throws {
+        let dir = Executables.temporaryFolder("wf-stop-before")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let file = try write("""
+            steps:
+              - name: s-{item}
+                foreach: {from: 1, to: 16}
+                expect: 2s
+                shell: |
+                  echo "$STEPFLOW_STEP_NAME" >> "$STEPFLOW_RUN_DIR/ran.txt"; sleep 1
+              - name: long
+                expect: 1h
+                shell: echo long >> "$STEPFLOW_RUN_DIR/ran.txt"
+            """, "s.yaml", in: dir)
+        let run = dir.appendingPathComponent("run")
+        let end = Date().timeIntervalSince1970 + 6
+        let first = try runMPI(mpi: 2, threads: 2, file, ["--run-dir", run.path, "--stop-before", "3s"],
+                               environment: ["STEPFLOW_END_TIME": String(end)])
+        let text = first.stdout + first.stderr
+        #expect(first.code == 143, "\(text)")
+        #expect(text.contains("no step starts after") && text.contains("stopped starting steps"), "\(text)")
+        let stopped = try #require(Background.stored(run))
+        let ranFirst = stopped.steps.filter { $0.status == .finished }
+        #expect(!ranFirst.isEmpty && stopped.steps.allSatisfy { $0.status == .finished || $0.status == .new }, "\(stopped.steps.map { ($0.displayName, $0.status) })")
+        #expect(stopped.steps.first { $0.displayName == "long" }?.status == .new, "a step expected to take 1h never starts 3 s before the end")
+        for r in ranFirst { #expect((r.start ?? .infinity) + 2 <= end - 3 + 0.5, "\(r.displayName) started at \(r.start ?? 0), expected to end after the deadline \(end - 3)") }
+
+        let resumed = try runMPI(mpi: 2, threads: 2, file, ["--run-dir", run.path, "--continue"])
+        #expect(resumed.code == 0, "\(resumed.stdout)\n\(resumed.stderr)")
+        let after = try #require(Background.stored(run))
+        #expect(after.steps.count == 17 && after.steps.allSatisfy { $0.status == .finished })
+        let lines = try String(contentsOf: run.appendingPathComponent("ran.txt"), encoding: .utf8).split(separator: "\n").map(String.init)
+        #expect(lines.sorted() == (after.steps.map(\.displayName)).sorted(), "each step ran once: \(lines)")
+    }
+
     @Test("A command sees STEPFLOW_* and OMP_NUM_THREADS; a malformed STEPFLOW_INSERT line fails its step with the line number")
     func environmentAndBadInsert() throws {
         let dir = Executables.temporaryFolder("wf-env")

@@ -14,8 +14,11 @@ public struct RunOptions: ParsableArguments, Sendable {
     @Option(help: "MPI ranks; must equal the MPI world size (default: STEPFLOW_MPI, then the world size).")
     public var mpi: Int?
 
-    @Option(help: "GPUs on each rank, for steps that ask for one.")
-    public var gpus: Int?
+    @Option(help: "GPU ids of each node, e.g. 0,1,2 (the ranks on a node share them out; default: CUDA_VISIBLE_DEVICES or SLURM_STEP_GPUS).")
+    public var gpus: String?
+
+    @Option(name: .customLong("stop-before"), help: "In a Slurm allocation (or with STEPFLOW_END_TIME): stop starting steps this long before its end (e.g. 5m), let the running ones finish, exit 143 for a resubmission with --continue.")
+    public var stopBefore: String?
 
     @Flag(name: .customLong("keep-going"), help: "After a failure, run everything that does not depend on the failed step.")
     public var keepGoing = false
@@ -35,6 +38,9 @@ public struct RunOptions: ParsableArguments, Sendable {
     @Option(name: .customLong("crash-limit"), help: "A step that was running when this many launches died is recorded failed instead of run again.")
     public var crashLimit: Int = 3
 
+    @Option(name: .customLong("rank-timeout"), help: "A rank silent this long (stopped, hung, unreachable) ends the run, recorded for --continue: 90s, 10m, or seconds; 0 waits forever.")
+    public var rankTimeout: String = "60s"
+
     public init() {}
 
     public func validate() throws {
@@ -43,22 +49,38 @@ public struct RunOptions: ParsableArguments, Sendable {
             throw ValidationError("--threads must be at most \(ResolvedParallelSection.maximumThreads) worker threads per rank (got \(threads)). Use more ranks (--mpi) for more step slots.")
         }
         if let mpi, mpi < 1 { throw ValidationError("--mpi must be at least 1 (got \(mpi)); it is the number of MPI ranks.") }
-        if let gpus, gpus < 0 { throw ValidationError("--gpus must be 0 or more (got \(gpus)).") }
-        if let gpus, gpus > ResolvedParallelSection.maximumGPUs {
-            throw ValidationError("--gpus must be at most \(ResolvedParallelSection.maximumGPUs) per rank (got \(gpus)).")
+        if let gpus {
+            guard let ids = GPUList.parse(gpus), ids.allSatisfy({ (0...GPUList.maximumID).contains($0) }) else {
+                throw ValidationError("--gpus takes GPU ids separated by commas, each 0...\(GPUList.maximumID), e.g. --gpus 0,1,2 (got '\(gpus)').")
+            }
+            if ids.count > ResolvedParallelSection.maximumGPUs {
+                throw ValidationError("--gpus lists at most \(ResolvedParallelSection.maximumGPUs) GPUs per node (got \(ids.count)).")
+            }
+        }
+        if let stopBefore {
+            guard let seconds = DurationText.seconds(stopBefore), seconds >= 0 else {
+                throw ValidationError("--stop-before takes a duration like 5m, 90s or 1h (got '\(stopBefore)').")
+            }
         }
         if continueRun && restart { throw ValidationError("--continue and --restart exclude each other: choose one.") }
         if dryRun && !continueRun { throw ValidationError("--dry-run shows what --continue would do: add --continue.") }
         if crashLimit < 1 { throw ValidationError("--crash-limit must be at least 1 (got \(crashLimit)).") }
+        guard let timeout = DurationText.seconds(rankTimeout), timeout == 0 || timeout >= 3 else {
+            throw ValidationError("--rank-timeout must be a duration of 3 seconds or more (ranks send a heartbeat every second), or 0 to wait forever; got '\(rankTimeout)'.")
+        }
     }
 
     /// The settings these options give, with progress printed by `printer`.
     public func settings(printer: ProgressPrinter?) -> RunSettings {
-        var s = RunSettings(runDirectory: URL(fileURLWithPath: runDir), threads: threads, mpi: mpi, gpus: gpus, keepGoing: keepGoing)
+        var s = RunSettings(runDirectory: URL(fileURLWithPath: runDir), threads: threads, mpi: mpi,
+                            gpus: gpus.flatMap(GPUList.parse), keepGoing: keepGoing)
+        s.stopBefore = stopBefore.flatMap(DurationText.seconds)
         if let printer { s.progress = { printer.update($0) } }
         s.mode = continueRun ? .continueRun : restart ? .restart : .new
         s.dryRun = dryRun
         s.crashLimit = crashLimit
+        let timeout = DurationText.seconds(rankTimeout) ?? 60
+        s.rankTimeout = timeout > 0 ? .milliseconds(Int64(timeout * 1000)) : nil
         s.notes = { FileHandle.standardError.write(Data("note: \($0)\n".utf8)) }
         return s
     }

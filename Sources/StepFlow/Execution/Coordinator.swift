@@ -41,6 +41,9 @@ public struct RunReport: Sendable {
     public let hookError: String?
     /// What went wrong with the run database, if anything: the database may not hold the end of the run.
     public private(set) var databaseError: String?
+    /// The run ended because a rank stopped answering or sent nonsense: the other ranks cannot be
+    /// waited for (MPI is not finalized).
+    public var ranksAbandoned = false
 
     public init(outcome: RunOutcome, records: [StepRecord], config: SchedulerConfig, wallSeconds: Double, started: Double,
                 hookError: String?, databaseError: String? = nil) {
@@ -104,6 +107,10 @@ public final class Coordinator: Sendable {
     private let journal: (any RunJournal)?
     /// Where a stop signal comes from: SIGINT/SIGTERM when the command line watches them, or a test's.
     private let signalSource: (@Sendable () -> Int32?)?
+    /// A rank silent for longer than this (no message, no heartbeat) ends the run; nil: wait forever.
+    private let rankTimeout: Duration?
+    /// Seconds since the epoch after which no step starts (`--stop-before`), and why.
+    private let launchDeadline: (time: Double, why: String)?
     private let notes: (@Sendable (String) -> Void)?
 
     /// The loop's state, shared with the hook's editor, which runs on the same thread (the hook is
@@ -170,8 +177,11 @@ public final class Coordinator: Sendable {
                 hook: (@Sendable (StepsCheck) throws -> Void)? = nil, hookInterval: Duration = .seconds(1),
                 progress: (@Sendable (ProgressSnapshot) -> Void)? = nil, journal: (any RunJournal)? = nil,
                 watchSignals: Bool = false, notes: (@Sendable (String) -> Void)? = nil,
-                signalSource: (@Sendable () -> Int32?)? = nil) {
+                signalSource: (@Sendable () -> Int32?)? = nil, rankTimeout: Duration? = nil,
+                launchDeadline: (time: Double, why: String)? = nil) {
         self.journal = journal
+        self.rankTimeout = rankTimeout
+        self.launchDeadline = launchDeadline
         self.notes = notes
         self.signalSource = signalSource ?? (watchSignals ? { @Sendable in SignalWatch.received } : nil)
         self.state = state
@@ -205,7 +215,28 @@ public final class Coordinator: Sendable {
         // rank signals the others; the steps of a rank that died are left `running`, so a continue
         // counts that death (the crash limit), and the others are `aborted`.
         var signalHandled = false
+        var lastSilenceCheck = started
+        var stoppedForTimeLimit = false
+        if let launchDeadline { state.withScheduler { $0.setLaunchDeadline(launchDeadline.time) } }
         while true {
+            if let launchDeadline, !stoppedForTimeLimit {
+                // Nothing runs and what is ready would outlast the deadline: stop now, not at the deadline.
+                let onlyTooLong = !hookActive && state.withScheduler { $0.inFlight == 0 && $0.heldForTimeLimit > 0 }
+                if onlyTooLong || Date().timeIntervalSince1970 >= launchDeadline.time {
+                    stoppedForTimeLimit = true
+                    let left = state.withScheduler { s in
+                        s.stopForTimeLimit()
+                        return s.graph.unfinishedCount - s.inFlight
+                    }
+                    transport.takeBackUnstarted()
+                    let why = onlyTooLong ? "every step ready to start is expected to run past the launch deadline (\(launchDeadline.why))"
+                                          : launchDeadline.why
+                    // With nothing left the run simply finishes: no message, exit 0.
+                    if left > 0 {
+                        hookError = "stopped starting steps: \(why). Running steps finished; \(left) step(s) left for a resubmission with --continue"
+                    }
+                }
+            }
             if !signalHandled, let signal = signalSource?() {
                 if box.state.silentRanks == nil {
                     let ranks = state.withScheduler { s in
@@ -218,6 +249,14 @@ public final class Coordinator: Sendable {
                 if let silent = box.state.silentRanks, silent.ranks.isEmpty || clock.now >= silent.deadline {
                     state.withScheduler { $0.abort(signal: silent.signal, silentRanks: silent.ranks) }
                     signalHandled = true
+                }
+            }
+            if let rankTimeout, clock.now - lastSilenceCheck >= .seconds(1) {
+                lastSilenceCheck = clock.now
+                let silent = transport.silentRanks(longerThan: rankTimeout)
+                if let rank = silent.first {
+                    let host = transport.host(of: rank).map { " on host \($0)" } ?? ""
+                    fail(rank: rank, "rank \(rank)\(host) has sent nothing for more than \(DurationText.text(Double(rankTimeout.components.seconds))) (--rank-timeout): it is stopped, hung or unreachable. Its steps and the others' were recorded aborted; finish the run with --continue", &box.state, sameBuild: false)
                 }
             }
             dispatch()
@@ -295,10 +334,12 @@ public final class Coordinator: Sendable {
         if let progress { progress(snapshot(elapsed: elapsed, final: true)) }
         let records = state.withScheduler { $0.graph.liveRecords }
         let config = state.withScheduler { $0.config }
-        return RunReport(outcome: outcome, records: records, config: config,
-                         wallSeconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18,
-                         started: startedAt,
-                         hookError: hookError, databaseError: journalFailure.map { "run database: \($0)" })
+        var report = RunReport(outcome: outcome, records: records, config: config,
+                               wallSeconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18,
+                               started: startedAt,
+                               hookError: hookError, databaseError: journalFailure.map { "run database: \($0)" })
+        report.ranksAbandoned = box.state.broken != nil
+        return report
     }
 
     /// Hands the steps changed since the last hand-off to the journal.
@@ -309,8 +350,9 @@ public final class Coordinator: Sendable {
     }
 
     private func dispatch() {
+        let now = launchDeadline == nil ? nil : Date().timeIntervalSince1970
         let assignments = state.withScheduler { s in
-            s.nextAssignments().map { a -> (Int, StepAssignment) in
+            s.nextAssignments(now: now).map { a -> (Int, StepAssignment) in
                 let spec = s.graph.record(a.step).spec
                 return (a.rank, StepAssignment(id: a.step, function: spec.function, args: spec.args,
                                                threads: spec.threads, gpus: a.gpus, attempt: a.attempt))
@@ -408,8 +450,8 @@ public final class Coordinator: Sendable {
         return false
     }
 
-    private func fail(rank: Int?, _ message: String, _ loop: inout LoopState) {
-        if loop.broken == nil { loop.broken = message + ". Are all ranks running the same build of the program?" }
+    private func fail(rank: Int?, _ message: String, _ loop: inout LoopState, sameBuild: Bool = true) {
+        if loop.broken == nil { loop.broken = message + (sameBuild ? ". Are all ranks running the same build of the program?" : ".") }
         state.withScheduler { $0.abandon() }
         transport.abort()
     }

@@ -28,6 +28,11 @@ public final class LocalTransport: CoordinatorTransport {
     /// Every rank lives in this process: all answer at once.
     public func checkAlive(_ ranks: [Int]) { for r in ranks { events.push(.alive(rank: r)) } }
 
+    /// Ranks in this process never go silent.
+    public func silentRanks(longerThan timeout: Duration) -> [Int] { [] }
+
+    public func host(of rank: Int) -> String? { nil }
+
     public func reply(_ result: EditResult, to address: ReplyAddress) {
         if case .local(let slot) = address { slot.fill(result) }
     }

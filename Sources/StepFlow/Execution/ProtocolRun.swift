@@ -6,7 +6,8 @@ public struct RunSettings: Sendable {
     public var runDirectory: URL
     public var threads: Int?
     public var mpi: Int?
-    public var gpus: Int?
+    /// The GPU ids of a node (`--gpus 0,1,2`); the ranks on a node share them out.
+    public var gpus: [Int]?
     public var keepGoing = false
     /// Overrides the protocol's `stepsCheckInterval`.
     public var stepsCheckInterval: Duration?
@@ -28,8 +29,13 @@ public struct RunSettings: Sendable {
     public var notes: (@Sendable (String) -> Void)?
     /// Whether SIGINT/SIGTERM stop the run (the command line turns it on; tests leave it off).
     public var watchSignals = false
+    /// Seconds before the allocation's end (`--stop-before`) when no step starts any more.
+    public var stopBefore: Double?
+    /// A rank that sends nothing (not even its heartbeat, every second) for this long ends the run,
+    /// recorded so that `--continue` can go on at once; nil waits forever.
+    public var rankTimeout: Duration? = .seconds(60)
 
-    public init(runDirectory: URL, threads: Int? = nil, mpi: Int? = nil, gpus: Int? = nil, keepGoing: Bool = false,
+    public init(runDirectory: URL, threads: Int? = nil, mpi: Int? = nil, gpus: [Int]? = nil, keepGoing: Bool = false,
                 stepsCheckInterval: Duration? = nil, environment: [String: String] = ProcessInfo.processInfo.environment) {
         self.runDirectory = runDirectory
         self.threads = threads
@@ -89,7 +95,8 @@ public enum RunSetupError: Error, CustomStringConvertible, Sendable {
 public struct ResolvedParallelSection: Sendable, Equatable {
     public var threads: Int
     public var mpi: Int
-    public var gpus: Int
+    /// The GPU ids of this rank's node, before the node's ranks share them out.
+    public var gpus: [Int]
     /// Where `mpi` came from, for error messages (`--mpi`, `STEPFLOW_MPI`, the protocol, the world size).
     public var mpiSource: String
 
@@ -116,14 +123,21 @@ public struct ResolvedParallelSection: Sendable, Equatable {
             else if let m = envMPI { (m, "STEPFLOW_MPI") }
             else if let worldSize { (worldSize, "the MPI world size") }
             else { (form.mpi, "addParallelSection") }
-        let gpus = settings.gpus ?? form.gpus
+        let gpus: [Int]
+        if let list = settings.gpus ?? (form.gpus.isEmpty ? nil : form.gpus) {
+            gpus = list
+        } else {
+            gpus = try GPUList.fromEnvironment(settings.environment)
+        }
         guard threads >= 1 else { throw .invalidSetting("threads must be at least 1 (got \(threads) from \(threadsSource)).") }
         guard threads <= maximumThreads else {
             throw .invalidSetting("threads must be at most \(maximumThreads) worker threads per rank (got \(threads) from \(threadsSource)). Use more ranks (--mpi) for more step slots.")
         }
         guard mpi >= 1 else { throw .invalidSetting("mpi must be at least 1 (got \(mpi) from \(mpiSource)).") }
-        guard gpus >= 0 else { throw .invalidSetting("gpus must be 0 or more (got \(gpus)).") }
-        guard gpus <= maximumGPUs else { throw .invalidSetting("gpus must be at most \(maximumGPUs) per rank (got \(gpus)).") }
+        guard gpus.count <= maximumGPUs else { throw .invalidSetting("a node may list at most \(maximumGPUs) GPUs (got \(gpus.count)).") }
+        guard gpus.allSatisfy({ (0...GPUList.maximumID).contains($0) }) else {
+            throw .invalidSetting("GPU ids must be between 0 and \(GPUList.maximumID) (got \(gpus.map(String.init).joined(separator: ","))).")
+        }
         if let worldSize, mpi != worldSize {
             throw .worldSizeMismatch(mpi: mpi, worldSize: worldSize, source: mpiSource)
         }
@@ -160,8 +174,9 @@ public enum ProtocolRunner {
 
     /// Takes the run directory, checks what it holds, inserts the protocol's steps and, for
     /// `--continue`, plans the continued run (S9, S12). Writes nothing but the lock.
+    /// - Parameter gpus: the GPU ids each rank hands out (see `GPUList.share`).
     public static func planRank0<P: StepProtocol>(_ proto: inout P, parallel: ResolvedParallelSection,
-                                                  settings: RunSettings, prefetch: Int) throws(RunSetupError) -> Rank0Plan {
+                                                  settings: RunSettings, prefetch: Int, gpus: [[Int]]) throws(RunSetupError) -> Rank0Plan {
         var lock: RunDirectoryLock?
         if settings.dryRun {
             // A dry run writes nothing, not even the run directory; a live run is not planned over.
@@ -196,7 +211,7 @@ public enum ProtocolRunner {
                     }
                 }
             }
-            let config = SchedulerConfig(ranks: parallel.mpi, threadsPerRank: parallel.threads, gpusPerRank: parallel.gpus,
+            let config = SchedulerConfig(ranks: parallel.mpi, threadsPerRank: parallel.threads, gpus: gpus,
                                          prefetch: prefetch, mode: proto.stepsExecutionMode,
                                          failurePolicy: settings.keepGoing ? .keepGoing : .stop)
             let state = SchedulerState(config)
@@ -219,7 +234,7 @@ public enum ProtocolRunner {
                 // An unconfirmed step takes its request from its inserter's next insert (S12).
                 for r in plan!.records where r.status != .finished && r.status != .failed && !plan!.unconfirmed.contains(r.id) {
                     do {
-                        try Scheduler.validate(r.spec, threadsPerRank: parallel.threads, gpusPerRank: parallel.gpus, at: nil)
+                        try Scheduler.validate(r.spec, threadsPerRank: parallel.threads, anyGPU: gpus.contains { !$0.isEmpty }, at: nil)
                     } catch {
                         throw RunSetupError.invalidSetting("recorded step \(r.id) cannot run in this launch: \(error)")
                     }
@@ -251,7 +266,7 @@ public enum ProtocolRunner {
                 settings.notes?(continueNote(continued, previous: previous, runDirectory: settings.runDirectory))
                 let store = try RunStore.reopen(runDirectory: settings.runDirectory, protocolName: P.protocolName,
                                                 params: settings.commandLine, threads: parallel.threads, mpi: parallel.mpi,
-                                                previousLaunches: previous.launches, steps: restored)
+                                                previousLaunches: previous.launches, steps: restored, environment: settings.environment)
                 return Rank0Setup(state: state, store: store, lock: plan.lock, launch: store.launch)
             }
             if settings.mode == .continueRun {
@@ -262,7 +277,11 @@ public enum ProtocolRunner {
                 settings.notes?("the previous run was set aside, whole, in \(folder)")
             }
             let store = try RunStore.create(runDirectory: settings.runDirectory, protocolName: P.protocolName,
-                                            params: settings.commandLine, threads: parallel.threads, mpi: parallel.mpi)
+                                            params: settings.commandLine, threads: parallel.threads, mpi: parallel.mpi,
+                                            environment: settings.environment)
+            if store.journal.mode == .rollback {
+                settings.notes?("the run database uses a rollback journal: \(store.journal.reason)")
+            }
             return Rank0Setup(state: plan.state, store: store, lock: plan.lock, launch: 1)
         } catch let error as RunStoreError {
             plan.lock?.release()
@@ -327,6 +346,19 @@ public enum ProtocolRunner {
         return report
     }
 
+    /// When no step may start any more (`--stop-before` before the allocation's end), and why; nil
+    /// without `--stop-before`, or when the end is not known (said in a note).
+    public static func launchDeadline(_ settings: RunSettings) -> (time: Double, why: String)? {
+        guard let before = settings.stopBefore else { return nil }
+        guard let end = AllocationEnd.find(settings.environment) else {
+            settings.notes?("--stop-before: this launch's end is not known (no Slurm allocation, no STEPFLOW_END_TIME); steps start until the run ends")
+            return nil
+        }
+        let stop = Date(timeIntervalSince1970: end.time - before)
+        settings.notes?("no step starts after \(ISO8601DateFormatter().string(from: stop)), \(DurationText.text(before)) before the allocation ends (\(end.source))")
+        return (end.time - before, "the allocation ends at \(ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: end.time))) (\(end.source)) and --stop-before \(DurationText.text(before))")
+    }
+
     /// Runs a protocol with every rank in this process, or (with `settings.dryRun`) prints what a
     /// continue would do and returns nil.
     public static func launchLocal<P: StepProtocol>(_ proto: P, settings: RunSettings, worldSize: Int? = 1) throws(RunSetupError) -> RunReport? {
@@ -335,7 +367,7 @@ public enum ProtocolRunner {
         var form = ProtocolForm()
         proto.defineParams(&form)
         let parallel = try ResolvedParallelSection.resolve(form: form, settings: settings, worldSize: worldSize)
-        let plan = try planRank0(&proto, parallel: parallel, settings: settings, prefetch: 0)
+        let plan = try planRank0(&proto, parallel: parallel, settings: settings, prefetch: 0, gpus: GPUList.oneNode(parallel))
         settings.notes?(dryRunText(plan, runDirectory: settings.runDirectory))
         return nil
     }
@@ -347,7 +379,7 @@ public enum ProtocolRunner {
         var form = ProtocolForm()
         proto.defineParams(&form)
         let parallel = try ResolvedParallelSection.resolve(form: form, settings: settings, worldSize: worldSize)
-        let plan = try planRank0(&proto, parallel: parallel, settings: settings, prefetch: 0)
+        let plan = try planRank0(&proto, parallel: parallel, settings: settings, prefetch: 0, gpus: GPUList.oneNode(parallel))
         let setup = try openStore(plan, for: P.self, parallel: parallel, settings: settings)
         let frozen = proto
         let transport = LocalTransport(ranks: parallel.mpi, threads: parallel.threads, executor: StepExecutor(frozen),
@@ -356,7 +388,8 @@ public enum ProtocolRunner {
                                       hook: { try frozen.stepsCheck($0) },
                                       hookInterval: settings.stepsCheckInterval ?? frozen.stepsCheckInterval,
                                       progress: settings.progress, journal: setup.store, watchSignals: settings.watchSignals,
-                                      notes: settings.notes)
+                                      notes: settings.notes, rankTimeout: settings.rankTimeout,
+                                      launchDeadline: launchDeadline(settings))
         return finish(coordinator.run(), setup: setup, protocolName: P.protocolName, runDirectory: settings.runDirectory)
     }
 }

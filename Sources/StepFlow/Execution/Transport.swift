@@ -130,6 +130,10 @@ public protocol CoordinatorTransport: AnyObject, Sendable {
     func takeBack(_ steps: [StepID], from rank: Int)
     /// Asks these ranks to show they are alive: each that is answers with an `.alive` event.
     func checkAlive(_ ranks: [Int])
+    /// Ranks rank 0 has not heard from (not even a heartbeat) for longer than `timeout`.
+    func silentRanks(longerThan timeout: Duration) -> [Int]
+    /// A rank's host name, when known, for messages about it.
+    func host(of rank: Int) -> String?
     /// Answers a running step's graph edit.
     func reply(_ result: EditResult, to address: ReplyAddress)
     /// Waits up to `timeout` for events and returns those that arrived (possibly none).

@@ -244,6 +244,19 @@ public struct StepGraph: Sendable {
         return id
     }
 
+    /// Takes the lowest ready step out of the ready queue without starting it (the scheduler passes
+    /// over it for now); `putBackReady` returns it.
+    public mutating func setAsideReady(_ id: StepID) {
+        guard ready.min == id else { return }
+        _ = ready.popMin()
+        queued[id - 1] = false
+    }
+
+    /// Returns steps set aside to the ready queue.
+    public mutating func putBackReady(_ ids: [StepID]) {
+        for id in ids { enqueueIfReady(id) }
+    }
+
     /// Whether any step is ready to run.
     public mutating func hasReady() -> Bool { peekReady() != nil }
 

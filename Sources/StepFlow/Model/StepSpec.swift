@@ -9,15 +9,19 @@ public struct StepSpec: Hashable, Sendable {
     public var retries: Int
     /// A waiting step never runs until it is released (S4).
     public var wait: Bool
+    /// How long the step is expected to take, in seconds: near the end of an allocation
+    /// (`--stop-before`), a step that would not finish in the time left is not started.
+    public var expectedSeconds: Double?
 
     public init(function: String, args: [StepValue] = [], threads: Int = 1, needsGPU: Bool = false,
-                retries: Int = 0, wait: Bool = false) {
+                retries: Int = 0, wait: Bool = false, expectedSeconds: Double? = nil) {
         self.function = function
         self.args = args
         self.threads = threads
         self.needsGPU = needsGPU
         self.retries = retries
         self.wait = wait
+        self.expectedSeconds = expectedSeconds
     }
 }
 

@@ -17,18 +17,18 @@ extension StepInserting {
     @discardableResult
     public func insertFunctionStep(_ name: String, _ args: StepValue..., prerequisites: [StepID]? = nil,
                                    wait: Bool = false, threads: Int = 1, needsGPU: Bool = false,
-                                   retries: Int = 0, file: String = #fileID, line: Int = #line) throws -> StepID {
+                                   retries: Int = 0, expected: Duration? = nil, file: String = #fileID, line: Int = #line) throws -> StepID {
         try steps.insertFunctionStep(name, args, prerequisites: prerequisites, wait: wait, threads: threads,
-                                     needsGPU: needsGPU, retries: retries, file: file, line: line)
+                                     needsGPU: needsGPU, retries: retries, expected: expected, file: file, line: line)
     }
 
     /// Inserts a step with its arguments given as an array.
     @discardableResult
     public func insertFunctionStep(_ name: String, arguments: [StepValue], prerequisites: [StepID]? = nil,
                                    wait: Bool = false, threads: Int = 1, needsGPU: Bool = false,
-                                   retries: Int = 0, file: String = #fileID, line: Int = #line) throws -> StepID {
+                                   retries: Int = 0, expected: Duration? = nil, file: String = #fileID, line: Int = #line) throws -> StepID {
         try steps.insertFunctionStep(name, arguments, prerequisites: prerequisites, wait: wait, threads: threads,
-                                     needsGPU: needsGPU, retries: retries, file: file, line: line)
+                                     needsGPU: needsGPU, retries: retries, expected: expected, file: file, line: line)
     }
 
     /// Adds prerequisites to a step that has not started (S3).

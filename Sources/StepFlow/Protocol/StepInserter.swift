@@ -45,18 +45,21 @@ public final class StepInserter: Sendable {
     ///   - threads: slots the step occupies on its rank (1...T).
     ///   - needsGPU: the step gets one of its rank's GPUs.
     ///   - retries: how many more times a failed attempt is tried.
+    ///   - expected: how long it should take; near the end of an allocation (`--stop-before`) a step
+    ///     that would not finish in the time left is not started.
     /// - Returns: the new step's id, usable at once as a prerequisite.
     /// - Throws: `StepGraphError` for an unknown function name, a prerequisite that does not exist,
     ///   or a resource request that can never be met; `GraphEditError` when rank 0 refuses it.
     @discardableResult
     public func insertFunctionStep(_ name: String, _ args: [StepValue], prerequisites: [StepID]? = nil,
                                    wait: Bool = false, threads: Int = 1, needsGPU: Bool = false,
-                                   retries: Int = 0, file: String = #fileID, line: Int = #line) throws -> StepID {
+                                   retries: Int = 0, expected: Duration? = nil, file: String = #fileID, line: Int = #line) throws -> StepID {
         let location = SourceLocation(file: file, line: line)
         guard functionNames.contains(name) else {
             throw StepGraphError.unknownFunction(name, known: Array(functionNames), at: location)
         }
-        let spec = StepSpec(function: name, args: args, threads: threads, needsGPU: needsGPU, retries: retries, wait: wait)
+        let spec = StepSpec(function: name, args: args, threads: threads, needsGPU: needsGPU, retries: retries, wait: wait,
+                            expectedSeconds: expected.map { Double($0.components.seconds) + Double($0.components.attoseconds) / 1e18 })
         return try lastInserted.withLock { last in
             let prereqs = prerequisites ?? (last.map { [$0] } ?? [])
             guard let id = try editor.apply(.insert(spec, prerequisites: prereqs, at: location), by: inserter) else {
@@ -84,9 +87,9 @@ extension StepInserter {
     @discardableResult
     public func insertFunctionStep(_ name: String, _ args: StepValue..., prerequisites: [StepID]? = nil,
                                    wait: Bool = false, threads: Int = 1, needsGPU: Bool = false,
-                                   retries: Int = 0, file: String = #fileID, line: Int = #line) throws -> StepID {
+                                   retries: Int = 0, expected: Duration? = nil, file: String = #fileID, line: Int = #line) throws -> StepID {
         try insertFunctionStep(name, args, prerequisites: prerequisites, wait: wait, threads: threads,
-                               needsGPU: needsGPU, retries: retries, file: file, line: line)
+                               needsGPU: needsGPU, retries: retries, expected: expected, file: file, line: line)
     }
 }
 
@@ -95,18 +98,18 @@ extension StepInserter {
 public final class StepNumberer: GraphEditor {
     private let count = Mutex(0)
     private let threadsPerRank: Int
-    private let gpusPerRank: Int
+    private let anyGPU: Bool
 
-    public init(threadsPerRank: Int, gpusPerRank: Int) {
+    public init(threadsPerRank: Int, anyGPU: Bool) {
         self.threadsPerRank = threadsPerRank
-        self.gpusPerRank = gpusPerRank
+        self.anyGPU = anyGPU
     }
 
     public func apply(_ edit: GraphEdit, by inserter: Inserter) throws -> StepID? {
         try count.withLock { (n: inout Int) throws -> StepID? in
             switch edit {
             case .insert(let spec, let prerequisites, let at):
-                try Scheduler.validate(spec, threadsPerRank: threadsPerRank, gpusPerRank: gpusPerRank, at: at)
+                try Scheduler.validate(spec, threadsPerRank: threadsPerRank, anyGPU: anyGPU, at: at)
                 for p in prerequisites {
                     if p == n + 1 { throw StepGraphError.selfPrerequisite(p, at: at) }
                     if p < 1 || p > n { throw StepGraphError.unknownStep(p, context: "prerequisite of new step \(n + 1) ('\(spec.function)')", at: at) }

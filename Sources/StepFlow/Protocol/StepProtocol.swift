@@ -58,7 +58,9 @@ public struct NoParams: ParsableArguments, Sendable {
 public struct ProtocolForm: Sendable, Equatable {
     public var threads = 1
     public var mpi = 1
-    public var gpus = 0
+    /// The GPU ids of a node, shared out among its ranks; `--gpus`, then CUDA_VISIBLE_DEVICES or
+    /// SLURM_STEP_GPUS, when empty.
+    public var gpus: [Int] = []
 
     public init() {}
 

@@ -1,3 +1,5 @@
+import Foundation
+
 /// How a run uses its slots (S5).
 public enum StepsExecutionMode: String, Sendable, Codable {
     /// One step at a time, in id order.
@@ -18,22 +20,29 @@ public enum FailurePolicy: String, Sendable, Codable {
 public struct SchedulerConfig: Sendable, Equatable {
     public var ranks: Int
     public var threadsPerRank: Int
-    public var gpusPerRank: Int
+    /// The GPU ids each rank hands out (index: rank). An id listed twice may be held by two steps at
+    /// once; ranks of one node share its list out, so they never hand out the same GPU.
+    public var gpus: [[Int]]
     /// Steps (in slot units) sent ahead to each rank beyond its T slots, so that a worker never waits
     /// a round trip for its next step (S6). 0 on one process, where nothing travels.
     public var prefetch: Int
     public var mode: StepsExecutionMode
     public var failurePolicy: FailurePolicy
 
-    public init(ranks: Int = 1, threadsPerRank: Int = 1, gpusPerRank: Int = 0, prefetch: Int = 0,
+    /// - Parameters:
+    ///   - gpusPerRank: every rank hands out GPUs 0..<n (tests); `gpus` gives each rank's list instead.
+    public init(ranks: Int = 1, threadsPerRank: Int = 1, gpusPerRank: Int = 0, gpus: [[Int]]? = nil, prefetch: Int = 0,
                 mode: StepsExecutionMode = .parallel, failurePolicy: FailurePolicy = .stop) {
         self.ranks = ranks
         self.threadsPerRank = threadsPerRank
-        self.gpusPerRank = gpusPerRank
+        self.gpus = gpus ?? Array(repeating: Array(0..<gpusPerRank), count: ranks)
         self.prefetch = prefetch
         self.mode = mode
         self.failurePolicy = failurePolicy
     }
+
+    /// Whether any rank has a GPU to hand out.
+    public var anyGPU: Bool { gpus.contains { !$0.isEmpty } }
 }
 
 /// A decision of the scheduler: run this step on this rank, with these GPUs.
@@ -63,7 +72,7 @@ public struct Scheduler: Sendable {
     public private(set) var graph: StepGraph
     /// Slot units in flight per rank (assigned and not yet reported back).
     public private(set) var load: [Int]
-    private var freeGPUs: [[Int]]
+    private(set) var freeGPUs: [[Int]]
     public private(set) var inFlight = 0
     private var lastRank: Int
     /// Slot units sent ahead per rank now: starts at `config.prefetch`; the coordinator raises it for
@@ -73,12 +82,13 @@ public struct Scheduler: Sendable {
     public private(set) var stopping = false
     private var abortSignal: Int32?
     private var abandoned = false
+    private var timeLimited = false
 
     public init(config: SchedulerConfig) {
         self.config = config
         self.graph = StepGraph(skipDependentsOfFailures: config.failurePolicy == .keepGoing)
         self.load = Array(repeating: 0, count: config.ranks)
-        self.freeGPUs = Array(repeating: Array(0..<config.gpusPerRank), count: config.ranks)
+        self.freeGPUs = (0..<config.ranks).map { $0 < config.gpus.count ? config.gpus[$0] : [] }
         self.lastRank = config.ranks - 1
         self.prefetch = config.prefetch
     }
@@ -94,17 +104,17 @@ public struct Scheduler: Sendable {
     @discardableResult
     public mutating func insert(_ spec: StepSpec, prerequisites: [StepID], insertedBy: Inserter,
                                 at location: SourceLocation? = nil) throws(StepGraphError) -> StepID {
-        try Self.validate(spec, threadsPerRank: config.threadsPerRank, gpusPerRank: config.gpusPerRank, at: location)
+        try Self.validate(spec, threadsPerRank: config.threadsPerRank, anyGPU: config.anyGPU, at: location)
         return try graph.insert(spec, prerequisites: prerequisites, insertedBy: insertedBy, at: location)
     }
 
     /// The checks every rank can make on its own: resources that can never be met.
-    public static func validate(_ spec: StepSpec, threadsPerRank: Int, gpusPerRank: Int,
+    public static func validate(_ spec: StepSpec, threadsPerRank: Int, anyGPU: Bool,
                                 at location: SourceLocation?) throws(StepGraphError) {
         guard spec.threads >= 1 && spec.threads <= threadsPerRank else {
             throw .threadsOutOfRange(function: spec.function, threads: spec.threads, available: threadsPerRank, at: location)
         }
-        if spec.needsGPU && gpusPerRank == 0 { throw .noGPU(function: spec.function, at: location) }
+        if spec.needsGPU && !anyGPU { throw .noGPU(function: spec.function, at: location) }
         if spec.retries < 0 { throw .negativeRetries(function: spec.function, retries: spec.retries, at: location) }
         for (index, value) in spec.args.enumerated() {
             // Only containers nest; most arguments are scalars and cost nothing here.
@@ -130,14 +140,27 @@ public struct Scheduler: Sendable {
     }
 
     /// Ready steps, lowest id first, placed on the least-loaded rank that has room (S6). A step that
-    /// does not fit anywhere now holds back the steps after it, so dispatch stays in id order.
-    public mutating func nextAssignments() -> [Assignment] {
+    /// does not fit anywhere now holds back the steps after it, so dispatch stays in id order; but a
+    /// step that waits only for a GPU (every GPU is taken) lets the steps behind it go, and near the
+    /// launch deadline a step expected to outlast it is left for the next launch.
+    /// - Parameter now: seconds since the epoch, to compare with `launchDeadline`.
+    public mutating func nextAssignments(now: Double? = nil) -> [Assignment] {
         var out: [Assignment] = []
+        heldForTimeLimit = 0
         guard !stopping else { return out }
+        if let launchDeadline, let now, now >= launchDeadline { return out }
         let capacity = config.threadsPerRank + prefetch
+        var setAside: [StepID] = []
+        defer { graph.putBackReady(setAside) }
         while let id = graph.peekReady() {
             if config.mode == .serial && inFlight > 0 { break }
             let spec = graph.record(id).spec
+            if let launchDeadline, let now, let expected = spec.expectedSeconds, now + expected > launchDeadline {
+                graph.setAsideReady(id)
+                setAside.append(id)
+                heldForTimeLimit += 1
+                continue
+            }
             // Least-loaded rank; ties go round-robin from the rank after the last one used, so even a
             // chain of steps spreads over the ranks.
             var best = -1
@@ -146,7 +169,16 @@ public struct Scheduler: Sendable {
                 guard load[r] + spec.threads <= capacity, !(spec.needsGPU && freeGPUs[r].isEmpty) else { continue }
                 if best < 0 || load[r] < load[best] { best = r }
             }
-            guard best >= 0 else { break }
+            guard best >= 0 else {
+                // Every GPU is taken: CPU steps behind it need not wait. A GPU free on a rank without a
+                // free slot keeps the order, so the GPU step gets that slot first.
+                if spec.needsGPU && freeGPUs.allSatisfy(\.isEmpty) {
+                    graph.setAsideReady(id)
+                    setAside.append(id)
+                    continue
+                }
+                break
+            }
             lastRank = best
             _ = graph.takeReady()
             load[best] += spec.threads
@@ -158,6 +190,16 @@ public struct Scheduler: Sendable {
         }
         return out
     }
+
+    /// How many ready steps the last `nextAssignments` left because they are expected to outlast the
+    /// launch deadline. With nothing in flight, waiting for the deadline would only waste the allocation.
+    public private(set) var heldForTimeLimit = 0
+
+    /// Seconds since the epoch after which no step starts (`--stop-before`); nil: none.
+    public private(set) var launchDeadline: Double?
+
+    /// Sets the time after which no step starts; steps expected to outlast it do not start before it.
+    public mutating func setLaunchDeadline(_ deadline: Double?) { launchDeadline = deadline }
 
     /// What a rank reports about a step it was given.
     public enum Report: Sendable, Equatable {
@@ -218,6 +260,14 @@ public struct Scheduler: Sendable {
     /// Stop launching new steps; the run ends once nothing is in flight.
     public mutating func stopLaunching() { stopping = true }
 
+    /// The allocation is about to end (`--stop-before`): nothing new starts, running steps finish and
+    /// are recorded, and the run ends as stopped by SIGTERM would, for a resubmission to continue.
+    public mutating func stopForTimeLimit() {
+        stopping = true
+        timeLimited = true
+        if abortSignal == nil { abortSignal = SIGTERM }
+    }
+
     /// The steps changed since the last call (for the run database).
     public mutating func takeChanged() -> [StepID] { graph.takeChanged() }
 
@@ -238,7 +288,7 @@ public struct Scheduler: Sendable {
         }
         inFlight = 0
         load = Array(repeating: 0, count: config.ranks)
-        freeGPUs = Array(repeating: Array(0..<config.gpusPerRank), count: config.ranks)
+        freeGPUs = (0..<config.ranks).map { $0 < config.gpus.count ? config.gpus[$0] : [] }
     }
 
     /// Stop at once because the run cannot go on (a rank sent what rank 0 cannot use): as `abort`,
@@ -253,6 +303,8 @@ public struct Scheduler: Sendable {
     public mutating func outcome() -> RunOutcome? {
         guard inFlight == 0 else { return nil }
         if abandoned { return .failed }
+        // Stopped for the time limit with nothing left: the run simply finished.
+        if timeLimited && graph.unfinishedCount == 0 && graph.count(.failed) == 0 { return .finished }
         if let abortSignal { return .aborted(signal: abortSignal) }
         if !stopping && graph.hasReady() { return nil }
         if !stopping && graph.unfinishedCount > 0 {

@@ -60,6 +60,8 @@ public final class RunStore: Sendable {
     public let path: String
     /// This launch's number in the run: 1 for a new run, one more for each `--continue`.
     public let launch: Int
+    /// The journal the database uses here, and why (see `DatabaseJournal`).
+    public let journal: (mode: DatabaseJournal, reason: String)
     private let db: DatabaseQueue
     private let queue = Mutex<(pending: [[StepRecord]], handed: Int, committed: Int, closing: Bool, failure: String?)>(([], 0, 0, false, nil))
     private let wake = NSCondition()
@@ -91,12 +93,13 @@ public final class RunStore: Sendable {
 
     /// Creates the database of a new run. The run directory must not hold one (a restart sets the old
     /// run aside first).
-    public static func create(runDirectory: URL, protocolName: String, params: [String], threads: Int, mpi: Int) throws(RunStoreError) -> RunStore {
+    public static func create(runDirectory: URL, protocolName: String, params: [String], threads: Int, mpi: Int,
+                              environment: [String: String] = ProcessInfo.processInfo.environment) throws(RunStoreError) -> RunStore {
         let path = path(in: runDirectory)
         guard !FileManager.default.fileExists(atPath: path) else {
             throw .write(path: path, reason: "a run database is already there; continue it with --continue or set it aside with --restart")
         }
-        let store = try RunStore(path: path, launch: 1)
+        let store = try RunStore(path: path, launch: 1, environment: environment)
         try store.writeRun(protocolName: protocolName, params: params, threads: threads, mpi: mpi, replaceSteps: nil)
         return store
     }
@@ -104,20 +107,23 @@ public final class RunStore: Sendable {
     /// Opens an existing database to continue its run: its run row is refreshed (one more launch) and
     /// its steps are replaced by the continued graph's.
     public static func reopen(runDirectory: URL, protocolName: String, params: [String], threads: Int, mpi: Int,
-                              previousLaunches: Int, steps: [StepRecord]) throws(RunStoreError) -> RunStore {
-        let store = try RunStore(path: path(in: runDirectory), launch: previousLaunches + 1)
+                              previousLaunches: Int, steps: [StepRecord],
+                              environment: [String: String] = ProcessInfo.processInfo.environment) throws(RunStoreError) -> RunStore {
+        let store = try RunStore(path: path(in: runDirectory), launch: previousLaunches + 1, environment: environment)
         try store.writeRun(protocolName: protocolName, params: params, threads: threads, mpi: mpi, replaceSteps: steps)
         return store
     }
 
-    private init(path: String, launch: Int) throws(RunStoreError) {
+    private init(path: String, launch: Int, environment: [String: String]) throws(RunStoreError) {
         self.path = path
         self.launch = launch
+        journal = DatabaseJournal.choose(for: (path as NSString).deletingLastPathComponent, environment: environment)
         do {
             var config = Configuration()
             config.busyMode = .timeout(5)
+            let pragmas = journal.mode.pragmas
             config.prepareDatabase { db in
-                try db.execute(sql: "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = 16384")
+                try db.execute(sql: pragmas + "; PRAGMA cache_size = -65536")
             }
             db = try DatabaseQueue(path: path, configuration: config)
             try db.write { db in
@@ -278,7 +284,7 @@ public final class RunStore: Sendable {
           status TEXT NOT NULL, wait INTEGER NOT NULL, threads INTEGER NOT NULL, needs_gpu INTEGER NOT NULL,
           retries INTEGER NOT NULL, inserter TEXT NOT NULL, inserted_by INTEGER, rank INTEGER, slot INTEGER,
           attempts INTEGER NOT NULL, start REAL, "end" REAL, error TEXT, log TEXT,
-          insert_prerequisites INTEGER, released_by INTEGER, crashes INTEGER);
+          insert_prerequisites INTEGER, released_by INTEGER, crashes INTEGER, expected REAL);
         """
 
     static let upgradeFrom1 = """
@@ -286,6 +292,7 @@ public final class RunStore: Sendable {
         ALTER TABLE step ADD COLUMN insert_prerequisites INTEGER;
         ALTER TABLE step ADD COLUMN released_by INTEGER;
         ALTER TABLE step ADD COLUMN crashes INTEGER;
+        ALTER TABLE step ADD COLUMN expected REAL;
         """
 
 
@@ -320,7 +327,8 @@ public final class RunStore: Sendable {
                     }
                     let spec = StepSpec(function: try cells.required(row, "function", at), args: args,
                                         threads: try cells.required(row, "threads", at), needsGPU: try cells.required(row, "needs_gpu", at),
-                                        retries: try cells.required(row, "retries", at), wait: try cells.required(row, "wait", at))
+                                        retries: try cells.required(row, "retries", at), wait: try cells.required(row, "wait", at),
+                                        expectedSeconds: try cells.optional(row, "expected", at))
                     let prerequisiteText: String = try cells.required(row, "prerequisites", at)
                     guard let prerequisites = JSONText.parseIDList(prerequisiteText) else {
                         throw RunStoreError.unreadable(path: path, reason: "\(at)'s prerequisites cannot be read ('\(prerequisiteText.prefix(80))')")

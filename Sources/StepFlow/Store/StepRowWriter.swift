@@ -14,8 +14,8 @@ struct StepRowWriter {
 
     static let insertSQL = """
         INSERT OR REPLACE INTO step (id, function, args, prerequisites, status, wait, threads, needs_gpu, retries, inserter,
-          inserted_by, rank, slot, attempts, start, "end", error, log, insert_prerequisites, released_by, crashes)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+          inserted_by, rank, slot, attempts, start, "end", error, log, insert_prerequisites, released_by, crashes, expected)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
         """
     static let updateSQL = """
         UPDATE step SET prerequisites = ?4, status = ?5, rank = ?12, slot = ?13, attempts = ?14, start = ?15,
@@ -91,6 +91,7 @@ struct StepRowWriter {
         }
         guard whole else { return }
         int(21, r.crashes == 0 ? nil : r.crashes)
+        double(22, r.spec.expectedSeconds)
         text(2, r.spec.function)
         let args = WireCodec.encode(arguments: r.spec.args)
         _ = args.withUnsafeBytes { sqlite3_bind_blob(handle, 3, $0.baseAddress, Int32($0.count), Self.transient) }

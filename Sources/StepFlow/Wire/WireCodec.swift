@@ -293,6 +293,7 @@ struct WireWriter {
                 varint(UInt64(spec.args.count))
                 for v in spec.args { value(v) }
                 int(spec.threads); byte(spec.needsGPU ? 1 : 0); int(spec.retries); byte(spec.wait ? 1 : 0)
+                optionalDouble(spec.expectedSeconds)
                 ints(prerequisites); location(at)
             case .addPrerequisites(let target, let prerequisites, let at):
                 byte(1); int(target); ints(prerequisites); location(at)
@@ -511,7 +512,8 @@ struct WireReader {
             case 0:
                 let function = try string("function name"), args = try values("argument count")
                 let spec = StepSpec(function: function, args: args, threads: try int("threads"), needsGPU: try flag("needsGPU flag"),
-                                    retries: try int("retries"), wait: try flag("wait flag"))
+                                    retries: try int("retries"), wait: try flag("wait flag"),
+                                    expectedSeconds: try optionalDouble("expected duration"))
                 edit = .insert(spec, prerequisites: try ints("prerequisite"), at: try location("source location"))
             case 1:
                 edit = .addPrerequisites(to: try int("target step id"), try ints("prerequisite"), at: try location("source location"))

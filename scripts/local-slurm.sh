@@ -67,10 +67,33 @@ running_pid() {
     local file=$1 exe=$2 pid
     [[ -r $file ]] || return 1
     read -r pid <"$file" 2>/dev/null || return 1
-    [[ $pid =~ ^[0-9]+$ ]] || return 1
-    # -f: Debian installs slurmd/slurmctld as alternatives (/usr/sbin/slurmd -> slurmd-wlm).
-    [[ $(readlink "/proc/$pid/exe" 2>/dev/null) == "$(readlink -f "$exe")" ]] || return 1
+    [[ $pid =~ ^[0-9]+$ ]] && alive "$pid" || return 1
+    local link
+    if link=$(readlink "/proc/$pid/exe" 2>/dev/null); then
+        # -f: Debian installs slurmd/slurmctld as alternatives (/usr/sbin/slurmd -> slurmd-wlm).
+        [[ $link == "$(readlink -f "$exe")" ]] || return 1
+    else
+        # Another user's process (we are not root): its exe is hidden, its command name is not.
+        [[ $(cat "/proc/$pid/comm" 2>/dev/null) == "$(basename "$exe")" ]] || return 1
+    fi
     echo "$pid"
+}
+
+# Alive and not a zombie: a daemon's parent is init, which may be slow to reap it (seen in a
+# container whose init is not a real one), and kill -0 succeeds on a zombie.
+alive() {
+    local stat state
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    read -r state _ <<<"${stat##*) }"
+    [[ $state != Z ]]
+}
+
+# Live processes called $1 (a stopped daemon may linger a moment as a zombie).
+live_pids() {
+    local pid
+    for pid in $(pgrep -x "$1"); do
+        if alive "$pid"; then echo "$pid"; fi
+    done
 }
 
 munge_works() { munge -n 2>/dev/null | unmunge >/dev/null 2>&1; }
@@ -87,7 +110,7 @@ if [[ $action == status ]]; then
     for d in munged slurmctld slurmd; do
         if pid=$(running_pid "$DIR/run/$d.pid" "/usr/sbin/$d"); then
             echo "$d: running (pid $pid)"
-        elif pgrep -x "$d" >/dev/null 2>&1; then
+        elif [[ -n $(live_pids "$d") ]]; then
             echo "$d: running, not started by this script"
         else
             echo "$d: stopped"
@@ -95,6 +118,18 @@ if [[ $action == status ]]; then
     done
     state=$(node_state || true)
     echo "node $node: ${state:-unknown (slurmctld does not answer)}"
+    exit 0
+fi
+
+# Already up (started earlier, by root): nothing to do, so no need to be root.
+all_up() {
+    running_pid "$DIR/run/munged.pid" /usr/sbin/munged >/dev/null &&
+        running_pid "$DIR/run/slurmctld.pid" /usr/sbin/slurmctld >/dev/null &&
+        running_pid "$DIR/run/slurmd.pid" /usr/sbin/slurmd >/dev/null &&
+        [[ $(node_state || true) =~ ^(idle|mixed|allocated|completing)$ ]]
+}
+if [[ $action == start && $(id -u) -ne 0 ]] && all_up; then
+    say "already running: node $node is $(node_state)"
     exit 0
 fi
 
@@ -107,10 +142,10 @@ stop_daemon() {
     if pid=$(running_pid "$DIR/run/$name.pid" "/usr/sbin/$name"); then
         kill -TERM "$pid" 2>/dev/null || true
         for _ in $(seq 100); do
-            kill -0 "$pid" 2>/dev/null || break
+            alive "$pid" || break
             sleep 0.1
         done
-        if kill -0 "$pid" 2>/dev/null; then
+        if alive "$pid"; then
             say "$name (pid $pid) did not stop within 10 s of SIGTERM; sending SIGKILL"
             kill -KILL "$pid" 2>/dev/null || true
         fi
@@ -128,6 +163,22 @@ if [[ $action == stop ]]; then
 fi
 
 # --- start -----------------------------------------------------------------------------------------
+
+# Runs a daemon's start command with nothing of ours: stdio from/to files, and every other inherited
+# file descriptor closed. The daemons keep descriptors they inherit (munged does), and this script may
+# be started by a process with pipes open (a test runner: its other tests' output pipes), which would
+# then never see end-of-file while the daemon lives.
+start_detached() {
+    local log=$1
+    shift
+    (
+        for fd in /proc/"$BASHPID"/fd/*; do
+            fd=${fd##*/}
+            if ((fd > 2)); then eval "exec $fd>&-"; fi
+        done
+        exec "$@"
+    ) </dev/null >>"$log" 2>&1
+}
 
 start=$SECONDS
 
@@ -211,8 +262,8 @@ chmod 0755 "$MUNGE_SOCKET_DIR"
 if munge_works; then
     : # ours from an earlier start, or the system's own: either serves Slurm
 else
-    runuser -u munge -- /usr/sbin/munged --pid-file="$MUNGE_SOCKET_DIR/munged.pid" ||
-        fail "munged did not start; see /var/log/munge/munged.log"
+    start_detached "$DIR/log/start.log" runuser -u munge -- /usr/sbin/munged --pid-file="$MUNGE_SOCKET_DIR/munged.pid" ||
+        fail "munged did not start: $(tail -1 "$DIR/log/start.log"); see /var/log/munge/munged.log"
     for _ in $(seq 50); do
         munge_works && break
         sleep 0.1
@@ -227,16 +278,16 @@ fi
 ctld_pid="" slurmd_pid=""
 ctld_pid=$(running_pid "$DIR/run/slurmctld.pid" /usr/sbin/slurmctld) || ctld_pid=""
 slurmd_pid=$(running_pid "$DIR/run/slurmd.pid" /usr/sbin/slurmd) || slurmd_pid=""
-if [[ -z $ctld_pid ]] && pgrep -x slurmctld >/dev/null; then
-    die "a slurmctld not started by this script is running (pid $(pgrep -x slurmctld | head -1)); stop it first"
-fi
-if [[ -z $slurmd_pid ]] && pgrep -x slurmd >/dev/null; then
-    die "a slurmd not started by this script is running (pid $(pgrep -x slurmd | head -1)); stop it first"
-fi
+for d in slurmctld slurmd; do
+    [[ $d == slurmctld && -n $ctld_pid || $d == slurmd && -n $slurmd_pid ]] && continue
+    other=$(live_pids "$d" | head -1)
+    [[ -z $other ]] || die "a $d not started by this script is running (pid $other); stop it first"
+done
 
 if [[ -z $ctld_pid ]]; then
     # -i: ignore state files of an earlier cluster config (a new host name, another node list).
-    /usr/sbin/slurmctld -i -f "$CONF" || fail "slurmctld did not start; see $DIR/log/slurmctld.log"
+    start_detached "$DIR/log/start.log" /usr/sbin/slurmctld -i -f "$CONF" ||
+        fail "slurmctld did not start: $(tail -1 "$DIR/log/start.log"); see $DIR/log/slurmctld.log"
     for _ in $(seq 100); do
         scontrol ping 2>/dev/null | grep -q UP && break
         sleep 0.1
@@ -249,7 +300,8 @@ elif $conf_changed; then
 fi
 
 if [[ -z $slurmd_pid ]]; then
-    /usr/sbin/slurmd -f "$CONF" || fail "slurmd did not start; see $DIR/log/slurmd.log"
+    start_detached "$DIR/log/start.log" /usr/sbin/slurmd -f "$CONF" ||
+        fail "slurmd did not start: $(tail -1 "$DIR/log/start.log"); see $DIR/log/slurmd.log"
     # slurmd writes its pid file a moment after its parent returns.
     for _ in $(seq 50); do
         slurmd_pid=$(running_pid "$DIR/run/slurmd.pid" /usr/sbin/slurmd) && break

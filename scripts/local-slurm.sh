@@ -190,6 +190,10 @@ if [[ -e $CONF ]] && [[ $(head -1 "$CONF") != "$MARKER" ]]; then
     die "$CONF exists and was not written by this script (a real cluster's config?); not touching it. Move it away to use the local test cluster."
 fi
 
+# slurmctld listens on, and slurmd and the commands reach it by, this host's short name.
+getent hosts "$node" >/dev/null ||
+    die "host name '$node' does not resolve; add '127.0.0.1 $node' to /etc/hosts and retry"
+
 mkdir -p "$DIR"/{state,spool,log,run}
 # slurmd runs jobs as their users; they must reach the spool and log folders.
 chmod 755 "$DIR" "$DIR"/{state,spool,log,run}

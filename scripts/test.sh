@@ -14,7 +14,9 @@ start=$SECONDS
 # slurm-wlm and munge as root when missing. Stop it at the end unless it was running before, so a CI
 # run leaves no daemons behind and a developer's own cluster is left alone.
 slurm_was_running=false
-if scripts/local-slurm.sh status 2>/dev/null | grep -q '^slurmctld: running (pid'; then
+# Read whole, not piped to grep -q: under pipefail the writer's SIGPIPE would read as "not running".
+slurm_status=$(scripts/local-slurm.sh status 2>/dev/null || true)
+if grep -q '^slurmctld: running (pid' <<<"$slurm_status"; then
     slurm_was_running=true
 fi
 # Printed on every exit, failures included, so a slow or broken CI run still says how long it took.

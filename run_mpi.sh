@@ -220,7 +220,9 @@ if $in_slurm; then
     fi
     # srun passes the environment (STEPFLOW_*) by default. Only pmix works with Debian's OpenMPI
     # (pmi2 does not), so it is named rather than left to the cluster's MpiDefault.
-    cmd=(srun --mpi=pmix -n "$mpi")
+    # -J: a step name of our own, so a signal can be sent to this launch's step alone (see on_signal).
+    step_name=stepflow-$$
+    cmd=(srun --mpi=pmix -n "$mpi" -J "$step_name")
     # Since Slurm 22.05 srun no longer inherits --cpus-per-task from the allocation; pass it on so
     # each rank gets the CPUs its threads were given.
     [[ -n ${SLURM_CPUS_PER_TASK:-} ]] && cmd+=(--cpus-per-task="$SLURM_CPUS_PER_TASK")
@@ -276,13 +278,69 @@ local_ranks() {
     done
 }
 
+# Inside Slurm, srun must not be signalled: it answers SIGTERM or SIGHUP by SIGKILLing every task
+# (measured, Slurm 22.05: "srun: forcing job termination", exit 137), so rank 0 would record nothing,
+# and a single SIGINT only makes it print the tasks' state. Rank 0 alone decides (the workers ignore
+# the signal), so the signal goes to rank 0: directly when it runs on this node (the batch script's
+# node, where srun puts task 0), else through slurmctld to the step (scancel --signal). The direct way
+# is preferred because Slurm signals every process of a step, the commands the ranks run included, and
+# a command that dies of it before rank 0 has seen its own signal is recorded failed, not aborted.
+slurm_step() {
+    # JOB.STEP of the step srun made for this launch, found by the name we gave it.
+    squeue -h -s -j "$SLURM_JOB_ID" -o '%i %j' 2>/dev/null | awk -v name="$step_name" '$2 == name { print $1; exit }'
+}
+# pid of task 0 of step $1 (the step number) if it runs here: the program, with that step and
+# SLURM_PROCID=0 in its environment.
+local_task0() {
+    local dir pid env
+    for dir in /proc/[0-9]*; do
+        [[ $dir/exe -ef $binary ]] || continue
+        pid=${dir#/proc/}
+        env=$(tr '\0' '\n' <"$dir/environ" 2>/dev/null) || continue
+        if grep -qxF "SLURM_PROCID=0" <<<"$env" && grep -qxF "SLURM_STEP_ID=$1" <<<"$env" &&
+            grep -qxF "SLURM_JOB_ID=$SLURM_JOB_ID" <<<"$env"; then
+            echo "$pid"
+            return 0
+        fi
+    done
+    return 1
+}
+signal_slurm_step() {
+    local sig=$1 step="" pid i
+    [[ -n $launched ]] || return 0
+    # Rank 0 stops on SIGINT and SIGTERM only; SIGHUP would kill it unrecorded.
+    [[ $sig == HUP ]] && sig=TERM
+    # srun registers the step before it starts the tasks; a signal in that moment waits for it.
+    for ((i = 0; i < 30; i++)); do
+        step=$(slurm_step) || true
+        [[ -z $step ]] || break
+        kill -0 "$launched" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    if [[ -z $step ]]; then
+        # No step after 3 s: no task started, so nothing is lost by letting srun end it its own way.
+        kill -TERM "$launched" 2>/dev/null || true
+    elif [[ $sig != KILL ]] && pid=$(local_task0 "${step##*.}"); then
+        kill "-$sig" "$pid" 2>/dev/null || true
+    else
+        scancel --signal="$sig" "$step" 2>/dev/null || true
+    fi
+}
+
 on_signal() {
     signals=$((signals + 1))
-    if ((signals == 1)); then
+    if $in_slurm; then
+        ((signals > 1)) || stopped_by=$1 first_signal=$2
+        # A repeat, half a second or more later, makes rank 0 exit at once (SignalWatch); a third
+        # ends the step.
+        if ((signals < 3)); then
+            signal_slurm_step "$2"
+        else
+            signal_slurm_step KILL
+        fi
+    elif ((signals == 1)); then
         stopped_by=$1 first_signal=$2
         [[ -z $launched ]] || kill "-$2" "$launched" 2>/dev/null || true
-    elif $in_slurm; then
-        [[ -z $launched ]] || kill "-$2" "$launched" 2>/dev/null || true # srun has its own rules for repeats
     elif [[ -n $launched ]]; then
         # Ctrl-C again: the user will not wait for mpirun's two seconds. Killing the ranks here ends
         # mpirun's teardown too (it exits once its ranks are gone); ranks on other hosts still end on
@@ -300,13 +358,17 @@ trap 'on_signal 143 TERM' TERM
 trap 'on_signal 130 INT' INT
 trap 'on_signal 129 HUP' HUP
 ((signals == 0)) || exit "$stopped_by"
-if $in_slurm; then
-    "${cmd[@]}" &
-else
-    setsid "${cmd[@]}" &
-fi
+# srun too gets a session of its own: a terminal's Ctrl-C (under salloc) must reach the tasks once,
+# through this script, not srun as well.
+setsid "${cmd[@]}" &
 launched=$! # mpirun (or srun) itself: setsid execs it, since a `&` child never leads a process group
-((signals == 0)) || kill "-$first_signal" "$launched" 2>/dev/null || true
+if ((signals > 0)); then
+    if $in_slurm; then
+        signal_slurm_step "$first_signal"
+    else
+        kill "-$first_signal" "$launched" 2>/dev/null || true
+    fi
+fi
 rc=0
 while true; do
     # Bash's own "Killed" line for a launcher a signal ended is noise; the lines below say it better.

@@ -10,10 +10,22 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 start=$SECONDS
+# The Slurm tests (SlurmTests.swift) start a one-node Slurm with scripts/local-slurm.sh, which installs
+# slurm-wlm and munge as root when missing. Stop it at the end unless it was running before, so a CI
+# run leaves no daemons behind and a developer's own cluster is left alone.
+slurm_was_running=false
+# Read whole, not piped to grep -q: under pipefail the writer's SIGPIPE would read as "not running".
+slurm_status=$(scripts/local-slurm.sh status 2>/dev/null || true)
+if grep -q '^slurmctld: running (pid' <<<"$slurm_status"; then
+    slurm_was_running=true
+fi
 # Printed on every exit, failures included, so a slow or broken CI run still says how long it took.
 # shellcheck disable=SC2317  # called by the EXIT trap, which shellcheck 0.9 cannot see
 report_time() {
     local rc=$?
+    if ! $slurm_was_running && [[ $(id -u) -eq 0 ]]; then
+        scripts/local-slurm.sh stop >/dev/null 2>&1 || true
+    fi
     local s=$((SECONDS - start))
     echo "test.sh: finished in $((s / 60))m$((s % 60))s (exit $rc)" >&2
 }

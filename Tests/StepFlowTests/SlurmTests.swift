@@ -203,17 +203,74 @@ import Testing
 
         // What the steps wrote: every step ended exactly once; one that ended in the first job never
         // started in the second; at least one was stopped mid-nap in the first and ran again.
-        var starts: [String: [String]] = [:], ends: [String: [String]] = [:]
-        for line in Self.text(run.appendingPathComponent("naps.log")).split(separator: "\n") {
-            let p = line.split(separator: " ").map(String.init)
-            guard p.count == 3 else { continue }
-            if p[1] == "start" { starts[p[0], default: []].append(p[2]) } else { ends[p[0], default: []].append(p[2]) }
-        }
+        let (starts, ends) = Self.napRecords(run)
         #expect(ends.count == 13 && ends.values.allSatisfy { $0.count == 1 }, "each step ended once: \(ends)")
         let endedFirst = ends.filter { $0.value == [firstID] }.map(\.key)
         #expect(endedFirst.count >= 4, "the quick steps finished in job \(firstID): \(ends)")
         for name in endedFirst { #expect(starts[name] == [firstID], "\(name) finished in job \(firstID) and ran again: \(starts[name] ?? [])") }
         #expect(starts.contains { $0.value.first == firstID && $0.value.count == 2 && $0.value.last == secondID },
                 "a step stopped in job \(firstID) ran again in job \(secondID): \(starts)")
+    }
+
+    /// Twelve naps of NAP_SECONDS after a quick step, on 4 slots, each writing when it starts and ends.
+    static let napsAfterQuick = """
+        steps:
+          - name: quick
+            shell: echo "quick start $SLURM_JOB_ID" >> "$STEPFLOW_RUN_DIR/naps.log" && echo "quick end $SLURM_JOB_ID" >> "$STEPFLOW_RUN_DIR/naps.log"
+          - name: nap
+            foreach: {from: 1, to: 12}
+            shell: echo "nap-{index} start $SLURM_JOB_ID" >> "$STEPFLOW_RUN_DIR/naps.log" && sleep "$NAP_SECONDS" && echo "nap-{index} end $SLURM_JOB_ID" >> "$STEPFLOW_RUN_DIR/naps.log"
+
+        """
+
+    /// Who started and ended each step, by job id, from naps.log.
+    static func napRecords(_ run: URL) -> (starts: [String: [String]], ends: [String: [String]]) {
+        var starts: [String: [String]] = [:], ends: [String: [String]] = [:]
+        for line in text(run.appendingPathComponent("naps.log")).split(separator: "\n") {
+            let p = line.split(separator: " ").map(String.init)
+            guard p.count == 3 else { continue }
+            if p[1] == "start" { starts[p[0], default: []].append(p[2]) } else { ends[p[0], default: []].append(p[2]) }
+        }
+        return (starts, ends)
+    }
+
+    // A 2-minute job with --stop-before 100s: rank 0 reads the job's end from squeue and starts no step
+    // later than 20 s into the job; the naps of 10 s on 4 slots start in waves at about 1 s and 11 s,
+    // so a third wave is left. The template's --signal=B:TERM@5 comes at 85 s at the earliest.
+    @Test("--stop-before in a 2-minute Slurm job: no step starts after the job's end minus 100 s, running steps finish, the job ends 143 and the run 'stopped'; a --continue job runs only the rest")
+    func stopBeforeAllocationEnd() throws {
+        try Self.requireSlurm()
+        let dir = Executables.temporaryFolder("slurm-stop-before")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let run = dir.appendingPathComponent("run")
+        let workflow = dir.appendingPathComponent("naps.yaml")
+        try Self.napsAfterQuick.write(to: workflow, atomically: true, encoding: .utf8)
+        let env = ["RUN_DIR": run.path, "WORKFLOW": workflow.path, "NAP_SECONDS": "10"]
+        let firstLog = dir.appendingPathComponent("first.out"), secondLog = dir.appendingPathComponent("second.out")
+
+        let first = try Self.sbatch(["--wait", "-n", "2", "-c", "2", "--time=2", "--signal=B:TERM@5", "examples/slurm/pipeline.sbatch", "--stop-before", "100s"],
+                                    output: firstLog, environment: env)
+        let firstID = first.stdout.split(separator: " ").last.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) } ?? "?"
+        #expect(first.code == 143, "sbatch --wait gives the job's exit code: \(first.code)\n\(Self.text(firstLog))")
+        let job = try Self.job(firstID)
+        #expect(job["ExitCode"] == "143:0", "\(job["JobState"] ?? "?") \(job["ExitCode"] ?? "?")\n\(Self.text(firstLog))")
+        #expect(Self.text(firstLog).contains("STOPPED before the allocation's end") && Self.text(firstLog).contains("(squeue)"), "\(Self.text(firstLog))")
+        let (stoppedRun, stoppedSteps) = try Self.status(run)
+        #expect(stoppedRun["status"] as? String == "stopped")
+        let statuses = stoppedSteps.compactMap { $0["status"] as? String }
+        #expect(statuses.allSatisfy { $0 == "finished" || $0 == "new" } && statuses.contains("new") && statuses.contains("finished"),
+                "running steps finished, none was aborted, some were left: \(statuses)")
+        let firstRecords = Self.napRecords(run)
+        #expect(firstRecords.starts.keys.sorted() == firstRecords.ends.keys.sorted(), "every step that started in job \(firstID) ended: \(firstRecords)")
+
+        let second = try Self.sbatch(["--wait", "-n", "2", "-c", "2", "examples/slurm/pipeline.sbatch", "--continue"],
+                                     output: secondLog, environment: env.merging(["NAP_SECONDS": "1"]) { $1 })
+        #expect(second.code == 0, "\(second.stderr)\n\(Self.text(secondLog))")
+        let (summary, steps) = try Self.status(run)
+        #expect(summary["status"] as? String == "finished")
+        #expect(steps.count == 13 && steps.allSatisfy { $0["status"] as? String == "finished" })
+        let (starts, ends) = Self.napRecords(run)
+        #expect(ends.count == 13 && ends.values.allSatisfy { $0.count == 1 } && starts.values.allSatisfy { $0.count == 1 },
+                "each step started and ended once over both jobs: \(starts)")
     }
 }

@@ -265,8 +265,9 @@ import Testing
                                environment: ["STEPFLOW_END_TIME": String(end)])
         let text = first.stdout + first.stderr
         #expect(first.code == 143, "\(text)")
-        #expect(text.contains("no step starts after") && text.contains("stopped starting steps"), "\(text)")
+        #expect(text.contains("no step starts after") && text.contains("stopped starting steps") && text.contains("STOPPED before the allocation's end"), "\(text)")
         let stopped = try #require(Background.stored(run))
+        #expect(stopped.status == "stopped")
         let ranFirst = stopped.steps.filter { $0.status == .finished }
         #expect(!ranFirst.isEmpty && stopped.steps.allSatisfy { $0.status == .finished || $0.status == .new }, "\(stopped.steps.map { ($0.displayName, $0.status) })")
         #expect(stopped.steps.first { $0.displayName == "long" }?.status == .new, "a step expected to take 1h never starts 3 s before the end")

@@ -60,16 +60,18 @@ public struct RunReport: Sendable {
     /// every step finished and everything was recorded; 1 otherwise.
     public var exitCode: Int32 {
         if case .aborted(let signal) = outcome { return 128 + signal }
+        if outcome == .stoppedForTimeLimit { return 128 + SIGTERM }
         if hookError != nil || databaseError != nil { return 1 }
         switch outcome {
         case .finished: return 0
-        case .failed, .stalled, .aborted: return 1
+        case .failed, .stalled, .aborted, .stoppedForTimeLimit: return 1
         }
     }
 
     /// The status recorded for the run: always the one the exit code tells.
     public var statusName: String {
         if case .aborted = outcome { return "aborted" }
+        if outcome == .stoppedForTimeLimit { return outcome.statusName }
         if (hookError != nil || databaseError != nil), outcome == .finished { return "failed" }
         return outcome.statusName
     }

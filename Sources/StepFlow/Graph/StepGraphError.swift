@@ -30,7 +30,7 @@ public enum StepGraphError: Error, CustomStringConvertible, Equatable, Sendable 
         case .threadsOutOfRange(let function, let threads, let available, let at):
             return "\(where_(at))step '\(function)' asks for threads: \(threads), but each rank has \(available) slot(s). Ask for 1...\(available) or run with --threads \(max(threads, 1)) or more."
         case .noGPU(let function, let at):
-            return "\(where_(at))step '\(function)' needs a GPU, but this run has none. Run with --gpus N (GPUs per rank) or drop needsGPU."
+            return "\(where_(at))step '\(function)' needs a GPU, but this run has none. Give the GPU ids with --gpus 0,1,... (or set CUDA_VISIBLE_DEVICES) or drop needsGPU."
         case .negativeRetries(let function, let retries, let at):
             return "\(where_(at))step '\(function)' has retries: \(retries); use 0 or more."
         case .nestedTooDeep(let function, let argument, let depth, let limit, let at):

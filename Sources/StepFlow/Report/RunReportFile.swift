@@ -56,6 +56,7 @@ extension RunOutcome {
         case .failed: return "failed"
         case .stalled: return "stalled"
         case .aborted: return "aborted"
+        case .stoppedForTimeLimit: return "stopped"
         }
     }
 }

@@ -11,6 +11,7 @@ public enum RunSummary {
         case .failed: headline = "FAILED"
         case .stalled: headline = "STALLED"
         case .aborted(let signal): headline = "ABORTED (signal \(signal))"
+        case .stoppedForTimeLimit: headline = "STOPPED before the allocation's end"
         }
         lines.append("\(protocolName) \(headline) in \(String(format: "%.3f", report.wallSeconds)) s "
                      + "(mpi=\(report.config.ranks), threads=\(report.config.threadsPerRank), run dir \(runDirectory.path))")

@@ -63,6 +63,10 @@ public enum RunOutcome: Sendable, Equatable {
     case stalled(waiting: [StepID], blocked: [StepID])
     /// Stopped by a signal (S10).
     case aborted(signal: Int32)
+    /// Stopped starting steps before the allocation's end (`--stop-before`); the steps that were
+    /// running finished, the rest is left for `--continue`. Ends with 143, like a SIGTERM, so batch
+    /// scripts treat both alike.
+    case stoppedForTimeLimit
 }
 
 /// The scheduler: a pure state machine. Events go in (inserts, releases, results); decisions come
@@ -265,7 +269,6 @@ public struct Scheduler: Sendable {
     public mutating func stopForTimeLimit() {
         stopping = true
         timeLimited = true
-        if abortSignal == nil { abortSignal = SIGTERM }
     }
 
     /// The steps changed since the last call (for the run database).
@@ -306,6 +309,7 @@ public struct Scheduler: Sendable {
         // Stopped for the time limit with nothing left: the run simply finished.
         if timeLimited && graph.unfinishedCount == 0 && graph.count(.failed) == 0 { return .finished }
         if let abortSignal { return .aborted(signal: abortSignal) }
+        if timeLimited { return .stoppedForTimeLimit }
         if !stopping && graph.hasReady() { return nil }
         if !stopping && graph.unfinishedCount > 0 {
             return .stalled(waiting: graph.waitingSteps, blocked: graph.blockedSteps)

@@ -203,7 +203,7 @@ public enum HTMLReport {
         .sub { color: #5b6472; margin: 0; font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 12px; }
         .badge { font-size: 13px; padding: 2px 9px; border-radius: 10px; color: #fff; background: #5b6472; vertical-align: middle; }
         .badge.finished { background: #3f9a5b; } .badge.failed, .badge.stalled { background: #d7263d; }
-        .badge.aborted, .badge.interrupted { background: #f08a24; } .badge.running { background: #3b7dd8; }
+        .badge.aborted, .badge.stopped, .badge.interrupted { background: #f08a24; } .badge.running { background: #3b7dd8; }
         .facts { display: flex; flex-wrap: wrap; gap: 8px 28px; margin-bottom: 12px; }
         .fact { display: flex; flex-direction: column; }
         .fact .k { color: #5b6472; font-size: 11px; text-transform: uppercase; letter-spacing: .04em; }

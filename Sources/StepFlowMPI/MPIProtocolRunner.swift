@@ -4,13 +4,6 @@ import StepFlow
 /// Runs a protocol on the MPI world: every rank builds the protocol and numbers its steps (S3); rank 0
 /// keeps the graph and coordinates; every rank, rank 0 included, runs T workers.
 public enum MPIProtocolRunner {
-    /// Steps sent ahead to each rank beyond its T slots (S6): at least 2, so a worker has its next step
-    /// before it finishes the current one; `STEPFLOW_PREFETCH` overrides it.
-    public static func prefetch(threads: Int, environment: [String: String]) -> Int {
-        if let raw = environment["STEPFLOW_PREFETCH"], let v = Int(raw), v >= 0 { return v }
-        return min(max(2, threads), 8)
-    }
-
     /// Runs `proto` on this rank. Returns the run's report on rank 0 and nil on the other ranks.
     /// MPI is finalized before it returns.
     /// - Throws: `RunSetupError` when the run cannot start; on ranks other than 0 it is
@@ -58,7 +51,7 @@ public enum MPIProtocolRunner {
         if world.rank == 0 {
             do throws(RunSetupError) {
                 plan = try ProtocolRunner.planRank0(&proto, parallel: parallel, settings: settings,
-                                                    prefetch: prefetch(threads: parallel.threads, environment: settings.environment),
+                                                    prefetch: ProtocolRunner.prefetch(threads: parallel.threads, environment: settings.environment),
                                                     gpus: gpus.lists)
             } catch {
                 failure = error
@@ -112,8 +105,12 @@ public enum MPIProtocolRunner {
         let executor = StepExecutor(frozen)
         let hosts = world.hostNames()
         guard world.rank == 0, let setup else {
-            let ended = MPIWorkerRuntime(world: world, threads: parallel.threads, executor: executor,
-                                         runDirectory: settings.runDirectory, launch: launch).run()
+            let ended = WorkerRuntime(rank: world.rank, messenger: MPIMessenger(), threads: parallel.threads, executor: executor,
+                                      runDirectory: settings.runDirectory, launch: launch).run()
+            if case .unreadable(let message) = ended {
+                FileHandle.standardError.write(Data("stepflow: \(message). Are all ranks running the same build of the program?\n".utf8))
+                world.abort(70)
+            }
             if ended == .aborted {
                 // The commands its steps started end first: none may outlive the rank.
                 ChildProcesses.terminateAll()
@@ -124,8 +121,8 @@ public enum MPIProtocolRunner {
             }
             return nil
         }
-        let transport = MPICoordinatorTransport(world: world, threads: parallel.threads, executor: executor,
-                                                runDirectory: settings.runDirectory, launch: launch, hosts: hosts)
+        let transport = RankLink(ranks: world.size, messenger: MPIMessenger(), threads: parallel.threads, executor: executor,
+                                 runDirectory: settings.runDirectory, launch: launch, hosts: hosts)
         let report = Coordinator(state: setup.state, transport: transport, functionNames: P.functions.names,
                                  hook: { try frozen.stepsCheck($0) },
                                  hookInterval: settings.stepsCheckInterval ?? frozen.stepsCheckInterval,

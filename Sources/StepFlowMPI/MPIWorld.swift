@@ -1,5 +1,6 @@
 import CMPI
 import Foundation
+import StepFlow
 
 /// The MPI world of this process: initialized once (MPI may not be initialized again after
 /// `MPI_Finalize`), with one MPI thread (`MPI_THREAD_FUNNELED`): only the thread that called
@@ -115,7 +116,7 @@ public struct MPIWorld: Sendable {
     public func hostNames() -> [String] {
         var buffer = [CChar](repeating: 0, count: 256)
         gethostname(&buffer, buffer.count)
-        let name = Array(String(cString: buffer).utf8)
+        let name = buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
         return gatherToRank0(name, width: 255).map { String(decoding: $0, as: UTF8.self) }
     }
 
@@ -125,131 +126,6 @@ public struct MPIWorld: Sendable {
         while true {
             MPI_Test(&request, &done, nil)
             if done != 0 { return }
-            backoff.pause()
-        }
-    }
-}
-
-/// How long an MPI thread waits when it finds nothing to do. Measured on 2-core VMs (and by the
-/// benchmark's idle line): every wake-up of a sleeping thread costs ~30 µs of CPU on these VMs, so a
-/// 200 µs sleep costs ~11% of a core and a 1 ms sleep ~4%. Hence three stages:
-/// - right after activity, poll without sleeping for `spinWindow`: the next message of a busy run
-///   (a chain's next link) usually comes within microseconds;
-/// - then sleep 10 µs, doubling up to `activeSleep` (200 µs): wakes within 200 µs;
-/// - after `longIdle` (20 ms) without activity, sleep `idleSleep` (1 ms): a rank with nothing to do stays
-///   under 5% of a core, and wakes within a millisecond.
-public struct IdleBackoff: Sendable {
-    public static let spinWindow: Duration = .microseconds(100)
-    public static let activeSleep: Duration = .microseconds(200)
-    public static let longIdle: Duration = .milliseconds(20)
-    /// `STEPFLOW_IDLE_SLEEP_US` overrides it (to measure the trade-off between idle CPU and wake-up).
-    public static let idleSleep: Duration = .microseconds(
-        ProcessInfo.processInfo.environment["STEPFLOW_IDLE_SLEEP_US"].flatMap { Int($0) }.map { max($0, 10) } ?? 1000)
-
-    private var idleSince: ContinuousClock.Instant?
-    private var sleep: Duration = .zero
-
-    public init() {}
-
-    /// Something happened: start over with polling.
-    public mutating func reset() {
-        idleSince = nil
-        sleep = .zero
-    }
-
-    /// How long to wait now, having found nothing again.
-    public mutating func next() -> Duration {
-        let now = ContinuousClock.now
-        guard let since = idleSince else {
-            idleSince = now
-            return .zero
-        }
-        let idle = now - since
-        if idle < Self.spinWindow { return .zero }
-        if idle >= Self.longIdle { return Self.idleSleep }
-        sleep = sleep == .zero ? .microseconds(10) : min(sleep * 2, Self.activeSleep)
-        return sleep
-    }
-
-    /// Waits as `next()` says (yielding the core while polling).
-    public mutating func pause() {
-        let d = next()
-        if d > .zero {
-            usleep(UInt32(d.components.seconds * 1_000_000 + d.components.attoseconds / 1_000_000_000_000))
-        } else {
-            sched_yield()
-        }
-    }
-}
-
-/// Sends and receives StepFlow frames over MPI without ever blocking: sends are `MPI_Isend` with the
-/// buffer kept until `MPI_Test` says it went; receives are `MPI_Iprobe` then `MPI_Recv` of a message
-/// already there. Use it only on the MPI thread.
-final class MPIMessenger {
-    static let tag: Int32 = 7
-    private var inFlight: [(request: MPI_Request?, buffer: UnsafeMutableRawBufferPointer)] = []
-
-    deinit {
-        for s in inFlight { s.buffer.deallocate() }
-    }
-
-    var hasPendingSends: Bool { !inFlight.isEmpty }
-
-    func send(_ bytes: [UInt8], to rank: Int) {
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(bytes.count, 1), alignment: 8)
-        bytes.withUnsafeBytes { buffer.copyMemory(from: $0) }
-        var request: MPI_Request? = stepflow_request_null()
-        MPI_Isend(buffer.baseAddress, Int32(bytes.count), stepflow_byte(), Int32(rank), Self.tag, stepflow_comm_world(), &request)
-        inFlight.append((request, buffer))
-        progressSends()
-    }
-
-    /// Frees the buffers of sends that completed.
-    func progressSends() {
-        guard !inFlight.isEmpty else { return }
-        var i = 0
-        while i < inFlight.count {
-            var done: Int32 = 0
-            MPI_Test(&inFlight[i].request, &done, nil)
-            if done != 0 {
-                inFlight[i].buffer.deallocate()
-                inFlight.swapAt(i, inFlight.count - 1)
-                inFlight.removeLast()
-            } else {
-                i += 1
-            }
-        }
-    }
-
-    /// Every message that has arrived, from any rank, in arrival order per sender.
-    func receiveAll() -> [(source: Int, bytes: [UInt8])] {
-        var out: [(Int, [UInt8])] = []
-        // The first Iprobe of a wake-up only pulls pending messages into the library: probe twice.
-        var misses = 0
-        while misses < 2 {
-            var flag: Int32 = 0
-            var status = MPI_Status()
-            MPI_Iprobe(stepflow_any_source(), Self.tag, stepflow_comm_world(), &flag, &status)
-            if flag == 0 {
-                misses += 1
-                continue
-            }
-            var count: Int32 = 0
-            MPI_Get_count(&status, stepflow_byte(), &count)
-            var bytes = [UInt8](repeating: 0, count: Int(count))
-            bytes.withUnsafeMutableBytes { p in
-                _ = MPI_Recv(p.baseAddress, count, stepflow_byte(), status.MPI_SOURCE, Self.tag, stepflow_comm_world(), nil)
-            }
-            out.append((Int(status.MPI_SOURCE), bytes))
-        }
-        return out
-    }
-
-    /// Waits until every send went, polling (used before shutting down).
-    func flush() {
-        var backoff = IdleBackoff()
-        while hasPendingSends {
-            progressSends()
             backoff.pause()
         }
     }

@@ -50,7 +50,7 @@ final class ScriptedTransport: CoordinatorTransport {
 
     @Test("A rank that reports a step rank 0 never created ends the run failed, naming the rank; nothing traps")
     func unknownStep() throws {
-        let (report, transport) = try run(ranks: 2, [[.ended(StepOutcome(id: 99, rank: 1, slot: 0, report: .finished, start: 1, end: 2, logPath: nil))]])
+        let (report, transport) = try run(ranks: 2, [[.message(from: 1, .ended(StepOutcome(id: 99, rank: 1, slot: 0, report: .finished, start: 1, end: 2, logPath: nil)))]])
         #expect(report.outcome == .failed && report.exitCode == 1)
         #expect(report.hookError?.contains("rank 1 reported ended step 99, which rank 0 never created") == true, "\(report.hookError ?? "")")
         let aborted = transport.aborted.load(ordering: .relaxed)
@@ -60,7 +60,7 @@ final class ScriptedTransport: CoordinatorTransport {
     @Test("A rank that reports a step rank 0 gave to another rank ends the run failed, naming both")
     func wrongRank() throws {
         // Step 1 goes to rank 0, step 2 to rank 1 (ranks take steps in turn).
-        let (report, _) = try run(ranks: 2, [[.started(StepStart(id: 1, rank: 1, slot: 0, start: 1))]])
+        let (report, _) = try run(ranks: 2, [[.message(from: 1, .started(StepStart(id: 1, rank: 1, slot: 0, start: 1)))]])
         #expect(report.outcome == .failed)
         #expect(report.hookError?.contains("rank 1 reported started step 1, which rank 0 gave to rank 0") == true, "\(report.hookError ?? "")")
     }
@@ -74,9 +74,9 @@ final class ScriptedTransport: CoordinatorTransport {
     @Test("A late report for a step no longer running (after a signal or a take-back) is ignored")
     func lateReport() throws {
         let (report, _) = try run(ranks: 1, [
-            [.ended(StepOutcome(id: 1, rank: 0, slot: 0, report: .finished, start: 1, end: 2, logPath: nil)),
-             .ended(StepOutcome(id: 2, rank: 0, slot: 0, report: .finished, start: 1, end: 2, logPath: nil))],
-            [.ended(StepOutcome(id: 1, rank: 0, slot: 0, report: .failed(error: "late"), start: 1, end: 2, logPath: nil))],
+            [.message(from: 0, .ended(StepOutcome(id: 1, rank: 0, slot: 0, report: .finished, start: 1, end: 2, logPath: nil))),
+             .message(from: 0, .ended(StepOutcome(id: 2, rank: 0, slot: 0, report: .finished, start: 1, end: 2, logPath: nil)))],
+            [.message(from: 0, .ended(StepOutcome(id: 1, rank: 0, slot: 0, report: .failed(error: "late"), start: 1, end: 2, logPath: nil)))],
         ])
         #expect(report.outcome == .finished && report.records.allSatisfy { $0.status == .finished })
     }

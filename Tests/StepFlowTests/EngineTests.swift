@@ -3,7 +3,7 @@ import Synchronization
 import Testing
 @testable import StepFlow
 
-/// The engine end to end over `LocalTransport`: real worker threads, steps that record when they ran.
+/// The engine end to end over `InMemoryRanks`: real worker threads, steps that record when they ran.
 @Suite struct EngineTests {
     static let sleep: @Sendable (Intervals) -> @Sendable (StepContext) throws -> Void = { iv in
         { step in iv.record(step) { Thread.sleep(forTimeInterval: 0.05) } }

@@ -158,21 +158,6 @@ import Testing
         #expect(fixed.code == 0, "\(fixed.stdout)\n\(fixed.stderr)")
     }
 
-    @Test("S3: addPrerequisites to a step sent ahead to a busy rank but not started takes it back; it then waits for the new prerequisite")
-    func addPrerequisitesToSentAhead() throws {
-        let dir = Executables.temporaryFolder("takeback")
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let run = dir.appendingPathComponent("run")
-        let result = try MPILaunch.run(np: 2, "StepFlowProbe", ["--run-dir", run.path, "--scenario", "takeback", "--threads", "1"],
-                                       environment: ["PROBE_RUN_DIR": run.path])
-        #expect(result.code == 0, "\(result.stdout)\n\(result.stderr)")
-        let stored = try #require(Background.stored(run))
-        #expect(stored.steps.count == 7 && Set(stored.steps[3].prerequisites) == [7])
-        let runs = Dictionary(grouping: try ProbeRecords(runDirectory: run).runs, by: \.id)
-        let target = try #require(runs[4]?.first), extra = try #require(runs[7]?.first)
-        #expect(extra.end <= target.start, "step 4 waited for the prerequisite added while it was queued on rank 1")
-    }
-
     @Test("Ranks whose insertAllSteps numbered different steps: every rank stops with exit 2, naming the rank; nothing is written")
     func nondeterministicInsertAllSteps() throws {
         let dir = Executables.temporaryFolder("nondeterministic")

@@ -130,7 +130,7 @@ import Testing
         let executor = StepExecutor(functions: ["killer": { _ in }, "after": { _ in }, "other": { _ in }])
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("review-hook-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: dir) }
-        let transport = LocalTransport(ranks: 1, threads: 1, executor: executor, runDirectory: dir)
+        let transport = InMemoryRanks.start(ranks: 1, threads: 1, executor: executor, runDirectory: dir)
         let coordinator = Coordinator(state: state, transport: transport, functionNames: executor.functionNames,
                                       hook: { _ in /* a streaming hook that has nothing new */ }, hookInterval: .milliseconds(10))
         let done = DispatchSemaphore(value: 0)

@@ -24,7 +24,7 @@ import Testing
         for _ in 0..<50 { try inserter.insertFunctionStep("s", prerequisites: []) }
         let dir = Executables.temporaryFolder("db-signal")
         defer { try? FileManager.default.removeItem(at: dir) }
-        let transport = LocalTransport(ranks: 1, threads: 2, executor: executor, runDirectory: dir)
+        let transport = InMemoryRanks.start(ranks: 1, threads: 2, executor: executor, runDirectory: dir)
         let report = Coordinator(state: state, transport: transport, functionNames: executor.functionNames, journal: journal,
                                  signalSource: {
                                      guard started.load(ordering: .relaxed) >= 5 else { return nil }

@@ -2,8 +2,30 @@ import Foundation
 import Testing
 @testable import StepFlow
 
-/// Random `WireEvent`s and `StepValue` trees of every kind, from a seed.
-struct WireEventGenerator {
+/// A frame of either direction: the fuzz tests draw both and check both decoders.
+enum AnyFrame: Equatable {
+    case toRank([ToRank])
+    case fromRank([FromRank])
+
+    var bytes: [UInt8] {
+        switch self {
+        case .toRank(let m): return WireCodec.encode(m)
+        case .fromRank(let m): return WireCodec.encode(m)
+        }
+    }
+
+    /// The case names of the messages, e.g. "assign".
+    var kinds: [String] {
+        let names: [Any] = switch self {
+        case .toRank(let m): m
+        case .fromRank(let m): m
+        }
+        return names.map { String(describing: $0).prefix { $0 != "(" }.description }
+    }
+}
+
+/// Random messages of both directions and `StepValue` trees of every kind, from a seed.
+struct WireMessageGenerator {
     var rng: SeededRandom
     /// Set once a NaN was generated: NaN != NaN, so such values are compared by their bytes only.
     var sawNaN = false
@@ -66,34 +88,43 @@ struct WireEventGenerator {
     mutating func location() -> StepFlow.SourceLocation? { chance(0.3) ? nil : StepFlow.SourceLocation(file: string(), line: int()) }
     mutating func token() -> UInt32 { chance(0.2) ? [0, 1, .max][below(3)] : UInt32(truncatingIfNeeded: rng.next()) }
 
-    mutating func event() -> WireEvent {
-        switch below(17) {
-        case 14: return .takeBack(ints())
-        case 15: return .ping
-        case 16: return .alive
-        case 0: return .assign(StepAssignment(id: int(), function: string(), args: values(), threads: int(), gpus: ints(), attempt: int()))
+    mutating func toRank() -> ToRank {
+        switch below(8) {
+        case 0: return .assign(StepAssignment(id: int(), function: string(), args: values(), threads: int(), gpus: ints(), attempt: int(),
+                                              startBy: optionalDouble()))
         case 1: return .takeBackUnstarted
-        case 2: return .reply(token: token(), .success(int()))
-        case 3: return .reply(token: token(), .success(nil))
-        case 4: return .reply(token: token(), .failure(GraphEditError(string())))
-        case 5: return .shutdown
-        case 6: return .abort
-        case 7: return .started(StepStart(id: int(), rank: int(), slot: int(), start: double()))
-        case 8:
+        case 2: return .reply(token: token(), [.success(int()), .success(nil), .failure(GraphEditError(string()))][below(3)])
+        case 3: return .shutdown
+        case 4: return .abort
+        case 5: return .ping
+        default: return .takeBack(ints())
+        }
+    }
+
+    mutating func fromRank() -> FromRank {
+        switch below(9) {
+        case 0: return .alive
+        case 1: return .started(StepStart(id: int(), rank: int(), slot: int(), start: double()))
+        case 2:
             let report: Scheduler.Report = [.finished, .failed(error: string()), .notStarted, .aborted][below(4)]
             return .ended(StepOutcome(id: int(), rank: int(), slot: int(), report: report, start: optionalDouble(),
                                       end: optionalDouble(), logPath: chance(0.3) ? nil : string()))
-        case 9, 10:
+        case 3, 4:
             let spec = StepSpec(function: string(), args: values(), threads: int(), needsGPU: chance(0.5), retries: int(), wait: chance(0.5))
             return .request(token: token(), StepRequest(from: int(), edit: .insert(spec, prerequisites: ints(), at: location())))
-        case 11, 12:
+        case 5, 6:
             return .request(token: token(), StepRequest(from: int(), edit: .addPrerequisites(to: int(), ints(), at: location())))
         default:
             return .request(token: token(), StepRequest(from: int(), edit: .release(int(), at: location())))
         }
     }
 
-    mutating func events() -> [WireEvent] { (0..<(chance(0.05) ? 0 : 1 + below(6))).map { _ in event() } }
+    /// A frame of 0 to 6 messages (rarely 0), one direction drawn at random.
+    mutating func frame() -> AnyFrame {
+        let n = chance(0.05) ? 0 : 1 + below(6)
+        if chance(0.5) { return .toRank((0..<n).map { _ in toRank() }) }
+        return .fromRank((0..<n).map { _ in fromRank() })
+    }
 
     mutating func bytes(_ n: Int) -> [UInt8] { (0..<n).map { _ in UInt8(truncatingIfNeeded: rng.next()) } }
 }
@@ -106,15 +137,23 @@ struct FuzzLedger {
 
     mutating func fail(_ text: String) { if failures.count < 20 { failures.append(text) } else { failures[19] = "… and more" } }
 
-    /// Decodes `bytes`; a thrown error must name an offset inside the bytes. Returns the events or nil.
-    mutating func decode(_ bytes: [UInt8], _ label: String) -> [WireEvent]? {
+    /// Decodes `bytes` as both directions; a thrown error must name an offset inside the bytes.
+    /// Returns the frame of the first direction that decodes, or nil.
+    mutating func decode(_ bytes: [UInt8], _ label: String) -> AnyFrame? {
         cases += 1
+        var decoded: AnyFrame?
         do {
-            return try WireCodec.decode(bytes)
+            decoded = .toRank(try WireCodec.decode(bytes, as: ToRank.self))
         } catch {
             check(error, bytes, label)
-            return nil
         }
+        do {
+            let from = try WireCodec.decode(bytes, as: FromRank.self)
+            if decoded == nil { decoded = .fromRank(from) }
+        } catch {
+            check(error, bytes, label)
+        }
+        return decoded
     }
 
     mutating func check(_ error: WireError, _ bytes: [UInt8], _ label: String) {
@@ -123,11 +162,16 @@ struct FuzzLedger {
         }
     }
 
-    /// A decoded frame must come back byte for byte when encoded again, and decode to the same events.
-    mutating func checkStable(_ events: [WireEvent], _ label: String) {
-        let again = WireCodec.encode(events)
-        guard let redecoded = try? WireCodec.decode(again) else { return fail("\(label): re-encoded frame does not decode") }
-        if WireCodec.encode(redecoded) != again { fail("\(label): re-encoding is not stable") }
+    /// A decoded frame must come back byte for byte when encoded again, and decode to the same messages.
+    mutating func checkStable(_ frame: AnyFrame, _ label: String) {
+        let again = frame.bytes
+        let redecoded: AnyFrame?
+        switch frame {
+        case .toRank: redecoded = (try? WireCodec.decode(again, as: ToRank.self)).map { .toRank($0) }
+        case .fromRank: redecoded = (try? WireCodec.decode(again, as: FromRank.self)).map { .fromRank($0) }
+        }
+        guard let redecoded else { return fail("\(label): re-encoded frame does not decode") }
+        if redecoded.bytes != again { fail("\(label): re-encoding is not stable") }
     }
 }
 
@@ -138,17 +182,17 @@ struct FuzzLedger {
 
     @Test("Random bytes decode or throw WireError with an offset inside the input")
     func randomBytes() {
-        var gen = WireEventGenerator(seed: 0xB17E5)
+        var gen = WireMessageGenerator(seed: 0xB17E5)
         var ledger = FuzzLedger()
         var decodedCount = 0
         for i in 0..<Self.randomByteCases {
             var bytes = gen.bytes(gen.below(48))
-            // Often a plausible header (a small event count, a known event kind) so decoding goes deeper.
+            // Often a plausible header (a small message count, a known kind) so decoding goes deeper.
             if !bytes.isEmpty && gen.chance(0.6) { bytes[0] = UInt8(1 + gen.below(4)) }
-            if bytes.count > 1 && gen.chance(0.6) { bytes[1] = UInt8(1 + gen.below(8)) }
-            if let events = ledger.decode(bytes, "random #\(i)") {
+            if bytes.count > 1 && gen.chance(0.6) { bytes[1] = UInt8(1 + gen.below(11)) }
+            if let frame = ledger.decode(bytes, "random #\(i)") {
                 decodedCount += 1
-                ledger.checkStable(events, "random #\(i)")
+                ledger.checkStable(frame, "random #\(i)")
             }
         }
         print("WireCodecFuzzTests.randomBytes: \(ledger.cases) cases, \(decodedCount) decoded")
@@ -156,21 +200,24 @@ struct FuzzLedger {
         #expect(ledger.cases == Self.randomByteCases)
     }
 
-    @Test("Valid frames of random events round-trip exactly, and every shorter prefix throws")
+    @Test("Valid frames of random messages of both directions round-trip exactly, and every shorter prefix throws")
     func roundTripAndTruncation() {
-        var gen = WireEventGenerator(seed: 0xF4A3E)
+        var gen = WireMessageGenerator(seed: 0xF4A3E)
         var ledger = FuzzLedger()
         var kinds = Set<String>()
         for i in 0..<Self.roundTripFrames {
             gen.sawNaN = false
-            let events = gen.events()
-            for e in events { kinds.insert(String(describing: e).prefix { $0 != "(" }.description) }
-            let bytes = WireCodec.encode(events)
+            let frame = gen.frame()
+            kinds.formUnion(frame.kinds)
+            let bytes = frame.bytes
             ledger.cases += 1
             do {
-                let decoded = try WireCodec.decode(bytes)
-                if !gen.sawNaN && decoded != events { ledger.fail("frame #\(i): decoded events differ") }
-                if WireCodec.encode(decoded) != bytes { ledger.fail("frame #\(i): bytes differ after a round trip") }
+                let decoded: AnyFrame = switch frame {
+                case .toRank: .toRank(try WireCodec.decode(bytes, as: ToRank.self))
+                case .fromRank: .fromRank(try WireCodec.decode(bytes, as: FromRank.self))
+                }
+                if !gen.sawNaN && decoded != frame { ledger.fail("frame #\(i): decoded messages differ") }
+                if decoded.bytes != bytes { ledger.fail("frame #\(i): bytes differ after a round trip") }
             } catch {
                 ledger.fail("frame #\(i): a valid frame of \(bytes.count) bytes throws \(error)")
             }
@@ -190,12 +237,12 @@ struct FuzzLedger {
 
     @Test("Valid frames with random mutations, insertions and deletions decode or throw")
     func mutations() {
-        var gen = WireEventGenerator(seed: 0x3017A7E)
+        var gen = WireMessageGenerator(seed: 0x3017A7E)
         var ledger = FuzzLedger()
         var decodedCount = 0
         var frame: [UInt8] = []
         for i in 0..<Self.mutationCases {
-            if i % 50 == 0 { frame = WireCodec.encode(gen.events()) }
+            if i % 50 == 0 { frame = gen.frame().bytes }
             var bytes = frame
             for _ in 0..<(1 + gen.below(3)) {
                 let at = gen.below(bytes.count + 1)
@@ -210,9 +257,9 @@ struct FuzzLedger {
                     bytes.insert(contentsOf: bytes[at..<end], at: at)
                 }
             }
-            if let events = ledger.decode(bytes, "mutation #\(i)") {
+            if let decoded = ledger.decode(bytes, "mutation #\(i)") {
                 decodedCount += 1
-                ledger.checkStable(events, "mutation #\(i)")
+                ledger.checkStable(decoded, "mutation #\(i)")
             }
         }
         #expect(ledger.failures.isEmpty, "\(ledger.failures.joined(separator: "\n"))")
@@ -223,7 +270,7 @@ struct FuzzLedger {
 
     @Test("Step arguments round-trip through encode(arguments:) and decode(arguments:); prefixes throw")
     func arguments() {
-        var gen = WireEventGenerator(seed: 0xA765)
+        var gen = WireMessageGenerator(seed: 0xA765)
         var cases = 0
         var failures: [String] = []
         for i in 0..<2_000 {
@@ -244,25 +291,30 @@ struct FuzzLedger {
         #expect(cases > 10_000)
     }
 
-    /// `bytes` must throw `expected` (compared by case and offset through the description).
+    /// `bytes` must throw `expected`, decoded as the direction its first kind byte belongs to (a
+    /// rank's messages 5, 6, 8 and 11; otherwise rank 0's).
     func expectThrows(_ bytes: [UInt8], _ expected: WireError, sourceLocation: Testing.SourceLocation = #_sourceLocation) {
-        #expect(throws: expected, sourceLocation: sourceLocation) { try WireCodec.decode(bytes) }
+        if bytes.count > 1 && [5, 6, 8, 11].contains(bytes[1]) {
+            #expect(throws: expected, sourceLocation: sourceLocation) { try WireCodec.decode(bytes, as: FromRank.self) }
+        } else {
+            #expect(throws: expected, sourceLocation: sourceLocation) { try WireCodec.decode(bytes, as: ToRank.self) }
+        }
     }
 
     static let maxVarint: [UInt8] = Array(repeating: 0xFF, count: 9) + [0x01]
 
     @Test("Hostile frames: huge counts, long varints, deep nesting, unknown kinds, bad flags and UTF-8")
     func hostileFrames() throws {
-        expectThrows([], .truncated(field: "event count", offset: 0, needed: 1, left: 0))
-        expectThrows(Self.maxVarint, .countPastEnd(field: "event count", count: .max, offset: 0, left: 0, minimumBytes: 1))
-        expectThrows([0xE8, 0x07, 4, 4, 4], .countPastEnd(field: "event count", count: 1000, offset: 0, left: 3, minimumBytes: 1))
+        expectThrows([], .truncated(field: "message count", offset: 0, needed: 1, left: 0))
+        expectThrows(Self.maxVarint, .countPastEnd(field: "message count", count: .max, offset: 0, left: 0, minimumBytes: 1))
+        expectThrows([0xE8, 0x07, 4, 4, 4], .countPastEnd(field: "message count", count: 1000, offset: 0, left: 3, minimumBytes: 1))
         // The 10th byte carries bit 63 only.
-        expectThrows(Array(repeating: 0xFF, count: 9) + [0x02], .varintOverflow(field: "event count", offset: 0))
-        expectThrows(Array(repeating: 0x80, count: 10) + [0x00], .varintOverflow(field: "event count", offset: 0))
-        expectThrows(Array(repeating: 0x80, count: 5), .truncated(field: "event count", offset: 0, needed: 6, left: 5))
+        expectThrows(Array(repeating: 0xFF, count: 9) + [0x02], .varintOverflow(field: "message count", offset: 0))
+        expectThrows(Array(repeating: 0x80, count: 10) + [0x00], .varintOverflow(field: "message count", offset: 0))
+        expectThrows(Array(repeating: 0x80, count: 5), .truncated(field: "message count", offset: 0, needed: 6, left: 5))
         // A 10-byte varint that fits decodes: Int.min in zigzag is UInt64.max.
         let release: [UInt8] = [1, 6, 0] + [1] + [2] + Self.maxVarint + [0]
-        #expect(try WireCodec.decode(release) == [.request(token: 0, StepRequest(from: -1, edit: .release(Int.min, at: nil)))])
+        #expect(try WireCodec.decode(release, as: FromRank.self) == [.request(token: 0, StepRequest(from: -1, edit: .release(Int.min, at: nil)))])
 
         // Lengths and counts past the end, at every level.
         expectThrows([1, 1, 0] + Self.maxVarint, .countPastEnd(field: "function name length", count: .max, offset: 3, left: 0, minimumBytes: 1))
@@ -276,7 +328,14 @@ struct FuzzLedger {
         expectThrows([1, 1, 0, 0, 1, 4, 0, 0, 0], .truncated(field: "double value", offset: 6, needed: 8, left: 3))
 
         // Unknown kinds and flags.
-        for kind: UInt8 in [0, 12, 0x7F, 0xFF] { expectThrows([1, kind], .unknownKind(field: "event kind", kind: kind, offset: 1)) }
+        for kind: UInt8 in [0, 12, 0x7F, 0xFF] { expectThrows([1, kind], .unknownKind(field: "message kind (rank 0 to a rank)", kind: kind, offset: 1)) }
+        // A message of the other direction is unknown too: a rank never takes a rank's report, nor rank 0 an order.
+        for kind: UInt8 in [5, 6, 8, 11] {
+            #expect(throws: WireError.unknownKind(field: "message kind (rank 0 to a rank)", kind: kind, offset: 1)) { try WireCodec.decode([1, kind], as: ToRank.self) }
+        }
+        for kind: UInt8 in [1, 2, 3, 4, 7, 9, 10] {
+            #expect(throws: WireError.unknownKind(field: "message kind (a rank to rank 0)", kind: kind, offset: 1)) { try WireCodec.decode([1, kind], as: FromRank.self) }
+        }
         expectThrows([1, 1, 0, 0, 1, 8], .unknownKind(field: "value kind", kind: 8, offset: 5))
         expectThrows([1, 5, 0, 0, 0, 4], .unknownKind(field: "report kind", kind: 4, offset: 5))
         expectThrows([1, 6, 0, 0, 3], .unknownKind(field: "edit kind", kind: 3, offset: 4))
@@ -288,28 +347,28 @@ struct FuzzLedger {
         expectThrows([1, 1, 0, 0, 1, 7, 2, 1, 0x61, 0, 1, 0x61, 1], .duplicateKey("a", offset: 10))
         expectThrows([1, 4, 0], .trailingBytes(count: 1, offset: 2))
         expectThrows([0, 0], .trailingBytes(count: 1, offset: 1))
-        #expect(try WireCodec.decode([0]) == [])
+        #expect(try WireCodec.decode([0], as: ToRank.self) == [] && WireCodec.decode([0], as: FromRank.self) == [])
     }
 
     /// A frame with one assign event whose only argument is `body`: count, kind, id 0, function "", 1 argument.
-    static func assignFrame(argument body: [UInt8]) -> [UInt8] { [1, 1, 0, 0, 1] + body + [0, 0, 0] }
+    static func assignFrame(argument body: [UInt8]) -> [UInt8] { [1, 1, 0, 0, 1] + body + [0, 0, 0, 0] }
 
     @Test("Nesting: 64 levels decode, 65 and 100,000 throw without recursing")
     func deepNesting() throws {
         let deepArrays = Self.assignFrame(argument: (0..<100_000).flatMap { _ in [6, 1] as [UInt8] } + [0])
         // The 65th array starts after the 5 header bytes and 64 two-byte levels.
-        #expect(throws: WireError.nestedTooDeep(offset: 5 + 2 * 64, limit: 64)) { try WireCodec.decode(deepArrays) }
+        #expect(throws: WireError.nestedTooDeep(offset: 5 + 2 * 64, limit: 64)) { try WireCodec.decode(deepArrays, as: ToRank.self) }
         let deepObjects = Self.assignFrame(argument: (0..<100_000).flatMap { _ in [7, 1, 0] as [UInt8] } + [0])
-        #expect(throws: WireError.nestedTooDeep(offset: 5 + 3 * 64, limit: 64)) { try WireCodec.decode(deepObjects) }
+        #expect(throws: WireError.nestedTooDeep(offset: 5 + 3 * 64, limit: 64)) { try WireCodec.decode(deepObjects, as: ToRank.self) }
         let deepArguments: [UInt8] = [1] + (0..<100_000).flatMap { _ in [6, 1] as [UInt8] } + [0]
         #expect(throws: WireError.nestedTooDeep(offset: 1 + 2 * 64, limit: 64)) { try WireCodec.decode(arguments: deepArguments) }
 
         let limit = WireCodec.maximumNesting
         let atLimit = Self.nested(limit), beyond = Self.nested(limit + 1)
-        let event = { (v: StepValue) in WireEvent.assign(StepAssignment(id: 1, function: "f", args: [v], threads: 1, gpus: [], attempt: 0)) }
-        #expect(try WireCodec.decode(WireCodec.encode([event(atLimit)])) == [event(atLimit)])
+        let event = { (v: StepValue) in ToRank.assign(StepAssignment(id: 1, function: "f", args: [v], threads: 1, gpus: [], attempt: 0)) }
+        #expect(try WireCodec.decode(WireCodec.encode([event(atLimit)]), as: ToRank.self) == [event(atLimit)])
         #expect(try WireCodec.decode(arguments: WireCodec.encode(arguments: [atLimit])) == [atLimit])
-        #expect(throws: WireError.self) { try WireCodec.decode(WireCodec.encode([event(beyond)])) }
+        #expect(throws: WireError.self) { try WireCodec.decode(WireCodec.encode([event(beyond)]), as: ToRank.self) }
         #expect(throws: WireError.self) { try WireCodec.decode(arguments: WireCodec.encode(arguments: [beyond])) }
         // The limit holds beside siblings too: depth is per path, not per frame.
         let below = Self.nested(limit - 1)
@@ -357,7 +416,7 @@ struct FuzzLedger {
         #expect(e.description.contains("at byte 12"))
         #expect(e.description.contains("argument count says 9, but only 3 bytes follow"))
         #expect(e.description.contains("same StepFlow build"))
-        #expect(WireError.varintOverflow(field: "event count", offset: 0).description.contains("longer than 64 bits"))
+        #expect(WireError.varintOverflow(field: "message count", offset: 0).description.contains("longer than 64 bits"))
         #expect(WireError.nestedTooDeep(offset: 4, limit: 64).description.contains("more than 64 levels"))
     }
 }

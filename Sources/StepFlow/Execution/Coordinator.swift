@@ -175,7 +175,7 @@ public final class Coordinator: Sendable {
     /// milliseconds, and the launcher ends the job about a second after its signal.
     static let aliveWait: Duration = .milliseconds(300)
 
-    public init(state: SchedulerState, transport: any CoordinatorTransport, functionNames: Set<String>,
+    package init(state: SchedulerState, transport: any CoordinatorTransport, functionNames: Set<String>,
                 hook: (@Sendable (StepsCheck) throws -> Void)? = nil, hookInterval: Duration = .seconds(1),
                 progress: (@Sendable (ProgressSnapshot) -> Void)? = nil, journal: (any RunJournal)? = nil,
                 watchSignals: Bool = false, notes: (@Sendable (String) -> Void)? = nil,
@@ -357,7 +357,7 @@ public final class Coordinator: Sendable {
             s.nextAssignments(now: now).map { a -> (Int, StepAssignment) in
                 let spec = s.graph.record(a.step).spec
                 return (a.rank, StepAssignment(id: a.step, function: spec.function, args: spec.args,
-                                               threads: spec.threads, gpus: a.gpus, attempt: a.attempt))
+                                               threads: spec.threads, gpus: a.gpus, attempt: a.attempt, startBy: a.startBy))
             }
         }
         guard !assignments.isEmpty else { return }
@@ -368,6 +368,13 @@ public final class Coordinator: Sendable {
 
     private func apply(_ event: RankEvent, _ loop: inout LoopState) {
         switch event {
+        case .message(let rank, let message): apply(message, from: rank, &loop)
+        case .broken(let rank, let message): fail(rank: rank, message, &loop)
+        }
+    }
+
+    private func apply(_ message: FromRank, from rank: Int, _ loop: inout LoopState) {
+        switch message {
         case .started(let s):
             let known = state.withScheduler { sched -> ReportCheck in
                 let check = sched.graph.check(s.id, from: s.rank)
@@ -395,7 +402,8 @@ public final class Coordinator: Sendable {
             if !loop.waitingForTakeBack.isEmpty, let waiting = loop.waitingForTakeBack.removeValue(forKey: outcome.id) {
                 for (request, address) in waiting { answer(request, address) }
             }
-        case .request(let request, let address):
+        case .request(let token, let request):
+            let address = ReplyAddress(rank: rank, token: token)
             // S3: prerequisites may be added to a step that has not started; one sent ahead to a rank is
             // taken back first, and the edit applies once it is back.
             let (known, takeBackFrom) = state.withScheduler { s -> (ReportCheck, Int?) in
@@ -418,9 +426,7 @@ public final class Coordinator: Sendable {
                 return
             }
             answer(request, address)
-        case .broken(let rank, let message):
-            fail(rank: rank, message, &loop)
-        case .alive(let rank):
+        case .alive:
             loop.silentRanks?.ranks.remove(rank)
         }
     }

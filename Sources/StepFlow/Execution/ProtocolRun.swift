@@ -359,6 +359,14 @@ public enum ProtocolRunner {
         return (end.time - before, "the allocation ends at \(ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: end.time))) (\(end.source)) and --stop-before \(DurationText.text(before))")
     }
 
+    /// Steps sent ahead to each rank beyond its T slots (S6): at least 2, so a worker has its next step
+    /// before it finishes the current one; `STEPFLOW_PREFETCH` overrides it. The same in one process
+    /// as under `mpirun`.
+    package static func prefetch(threads: Int, environment: [String: String] = ProcessInfo.processInfo.environment) -> Int {
+        if let raw = environment["STEPFLOW_PREFETCH"], let v = Int(raw), v >= 0 { return v }
+        return min(max(2, threads), 8)
+    }
+
     /// Runs a protocol with every rank in this process, or (with `settings.dryRun`) prints what a
     /// continue would do and returns nil.
     public static func launchLocal<P: StepProtocol>(_ proto: P, settings: RunSettings, worldSize: Int? = 1) throws(RunSetupError) -> RunReport? {
@@ -372,18 +380,20 @@ public enum ProtocolRunner {
         return nil
     }
 
-    /// Runs a protocol with every rank in this process (`LocalTransport`). With `worldSize` nil the
-    /// run takes `mpi` from the settings or the protocol and simulates that many ranks.
+    /// Runs a protocol with every rank in this process (`InMemoryRanks`: the runtime of `mpirun` over
+    /// in-memory mailboxes). With `worldSize` nil the run takes `mpi` from the settings or the protocol
+    /// and simulates that many ranks.
     public static func runLocal<P: StepProtocol>(_ proto: P, settings: RunSettings, worldSize: Int? = 1) throws(RunSetupError) -> RunReport {
         var proto = proto
         var form = ProtocolForm()
         proto.defineParams(&form)
         let parallel = try ResolvedParallelSection.resolve(form: form, settings: settings, worldSize: worldSize)
-        let plan = try planRank0(&proto, parallel: parallel, settings: settings, prefetch: 0, gpus: GPUList.oneNode(parallel))
+        let plan = try planRank0(&proto, parallel: parallel, settings: settings, prefetch: prefetch(threads: parallel.threads, environment: settings.environment),
+                                 gpus: GPUList.oneNode(parallel))
         let setup = try openStore(plan, for: P.self, parallel: parallel, settings: settings)
         let frozen = proto
-        let transport = LocalTransport(ranks: parallel.mpi, threads: parallel.threads, executor: StepExecutor(frozen),
-                                       runDirectory: settings.runDirectory, launch: setup.launch)
+        let transport = InMemoryRanks.start(ranks: parallel.mpi, threads: parallel.threads, executor: StepExecutor(frozen),
+                                            runDirectory: settings.runDirectory, launch: setup.launch)
         let coordinator = Coordinator(state: setup.state, transport: transport, functionNames: P.functions.names,
                                       hook: { try frozen.stepsCheck($0) },
                                       hookInterval: settings.stepsCheckInterval ?? frozen.stepsCheckInterval,

@@ -13,7 +13,7 @@ public final class WorkerPool: Sendable {
     private let runDirectory: URL
     private let launch: Int
     private let channel: any StepRequestChannel
-    private let report: @Sendable (RankEvent) -> Void
+    private let report: @Sendable (FromRank) -> Void
     private let state: Mutex<PoolState>
     /// Set when the run is stopped by a signal: running steps see it and end what they wait on.
     private let cancellation = Cancellation()
@@ -27,8 +27,8 @@ public final class WorkerPool: Sendable {
     }
 
     /// Starts `threads` worker threads for `rank`.
-    public init(rank: Int, threads: Int, executor: StepExecutor, runDirectory: URL, launch: Int = 1,
-                channel: any StepRequestChannel, report: @escaping @Sendable (RankEvent) -> Void) {
+    package init(rank: Int, threads: Int, executor: StepExecutor, runDirectory: URL, launch: Int = 1,
+                channel: any StepRequestChannel, report: @escaping @Sendable (FromRank) -> Void) {
         self.rank = rank
         self.threads = threads
         self.executor = executor
@@ -138,6 +138,11 @@ public final class WorkerPool: Sendable {
     }
 
     private func run(_ step: StepAssignment, slot: Int) {
+        // Sent ahead before the launch deadline, but its turn came too late to end before it.
+        if let startBy = step.startBy, Date().timeIntervalSince1970 > startBy {
+            report(.ended(StepOutcome(id: step.id, rank: rank, slot: -1, report: .notStarted, start: nil, end: nil, logPath: nil)))
+            return
+        }
         let context = StepContext(id: step.id, function: step.function, args: step.args, rank: rank, slot: slot,
                                   gpus: step.gpus, attempt: step.attempt, runDirectory: runDirectory,
                                   editor: ChannelEditor(channel: channel), functionNames: executor.functionNames, launch: launch,

@@ -51,6 +51,10 @@ public struct Assignment: Sendable, Equatable {
     public var rank: Int
     public var gpus: [Int]
     public var attempt: Int
+    /// With a launch deadline: the latest moment (seconds since the epoch) the step may start, so it
+    /// ends before the deadline as far as its expected duration says. The rank checks it when the step
+    /// would start, since a step sent ahead may wait in the rank's queue.
+    public var startBy: Double? = nil
 }
 
 /// How a run ended.
@@ -190,7 +194,8 @@ public struct Scheduler: Sendable {
             var gpus: [Int] = []
             if spec.needsGPU { gpus.append(freeGPUs[best].removeFirst()) }
             graph.noteRun(id, rank: best, slot: nil, gpus: gpus, start: nil, end: nil, logPath: nil)
-            out.append(Assignment(step: id, rank: best, gpus: gpus, attempt: graph.record(id).attempts))
+            out.append(Assignment(step: id, rank: best, gpus: gpus, attempt: graph.record(id).attempts,
+                                  startBy: launchDeadline.map { $0 - (spec.expectedSeconds ?? 0) }))
         }
         return out
     }

@@ -1,24 +1,3 @@
-/// One event on the wire between rank 0 and a worker rank. A message (a frame) carries one or more,
-/// in order, so many ready steps or many results travel in one MPI message.
-public enum WireEvent: Sendable, Equatable {
-    // rank 0 → worker
-    case assign(StepAssignment)
-    case takeBackUnstarted
-    /// Hand back these steps if they have not started (an `addPrerequisites` waits for them, S3).
-    case takeBack([StepID])
-    case reply(token: UInt32, EditResult)
-    case shutdown
-    /// Stop at once (a signal): do not wait for running steps.
-    case abort
-    /// Answer with `alive`: after a signal, rank 0 tells live ranks from one that died.
-    case ping
-    // worker → rank 0
-    case started(StepStart)
-    case ended(StepOutcome)
-    case request(token: UInt32, StepRequest)
-    case alive
-}
-
 /// Why bytes could not be decoded as a frame (or as stored step arguments). Every case names what was
 /// being read and the byte offset where it starts. Ranks exchange frames of one build, so this means
 /// a bug, a version mismatch between ranks, or a damaged run database — never bad user input.
@@ -140,12 +119,12 @@ public enum WireCodec {
         }
     }
 
-    /// One frame carrying `events` in order. Arguments nested deeper than `maximumNesting` are encoded
-    /// but the receiver refuses the frame; check them with `checkNesting(_:)` first.
-    public static func encode(_ events: [WireEvent]) -> [UInt8] {
+    /// One frame carrying `messages` in order. Arguments nested deeper than `maximumNesting` are
+    /// encoded but the receiver refuses the frame; check them with `checkNesting(_:)` first.
+    static func encode<Message: WireMessage>(_ messages: [Message]) -> [UInt8] {
         var w = WireWriter()
-        w.varint(UInt64(events.count))
-        for e in events { w.event(e) }
+        w.varint(UInt64(messages.count))
+        for m in messages { m.write(to: &w) }
         return w.bytes
     }
 
@@ -167,19 +146,27 @@ public enum WireCodec {
         }
     }
 
-    /// Decodes a frame written by `encode(_:)`. Throws `WireError` for anything else: short, long,
-    /// overflowing, too deeply nested or unknown content.
-    public static func decode(_ bytes: [UInt8]) throws(WireError) -> [WireEvent] {
+    /// Decodes a frame written by `encode(_:)` with messages of one direction. Throws `WireError` for
+    /// anything else: short, long, overflowing, too deeply nested or unknown content (a message of the
+    /// other direction is an unknown kind).
+    static func decode<Message: WireMessage>(_ bytes: [UInt8], as: Message.Type) throws(WireError) -> [Message] {
         try bytes.withUnsafeBufferPointer { buffer throws(WireError) in
             var r = WireReader(buffer: buffer)
-            let n = try r.count("event count", minimumBytes: 1)
-            var out: [WireEvent] = []
+            let n = try r.count("message count", minimumBytes: 1)
+            var out: [Message] = []
             out.reserveCapacity(n)
-            for _ in 0..<n { out.append(try r.event()) }
+            for _ in 0..<n { out.append(try Message.read(from: &r)) }
             try r.expectEnd()
             return out
         }
     }
+}
+
+/// A message of one direction, as the wire codec writes and reads it. The kind bytes of both
+/// directions are distinct, so a frame read as the wrong direction fails with `unknownKind`.
+protocol WireMessage: Sendable, Equatable {
+    func write(to w: inout WireWriter)
+    static func read(from r: inout WireReader) throws(WireError) -> Self
 }
 
 struct WireWriter {
@@ -245,62 +232,6 @@ struct WireWriter {
 
     mutating func location(_ l: SourceLocation?) {
         if let l { byte(1); string(l.file); int(l.line) } else { byte(0) }
-    }
-
-    mutating func event(_ e: WireEvent) {
-        switch e {
-        case .assign(let a):
-            byte(1); int(a.id); string(a.function)
-            varint(UInt64(a.args.count))
-            for v in a.args { value(v) }
-            int(a.threads); ints(a.gpus); int(a.attempt)
-        case .takeBackUnstarted:
-            byte(2)
-        case .takeBack(let ids):
-            byte(9); ints(ids)
-        case .reply(let token, let result):
-            byte(3); varint(UInt64(token))
-            switch result {
-            // nil has a kind of its own, so every id (0 included) comes back as it went.
-            case .success(let id?): byte(0); int(id)
-            case .success(nil): byte(2)
-            case .failure(let error): byte(1); string(error.message)
-            }
-        case .shutdown:
-            byte(4)
-        case .abort:
-            byte(7)
-        case .ping:
-            byte(10)
-        case .alive:
-            byte(11)
-        case .started(let s):
-            byte(8); int(s.id); int(s.rank); int(s.slot); double(s.start)
-        case .ended(let o):
-            byte(5); int(o.id); int(o.rank); int(o.slot)
-            switch o.report {
-            case .finished: byte(0)
-            case .failed(let error): byte(1); string(error)
-            case .notStarted: byte(2)
-            case .aborted: byte(3)
-            }
-            optionalDouble(o.start); optionalDouble(o.end); optionalString(o.logPath)
-        case .request(let token, let r):
-            byte(6); varint(UInt64(token)); int(r.from)
-            switch r.edit {
-            case .insert(let spec, let prerequisites, let at):
-                byte(0); string(spec.function)
-                varint(UInt64(spec.args.count))
-                for v in spec.args { value(v) }
-                int(spec.threads); byte(spec.needsGPU ? 1 : 0); int(spec.retries); byte(spec.wait ? 1 : 0)
-                optionalDouble(spec.expectedSeconds)
-                ints(prerequisites); location(at)
-            case .addPrerequisites(let target, let prerequisites, let at):
-                byte(1); int(target); ints(prerequisites); location(at)
-            case .release(let id, let at):
-                byte(2); int(id); location(at)
-            }
-        }
     }
 }
 
@@ -458,72 +389,5 @@ struct WireReader {
 
     mutating func location(_ field: String) throws(WireError) -> SourceLocation? {
         try flag(field + " flag") ? SourceLocation(file: try string(field + " file"), line: try int(field + " line")) : nil
-    }
-
-    mutating func event() throws(WireError) -> WireEvent {
-        let at = offset
-        switch try byte("event kind") {
-        case 1:
-            let id = try int("step id"), function = try string("function name"), args = try values("argument count")
-            return .assign(StepAssignment(id: id, function: function, args: args, threads: try int("threads"),
-                                          gpus: try ints("gpu"), attempt: try int("attempt")))
-        case 2:
-            return .takeBackUnstarted
-        case 9:
-            return .takeBack(try ints("take-back step id"))
-        case 3:
-            let token = try token("reply token")
-            let kindAt = offset
-            switch try byte("reply kind") {
-            case 0: return .reply(token: token, .success(try int("inserted step id")))
-            case 1: return .reply(token: token, .failure(GraphEditError(try string("edit error"))))
-            case 2: return .reply(token: token, .success(nil))
-            case let k: throw .unknownKind(field: "reply kind", kind: k, offset: kindAt)
-            }
-        case 4:
-            return .shutdown
-        case 7:
-            return .abort
-        case 10:
-            return .ping
-        case 11:
-            return .alive
-        case 8:
-            let id = try int("step id"), rank = try int("rank"), slot = try int("slot")
-            return .started(StepStart(id: id, rank: rank, slot: slot, start: try double("start time")))
-        case 5:
-            let id = try int("step id"), rank = try int("rank"), slot = try int("slot")
-            let report: Scheduler.Report
-            let kindAt = offset
-            switch try byte("report kind") {
-            case 0: report = .finished
-            case 1: report = .failed(error: try string("step error"))
-            case 2: report = .notStarted
-            case 3: report = .aborted
-            case let k: throw .unknownKind(field: "report kind", kind: k, offset: kindAt)
-            }
-            return .ended(StepOutcome(id: id, rank: rank, slot: slot, report: report, start: try optionalDouble("start time"),
-                                      end: try optionalDouble("end time"), logPath: try optionalString("log path")))
-        case 6:
-            let token = try token("request token"), from = try int("requesting step id")
-            let edit: GraphEdit
-            let kindAt = offset
-            switch try byte("edit kind") {
-            case 0:
-                let function = try string("function name"), args = try values("argument count")
-                let spec = StepSpec(function: function, args: args, threads: try int("threads"), needsGPU: try flag("needsGPU flag"),
-                                    retries: try int("retries"), wait: try flag("wait flag"),
-                                    expectedSeconds: try optionalDouble("expected duration"))
-                edit = .insert(spec, prerequisites: try ints("prerequisite"), at: try location("source location"))
-            case 1:
-                edit = .addPrerequisites(to: try int("target step id"), try ints("prerequisite"), at: try location("source location"))
-            case 2:
-                edit = .release(try int("released step id"), at: try location("source location"))
-            case let k: throw .unknownKind(field: "edit kind", kind: k, offset: kindAt)
-            }
-            return .request(token: token, StepRequest(from: from, edit: edit))
-        case let k:
-            throw .unknownKind(field: "event kind", kind: k, offset: at)
-        }
     }
 }

@@ -2,7 +2,8 @@ import Foundation
 import Synchronization
 @testable import StepFlow
 
-/// Runs a graph of test functions on the engine over `LocalTransport`, with `ranks` simulated ranks.
+/// Runs a graph of test functions on the engine with `ranks` ranks in this process (`InMemoryRanks`:
+/// the runtime and wire codec of `mpirun`, with steps sent ahead as there).
 struct Harness {
     var threads = 1
     var ranks = 1
@@ -15,14 +16,14 @@ struct Harness {
 
     /// Inserts steps with `insert` (as `insertAllSteps` would), then runs them to the end.
     func run(_ insert: (StepInserter) throws -> Void) throws -> RunReport {
-        let config = SchedulerConfig(ranks: ranks, threadsPerRank: threads, gpusPerRank: gpus, prefetch: 0,
+        let config = SchedulerConfig(ranks: ranks, threadsPerRank: threads, gpusPerRank: gpus, prefetch: ProtocolRunner.prefetch(threads: threads),
                                      mode: mode, failurePolicy: policy)
         let state = SchedulerState(config)
         let executor = StepExecutor(functions: functions)
         try insert(StepInserter(.protocolSteps, editor: state.editor, functionNames: executor.functionNames))
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("stepflow-test-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: dir) }
-        let transport = LocalTransport(ranks: ranks, threads: threads, executor: executor, runDirectory: dir)
+        let transport = InMemoryRanks.start(ranks: ranks, threads: threads, executor: executor, runDirectory: dir)
         return Coordinator(state: state, transport: transport, functionNames: executor.functionNames,
                            hook: hook, hookInterval: hookInterval).run()
     }

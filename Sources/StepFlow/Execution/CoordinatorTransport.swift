@@ -1,0 +1,29 @@
+/// How rank 0's coordinator reaches the ranks. One implementation serves the engine and its tests:
+/// both are `RankLink`, over an in-memory network (every rank in this process) or MPI (one rank per
+/// process); tests may script one.
+package protocol CoordinatorTransport: AnyObject, Sendable {
+    /// The number of ranks, rank 0 included.
+    var rankCount: Int { get }
+    /// Sends steps to a rank's workers.
+    func assign(_ steps: [StepAssignment], to rank: Int)
+    /// Asks every rank to hand back the steps it was sent but has not started (they come back as
+    /// `.notStarted`).
+    func takeBackUnstarted()
+    /// Asks `rank` to hand back these steps if it has not started them (they come back as
+    /// `.notStarted`; a step already started reports `.started` as usual).
+    func takeBack(_ steps: [StepID], from rank: Int)
+    /// Asks these ranks to show they are alive: each that is answers with an `.alive` event.
+    func checkAlive(_ ranks: [Int])
+    /// Ranks rank 0 has not heard from (not even a heartbeat) for longer than `timeout`.
+    func silentRanks(longerThan timeout: Duration) -> [Int]
+    /// A rank's host name, when known, for messages about it.
+    func host(of rank: Int) -> String?
+    /// Answers a running step's graph edit.
+    func reply(_ result: EditResult, to address: ReplyAddress)
+    /// Waits up to `timeout` for events and returns those that arrived (possibly none).
+    func nextEvents(timeout: Duration) -> [RankEvent]
+    /// Ends every rank's workers after the run; returns when they have stopped.
+    func shutdown()
+    /// Ends every rank at once after a signal, without waiting for running steps (they are `aborted`).
+    func abort()
+}

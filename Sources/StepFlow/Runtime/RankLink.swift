@@ -1,0 +1,152 @@
+import Foundation
+
+/// Rank 0's transport: rank 0's own workers in this process, every other rank through a `Messenger`
+/// (MPI under `mpirun`, an `InMemoryNetwork` in one process). The coordinator's framing lives here once.
+///
+/// Outgoing events are buffered per rank and leave as one frame per rank each time the coordinator
+/// waits for events, so many ready steps (or replies) travel together.
+// @unchecked: the messenger, the outgoing buffers and `lastHeard` are touched only by the coordinator's
+// thread (under MPI, the MPI thread); worker threads reach this object only through `localEvents`.
+package final class RankLink: CoordinatorTransport, @unchecked Sendable {
+    package let rankCount: Int
+    private let localEvents = EventQueue<RankEvent>()
+    private let localPool: WorkerPool
+    /// Rank 0's own steps waiting for an answer.
+    private let localReplies = ReplyTable()
+    private let messenger: any Messenger
+    private var outgoing: [[ToRank]]
+    private var backoff = IdleBackoff()
+    /// When rank 0 last heard from each rank (any message; a quiet rank sends a heartbeat).
+    private var lastHeard: [ContinuousClock.Instant]
+    /// Each rank's host, for messages about it.
+    private let hosts: [String]
+    /// Runs after the ranks were told to shut down (the in-memory ranks' threads are joined there).
+    private let afterShutdown: @Sendable () -> Void
+
+    /// - Parameters:
+    ///   - ranks: the run's ranks, rank 0 included; ranks 1... are reached through `messenger`.
+    ///   - afterShutdown: called once the other ranks were told to shut down and every frame went.
+    package init(ranks: Int, messenger: any Messenger, threads: Int, executor: StepExecutor, runDirectory: URL, launch: Int,
+                 hosts: [String] = [], afterShutdown: @escaping @Sendable () -> Void = {}) {
+        self.rankCount = ranks
+        self.messenger = messenger
+        self.lastHeard = Array(repeating: ContinuousClock.now, count: ranks)
+        self.hosts = hosts
+        self.outgoing = Array(repeating: [], count: ranks)
+        self.afterShutdown = afterShutdown
+        let events = localEvents
+        let toCoordinator: @Sendable (FromRank) -> Void = { events.push(.message(from: 0, $0)) }
+        localPool = WorkerPool(rank: 0, threads: threads, executor: executor, runDirectory: runDirectory, launch: launch,
+                               channel: TokenRequestChannel(replies: localReplies, push: toCoordinator), report: toCoordinator)
+        messenger.notifyOnArrival { [events] in events.wake() }
+    }
+
+    package func assign(_ steps: [StepAssignment], to rank: Int) {
+        if rank == 0 { localPool.submit(steps) } else { outgoing[rank].append(contentsOf: steps.map { .assign($0) }) }
+    }
+
+    package func takeBackUnstarted() {
+        localPool.takeBackUnstarted()
+        for r in 1..<max(rankCount, 1) { outgoing[r].append(.takeBackUnstarted) }
+    }
+
+    package func takeBack(_ steps: [StepID], from rank: Int) {
+        if rank == 0 { localPool.takeBack(steps) } else { outgoing[rank].append(.takeBack(steps)) }
+    }
+
+    package func checkAlive(_ ranks: [Int]) {
+        for r in ranks where r > 0 && r < rankCount { outgoing[r].append(.ping) }
+    }
+
+    package func reply(_ result: EditResult, to address: ReplyAddress) {
+        if address.rank == 0 {
+            localReplies.fill(address.token, with: result)
+        } else {
+            outgoing[address.rank].append(.reply(token: address.token, result))
+        }
+    }
+
+    package func nextEvents(timeout: Duration) -> [RankEvent] {
+        flushOutgoing()
+        let clock = ContinuousClock()
+        let deadline = clock.now + timeout
+        while true {
+            var events = localEvents.drain()
+            receive(into: &events)
+            messenger.progressSends()
+            if !events.isEmpty {
+                backoff.reset()
+                return events
+            }
+            let now = clock.now
+            if now >= deadline { return [] }
+            let pause = min(backoff.next(), deadline - now)
+            if pause > .zero {
+                // Sleep on the local queue, so rank 0's own workers (and, in memory, arriving frames)
+                // wake us at once.
+                let local = localEvents.drain(waitingUpTo: pause)
+                if !local.isEmpty {
+                    var more = local
+                    receive(into: &more)
+                    backoff.reset()
+                    return more
+                }
+            } else {
+                sched_yield()
+            }
+        }
+    }
+
+    package func shutdown() {
+        flushOutgoing()
+        for r in 1..<max(rankCount, 1) { messenger.send(WireCodec.encode([ToRank.shutdown]), to: r) }
+        messenger.flush()
+        localPool.shutdown()
+        afterShutdown()
+    }
+
+    package func abort() {
+        for r in 1..<max(rankCount, 1) { messenger.send(WireCodec.encode([ToRank.abort]), to: r) }
+        messenger.flush()
+        localPool.stopLaunching()
+    }
+
+    private func flushOutgoing() {
+        for r in 1..<max(rankCount, 1) where !outgoing[r].isEmpty {
+            messenger.send(WireCodec.encode(outgoing[r]), to: r)
+            outgoing[r].removeAll(keepingCapacity: true)
+        }
+    }
+
+    package func silentRanks(longerThan timeout: Duration) -> [Int] {
+        let now = ContinuousClock.now
+        return (1..<max(rankCount, 1)).filter { now - lastHeard[$0] > timeout }
+    }
+
+    package func host(of rank: Int) -> String? { rank < hosts.count ? hosts[rank] : nil }
+
+    private func receive(into events: inout [RankEvent]) {
+        for (source, bytes) in messenger.receiveAll() {
+            if source > 0 && source < rankCount { lastHeard[source] = ContinuousClock.now }
+            let decoded: [FromRank]
+            do {
+                decoded = try WireCodec.decode(bytes, as: FromRank.self)
+            } catch {
+                events.append(.broken(rank: source, message: "rank \(source) sent a message rank 0 cannot read (\(error))"))
+                continue
+            }
+            for message in decoded {
+                let named: Int? = switch message {
+                case .started(let start): start.rank
+                case .ended(let outcome): outcome.rank
+                case .request, .alive: nil
+                }
+                if let named, named != source {
+                    events.append(.broken(rank: source, message: "rank \(source) sent rank 0 a message in rank \(named)'s name"))
+                } else {
+                    events.append(.message(from: source, message))
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,121 @@
+// The one vocabulary between rank 0 and the ranks, in its two directions (`ToRank`, `FromRank`), with
+// what the messages carry. The wire codec (Wire/) writes and reads them; rank 0's own workers hand
+// theirs to the coordinator without encoding.
+
+/// What rank 0 tells a rank. A frame carries one or more, in order, so many ready steps (or replies)
+/// travel in one message.
+package enum ToRank: Sendable, Equatable {
+    case assign(StepAssignment)
+    case takeBackUnstarted
+    /// Hand back these steps if they have not started (an `addPrerequisites` waits for them, S3).
+    case takeBack([StepID])
+    case reply(token: UInt32, EditResult)
+    case shutdown
+    /// Stop at once (a signal): do not wait for running steps.
+    case abort
+    /// Answer with `alive`: after a signal, rank 0 tells live ranks from one that died.
+    case ping
+}
+
+/// What a rank tells rank 0 (rank 0's own workers included, which skip the wire).
+package enum FromRank: Sendable, Equatable {
+    case started(StepStart)
+    case ended(StepOutcome)
+    /// A running step's graph edit; rank 0 answers with `ToRank.reply` and the same token.
+    case request(token: UInt32, StepRequest)
+    /// A heartbeat, or the answer to `ping`.
+    case alive
+}
+
+/// What rank 0 sends a rank so it can run a step.
+public struct StepAssignment: Sendable, Equatable {
+    public var id: StepID
+    public var function: String
+    public var args: [StepValue]
+    public var threads: Int
+    public var gpus: [Int]
+    public var attempt: Int
+    /// The latest moment (seconds since the epoch) the step may start; past it the rank hands the step
+    /// back unstarted (`--stop-before`).
+    public var startBy: Double?
+
+    public init(id: StepID, function: String, args: [StepValue], threads: Int, gpus: [Int], attempt: Int, startBy: Double? = nil) {
+        self.id = id
+        self.function = function
+        self.args = args
+        self.threads = threads
+        self.gpus = gpus
+        self.attempt = attempt
+        self.startBy = startBy
+    }
+}
+
+/// What a rank reports when it is done with a step it was given.
+public struct StepOutcome: Sendable, Equatable {
+    public var id: StepID
+    public var rank: Int
+    public var slot: Int
+    public var report: Scheduler.Report
+    /// Seconds since the epoch; nil for a step handed back unstarted.
+    public var start: Double?
+    public var end: Double?
+    public var logPath: String?
+
+    public init(id: StepID, rank: Int, slot: Int, report: Scheduler.Report, start: Double?, end: Double?, logPath: String?) {
+        self.id = id
+        self.rank = rank
+        self.slot = slot
+        self.report = report
+        self.start = start
+        self.end = end
+        self.logPath = logPath
+    }
+}
+
+/// A rank's note that a step it was sent has started (until then it may be waiting in the rank's queue).
+public struct StepStart: Sendable, Equatable {
+    public var id: StepID
+    public var rank: Int
+    public var slot: Int
+    /// Seconds since the epoch.
+    public var start: Double
+
+    public init(id: StepID, rank: Int, slot: Int, start: Double) {
+        self.id = id
+        self.rank = rank
+        self.slot = slot
+        self.start = start
+    }
+}
+
+/// A graph edit asked for by a running step, on its way to rank 0.
+public struct StepRequest: Sendable, Equatable {
+    public var from: StepID
+    public var edit: GraphEdit
+
+    public init(from: StepID, edit: GraphEdit) {
+        self.from = from
+        self.edit = edit
+    }
+}
+
+/// Where rank 0's answer to a `StepRequest` goes: the rank that asked, and the token its step waits on.
+package struct ReplyAddress: Sendable, Equatable {
+    package var rank: Int
+    package var token: UInt32
+
+    package init(rank: Int, token: UInt32) {
+        self.rank = rank
+        self.token = token
+    }
+}
+
+/// Rank 0's answer to a graph edit: the new id (for an insert), or why it was refused.
+public typealias EditResult = Result<StepID?, GraphEditError>
+
+/// What reaches rank 0's coordinator: a rank's message (rank 0's own workers included), or news
+/// that a rank sent something rank 0 cannot use (a malformed frame): the run cannot go on.
+package enum RankEvent: Sendable {
+    case message(from: Int, FromRank)
+    case broken(rank: Int?, message: String)
+}

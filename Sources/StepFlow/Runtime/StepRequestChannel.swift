@@ -1,0 +1,70 @@
+import Dispatch
+import Synchronization
+
+// How a running step's graph edits reach rank 0 and how it waits for the answer, on any rank: the
+// request goes out with a token, the step blocks on a `ReplySlot`, the answer fills it by token.
+
+/// A running step's way to rank 0: it sends a graph edit and blocks until rank 0 answers.
+public protocol StepRequestChannel: Sendable {
+    func send(_ request: StepRequest) -> EditResult
+}
+
+/// The graph editor a running step uses: every edit goes to rank 0 through the channel.
+struct ChannelEditor: GraphEditor {
+    let channel: any StepRequestChannel
+
+    func apply(_ edit: GraphEdit, by inserter: Inserter) throws -> StepID? {
+        guard let from = inserter.stepID else { throw GraphEditError("only a running step edits through a channel") }
+        return try channel.send(StepRequest(from: from, edit: edit)).get()
+    }
+}
+
+/// A one-shot slot a step thread blocks on until rank 0 answers its request.
+public final class ReplySlot: Sendable {
+    private let value = Mutex<EditResult?>(nil)
+    private let ready = DispatchSemaphore(value: 0)
+
+    public init() {}
+
+    public func fill(_ result: EditResult) {
+        value.withLock { $0 = result }
+        ready.signal()
+    }
+
+    public func wait() -> EditResult {
+        ready.wait()
+        return value.withLock { $0! }
+    }
+}
+
+/// The steps of one rank waiting for rank 0's answer to a graph edit, by token.
+final class ReplyTable: Sendable {
+    private let slots = Mutex<[UInt32: ReplySlot]>([:])
+    private let nextToken = Atomic<UInt32>(1)
+
+    /// A new token and the slot its answer will fill.
+    func open() -> (UInt32, ReplySlot) {
+        let slot = ReplySlot()
+        let token = nextToken.wrappingAdd(1, ordering: .relaxed).oldValue
+        slots.withLock { $0[token] = slot }
+        return (token, slot)
+    }
+
+    func fill(_ token: UInt32, with result: EditResult) {
+        slots.withLock { $0.removeValue(forKey: token) }?.fill(result)
+    }
+}
+
+/// A running step's way to rank 0 on any rank, rank 0 included: the request is queued behind every
+/// result and request before it (so rank 0 sees them in order, S3) and the step blocks until the
+/// answer with its token comes back.
+struct TokenRequestChannel: StepRequestChannel {
+    let replies: ReplyTable
+    let push: @Sendable (FromRank) -> Void
+
+    func send(_ request: StepRequest) -> EditResult {
+        let (token, slot) = replies.open()
+        push(.request(token: token, request))
+        return slot.wait()
+    }
+}

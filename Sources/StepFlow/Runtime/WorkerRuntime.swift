@@ -1,0 +1,112 @@
+import Foundation
+
+/// A worker rank (rank > 0): runs the steps rank 0 sends on its T workers and sends back what happened
+/// — started, ended, and the graph edits its steps ask for — in the order it happened (S3). The same
+/// code serves `mpirun` (over the MPI messenger) and in-process runs (over `InMemoryNetwork`).
+///
+/// `run()` is the rank's message loop: it owns the messenger, batches outgoing events into one frame
+/// per pass, and sleeps with `IdleBackoff` when there is nothing to do.
+package final class WorkerRuntime {
+    private let rank: Int
+    private let messenger: any Messenger
+    private let outbox = EventQueue<FromRank>()
+    private let replies = ReplyTable()
+    private let pool: WorkerPool
+
+    /// How a worker rank's service ended.
+    package enum Ending: Sendable, Equatable {
+        /// Rank 0 said the run is over; every step this rank started has been reported.
+        case shutdown
+        /// Rank 0 stopped the run at once (a signal): running steps are left behind.
+        case aborted
+        /// Rank 0 sent a frame this rank cannot read: the ranks do not run the same build.
+        case unreadable(String)
+    }
+
+    package init(rank: Int, messenger: any Messenger, threads: Int, executor: StepExecutor, runDirectory: URL, launch: Int) {
+        self.rank = rank
+        self.messenger = messenger
+        let outbox = self.outbox
+        pool = WorkerPool(rank: rank, threads: threads, executor: executor, runDirectory: runDirectory, launch: launch,
+                          channel: TokenRequestChannel(replies: replies, push: { outbox.push($0) }), report: { outbox.push($0) })
+        messenger.notifyOnArrival { [outbox] in outbox.wake() }
+    }
+
+    /// Serves rank 0 until it sends `shutdown` or `abort`.
+    @discardableResult
+    package func run() -> Ending {
+        var backoff = IdleBackoff()
+        var stopping = false
+        var aborting = false
+        while !stopping {
+            var busy = false
+            for (_, bytes) in messenger.receiveAll() {
+                busy = true
+                let events: [ToRank]
+                do {
+                    events = try WireCodec.decode(bytes, as: ToRank.self)
+                } catch {
+                    pool.stopLaunching()
+                    return .unreadable("rank \(rank) cannot read a message from rank 0: \(error)")
+                }
+                var batch: [StepAssignment] = []
+                for e in events {
+                    switch e {
+                    case .assign(let step): batch.append(step)
+                    case .takeBackUnstarted:
+                        pool.submit(batch)
+                        batch.removeAll()
+                        pool.takeBackUnstarted()
+                    case .takeBack(let ids):
+                        pool.submit(batch)
+                        batch.removeAll()
+                        pool.takeBack(ids)
+                    case .reply(let token, let result):
+                        replies.fill(token, with: result)
+                    case .ping:
+                        outbox.push(.alive)
+                    case .shutdown: stopping = true
+                    case .abort:
+                        stopping = true
+                        aborting = true
+                    }
+                }
+                pool.submit(batch)
+            }
+            if sendOutbox(outbox.drain()) { busy = true }
+            // A rank that has said nothing for a while says it is alive, so rank 0 can tell a quiet
+            // rank (its steps are long) from one that stopped (--rank-timeout).
+            if ContinuousClock.now - lastSent >= Self.heartbeat { _ = sendOutbox([.alive]) }
+            messenger.progressSends()
+            if busy {
+                backoff.reset()
+            } else {
+                let pause = backoff.next()
+                if pause == .zero {
+                    sched_yield()
+                } else if sendOutbox(outbox.drain(waitingUpTo: pause)) {
+                    backoff.reset()
+                }
+            }
+        }
+        if aborting {
+            pool.stopLaunching()
+            return .aborted
+        }
+        pool.shutdown()
+        _ = sendOutbox(outbox.drain())
+        messenger.flush()
+        return .shutdown
+    }
+
+    /// How often a quiet rank tells rank 0 it is alive.
+    package static let heartbeat: Duration = .seconds(1)
+    private var lastSent = ContinuousClock.now
+
+    private func sendOutbox(_ events: [FromRank]) -> Bool {
+        guard !events.isEmpty else { return false }
+        lastSent = ContinuousClock.now
+        messenger.send(WireCodec.encode(events), to: 0)
+        return true
+    }
+}

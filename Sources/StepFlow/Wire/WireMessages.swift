@@ -1,0 +1,143 @@
+// How each message is laid out on the wire. Kind bytes are unique across both directions:
+// rank 0 → rank: 1 assign, 2 takeBackUnstarted, 3 reply, 4 shutdown, 7 abort, 9 takeBack, 10 ping;
+// rank → rank 0: 5 ended, 6 request, 8 started, 11 alive.
+
+extension ToRank: WireMessage {
+    func write(to w: inout WireWriter) {
+        switch self {
+        case .assign(let a):
+            w.byte(1); w.int(a.id); w.string(a.function)
+            w.varint(UInt64(a.args.count))
+            for v in a.args { w.value(v) }
+            w.int(a.threads); w.ints(a.gpus); w.int(a.attempt); w.optionalDouble(a.startBy)
+        case .takeBackUnstarted:
+            w.byte(2)
+        case .takeBack(let ids):
+            w.byte(9); w.ints(ids)
+        case .reply(let token, let result):
+            w.byte(3); w.varint(UInt64(token))
+            switch result {
+            // nil has a kind of its own, so every id (0 included) comes back as it went.
+            case .success(let id?): w.byte(0); w.int(id)
+            case .success(nil): w.byte(2)
+            case .failure(let error): w.byte(1); w.string(error.message)
+            }
+        case .shutdown:
+            w.byte(4)
+        case .abort:
+            w.byte(7)
+        case .ping:
+            w.byte(10)
+        }
+    }
+
+    static func read(from r: inout WireReader) throws(WireError) -> ToRank {
+        let at = r.offset
+        switch try r.byte("message kind") {
+        case 1:
+            let id = try r.int("step id"), function = try r.string("function name"), args = try r.values("argument count")
+            return .assign(StepAssignment(id: id, function: function, args: args, threads: try r.int("threads"),
+                                          gpus: try r.ints("gpu"), attempt: try r.int("attempt"), startBy: try r.optionalDouble("start-by time")))
+        case 2:
+            return .takeBackUnstarted
+        case 9:
+            return .takeBack(try r.ints("take-back step id"))
+        case 3:
+            let token = try r.token("reply token")
+            let kindAt = r.offset
+            switch try r.byte("reply kind") {
+            case 0: return .reply(token: token, .success(try r.int("inserted step id")))
+            case 1: return .reply(token: token, .failure(GraphEditError(try r.string("edit error"))))
+            case 2: return .reply(token: token, .success(nil))
+            case let k: throw .unknownKind(field: "reply kind", kind: k, offset: kindAt)
+            }
+        case 4:
+            return .shutdown
+        case 7:
+            return .abort
+        case 10:
+            return .ping
+        case let k:
+            throw .unknownKind(field: "message kind (rank 0 to a rank)", kind: k, offset: at)
+        }
+    }
+}
+
+extension FromRank: WireMessage {
+    func write(to w: inout WireWriter) {
+        switch self {
+        case .alive:
+            w.byte(11)
+        case .started(let s):
+            w.byte(8); w.int(s.id); w.int(s.rank); w.int(s.slot); w.double(s.start)
+        case .ended(let o):
+            w.byte(5); w.int(o.id); w.int(o.rank); w.int(o.slot)
+            switch o.report {
+            case .finished: w.byte(0)
+            case .failed(let error): w.byte(1); w.string(error)
+            case .notStarted: w.byte(2)
+            case .aborted: w.byte(3)
+            }
+            w.optionalDouble(o.start); w.optionalDouble(o.end); w.optionalString(o.logPath)
+        case .request(let token, let request):
+            w.byte(6); w.varint(UInt64(token)); w.int(request.from)
+            switch request.edit {
+            case .insert(let spec, let prerequisites, let at):
+                w.byte(0); w.string(spec.function)
+                w.varint(UInt64(spec.args.count))
+                for v in spec.args { w.value(v) }
+                w.int(spec.threads); w.byte(spec.needsGPU ? 1 : 0); w.int(spec.retries); w.byte(spec.wait ? 1 : 0)
+                w.optionalDouble(spec.expectedSeconds)
+                w.ints(prerequisites); w.location(at)
+            case .addPrerequisites(let target, let prerequisites, let at):
+                w.byte(1); w.int(target); w.ints(prerequisites); w.location(at)
+            case .release(let id, let at):
+                w.byte(2); w.int(id); w.location(at)
+            }
+        }
+    }
+
+    static func read(from r: inout WireReader) throws(WireError) -> FromRank {
+        let at = r.offset
+        switch try r.byte("message kind") {
+        case 11:
+            return .alive
+        case 8:
+            let id = try r.int("step id"), rank = try r.int("rank"), slot = try r.int("slot")
+            return .started(StepStart(id: id, rank: rank, slot: slot, start: try r.double("start time")))
+        case 5:
+            let id = try r.int("step id"), rank = try r.int("rank"), slot = try r.int("slot")
+            let report: Scheduler.Report
+            let kindAt = r.offset
+            switch try r.byte("report kind") {
+            case 0: report = .finished
+            case 1: report = .failed(error: try r.string("step error"))
+            case 2: report = .notStarted
+            case 3: report = .aborted
+            case let k: throw .unknownKind(field: "report kind", kind: k, offset: kindAt)
+            }
+            return .ended(StepOutcome(id: id, rank: rank, slot: slot, report: report, start: try r.optionalDouble("start time"),
+                                      end: try r.optionalDouble("end time"), logPath: try r.optionalString("log path")))
+        case 6:
+            let token = try r.token("request token"), from = try r.int("requesting step id")
+            let edit: GraphEdit
+            let kindAt = r.offset
+            switch try r.byte("edit kind") {
+            case 0:
+                let function = try r.string("function name"), args = try r.values("argument count")
+                let spec = StepSpec(function: function, args: args, threads: try r.int("threads"), needsGPU: try r.flag("needsGPU flag"),
+                                    retries: try r.int("retries"), wait: try r.flag("wait flag"),
+                                    expectedSeconds: try r.optionalDouble("expected duration"))
+                edit = .insert(spec, prerequisites: try r.ints("prerequisite"), at: try r.location("source location"))
+            case 1:
+                edit = .addPrerequisites(to: try r.int("target step id"), try r.ints("prerequisite"), at: try r.location("source location"))
+            case 2:
+                edit = .release(try r.int("released step id"), at: try r.location("source location"))
+            case let k: throw .unknownKind(field: "edit kind", kind: k, offset: kindAt)
+            }
+            return .request(token: token, StepRequest(from: from, edit: edit))
+        case let k:
+            throw .unknownKind(field: "message kind (a rank to rank 0)", kind: k, offset: at)
+        }
+    }
+}

@@ -73,26 +73,28 @@ import Testing
         #expect(report.records[1].insertedBy == .step(1) && report.records[2].prerequisites == [2])
     }
 
-    @Test("S3: a running step's refused edit throws in that step, with rank 0's message")
-    func refusedEditInStep() throws {
-        var h = Harness(threads: 1)
-        let message = Mutex<String?>(nil)
+    @Test("S3: a running step's refused edit throws in that step, with rank 0's message", arguments: [1, 2])
+    func refusedEditInStep(ranks: Int) throws {
+        var h = Harness(threads: 1, ranks: ranks)
+        let messages = Mutex<[String]>([])
         h.functions = ["s": { step in
             do {
                 try step.insertFunctionStep("s", prerequisites: [99])
             } catch {
-                message.withLock { $0 = String(describing: error) }
+                messages.withLock { $0.append(String(describing: error)) }
             }
         }]
-        let report = try h.run { try $0.insertFunctionStep("s") }
-        #expect(report.outcome == .finished)
-        #expect(message.withLock { $0 }?.contains("step 99 does not exist") == true)
+        // One step per rank: on rank 1 the refusal comes back over the wire.
+        let report = try h.run { steps in for _ in 0..<ranks { try steps.insertFunctionStep("s", prerequisites: []) } }
+        #expect(report.outcome == .finished && report.records.map(\.rank) == Array(0..<ranks))
+        let seen = messages.withLock { $0 }
+        #expect(seen.count == ranks && seen.allSatisfy { $0.contains("step 99 does not exist") }, "\(seen)")
     }
 
-    @Test("S4: a waiting step runs only once a step releases it, after the prerequisites added to it")
-    func releasedByStep() throws {
+    @Test("S4: a waiting step runs only once a step releases it, after the prerequisites added to it", arguments: [1, 2])
+    func releasedByStep(ranks: Int) throws {
         let iv = Intervals()
-        var h = Harness(threads: 4)
+        var h = Harness(threads: 4, ranks: ranks)
         let close = 2
         h.functions = [
             "work": EngineTests.sleep(iv),
@@ -113,10 +115,10 @@ import Testing
         for id in 3...5 { #expect(try #require(iv.of(id)).end <= closeStart) }
     }
 
-    @Test("S4: the stepsCheck hook releases a waiting step")
-    func releasedByHook() throws {
+    @Test("S4: the stepsCheck hook releases a waiting step", arguments: [1, 2])
+    func releasedByHook(ranks: Int) throws {
         let calls = Mutex(0)
-        var h = Harness(threads: 1)
+        var h = Harness(threads: 1, ranks: ranks)
         h.functions = ["s": { _ in }]
         h.hook = { run in
             let n = calls.withLock { $0 += 1; return $0 }
@@ -132,9 +134,9 @@ import Testing
         #expect(report.records[1].insertedBy == .stepsCheck)
     }
 
-    @Test("S4: with no hook, a run whose waiting step is never released ends stalled, naming it")
-    func stalled() throws {
-        var h = Harness(threads: 2)
+    @Test("S4: with no hook, a run whose waiting step is never released ends stalled, naming it", arguments: [1, 2])
+    func stalled(ranks: Int) throws {
+        var h = Harness(threads: 2, ranks: ranks)
         h.functions = ["s": { _ in }]
         let report = try h.run { steps in
             try steps.insertFunctionStep("s")
@@ -233,9 +235,9 @@ import Testing
         #expect(report.records.map(\.status) == [.failed, .skipped, .skipped, .finished, .finished])
     }
 
-    @Test("S7: retries: a step that fails twice then succeeds finishes on its third attempt")
-    func retries() throws {
-        var h = Harness(threads: 1)
+    @Test("S7: retries: a step that fails twice then succeeds finishes on its third attempt", arguments: [1, 2])
+    func retries(ranks: Int) throws {
+        var h = Harness(threads: 1, ranks: ranks)
         let attempts = Mutex<[Int]>([])
         h.functions = ["flaky": { s in
             attempts.withLock { $0.append(s.attempt) }
@@ -248,9 +250,9 @@ import Testing
         #expect(short.outcome == .failed && short.records[0].attempts == 1)
     }
 
-    @Test("S5: an impossible request is an error at insertion, from a running step too")
-    func impossibleThreads() throws {
-        var h = Harness(threads: 2)
+    @Test("S5: an impossible request is an error at insertion, from a running step too", arguments: [1, 2])
+    func impossibleThreads(ranks: Int) throws {
+        var h = Harness(threads: 2, ranks: ranks)
         let message = Mutex<String?>(nil)
         h.functions = ["s": { step in
             do { try step.insertFunctionStep("s", threads: 3) } catch { message.withLock { $0 = "\(error)" } }

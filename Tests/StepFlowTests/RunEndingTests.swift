@@ -78,9 +78,9 @@ import Testing
         #expect(RunSummary.text(report, protocolName: "P", runDirectory: dir).contains("failed step 1 'spawn'"))
     }
 
-    @Test("S12: a retry of a step that inserted steps inserts them once: the retry gets the same ids")
-    func retryDoesNotInsertTwice() throws {
-        var h = Harness(threads: 2)
+    @Test("S12: a retry of a step that inserted steps inserts them once: the retry gets the same ids", arguments: [1, 2])
+    func retryDoesNotInsertTwice(ranks: Int) throws {
+        var h = Harness(threads: 2, ranks: ranks)
         let ran = Mutex<[String]>([])
         h.functions = [
             "spawn": { step in

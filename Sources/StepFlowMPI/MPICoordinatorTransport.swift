@@ -7,8 +7,8 @@ import StepFlow
 /// waits for events, so many ready steps (or replies) travel together.
 // @unchecked: the messenger and the outgoing buffers are touched only by the coordinator thread, which is
 // the MPI thread (MPI_THREAD_FUNNELED); worker threads reach this object only through `localEvents`.
-public final class MPICoordinatorTransport: CoordinatorTransport, @unchecked Sendable {
-    public let rankCount: Int
+package final class MPICoordinatorTransport: CoordinatorTransport, @unchecked Sendable {
+    package let rankCount: Int
     private let localEvents = EventQueue<RankEvent>()
     private let localPool: WorkerPool
     private let messenger = MPIMessenger()
@@ -19,7 +19,7 @@ public final class MPICoordinatorTransport: CoordinatorTransport, @unchecked Sen
     /// Each rank's host, for messages about it.
     private let hosts: [String]
 
-    public init(world: MPIWorld, threads: Int, executor: StepExecutor, runDirectory: URL, launch: Int, hosts: [String] = []) {
+    package init(world: MPIWorld, threads: Int, executor: StepExecutor, runDirectory: URL, launch: Int, hosts: [String] = []) {
         precondition(world.rank == 0, "the coordinator runs on rank 0")
         self.rankCount = world.size
         self.lastHeard = Array(repeating: ContinuousClock.now, count: world.size)
@@ -30,31 +30,31 @@ public final class MPICoordinatorTransport: CoordinatorTransport, @unchecked Sen
                                channel: LocalRequestChannel(events: events), report: { events.push($0) })
     }
 
-    public func assign(_ steps: [StepAssignment], to rank: Int) {
+    package func assign(_ steps: [StepAssignment], to rank: Int) {
         if rank == 0 { localPool.submit(steps) } else { outgoing[rank].append(contentsOf: steps.map { .assign($0) }) }
     }
 
-    public func takeBackUnstarted() {
+    package func takeBackUnstarted() {
         localPool.takeBackUnstarted()
         for r in 1..<rankCount { outgoing[r].append(.takeBackUnstarted) }
     }
 
-    public func takeBack(_ steps: [StepID], from rank: Int) {
+    package func takeBack(_ steps: [StepID], from rank: Int) {
         if rank == 0 { localPool.takeBack(steps) } else { outgoing[rank].append(.takeBack(steps)) }
     }
 
-    public func checkAlive(_ ranks: [Int]) {
+    package func checkAlive(_ ranks: [Int]) {
         for r in ranks where r > 0 && r < rankCount { outgoing[r].append(.ping) }
     }
 
-    public func reply(_ result: EditResult, to address: ReplyAddress) {
+    package func reply(_ result: EditResult, to address: ReplyAddress) {
         switch address {
         case .local(let slot): slot.fill(result)
         case .remote(let rank, let token): outgoing[rank].append(.reply(token: token, result))
         }
     }
 
-    public func nextEvents(timeout: Duration) -> [RankEvent] {
+    package func nextEvents(timeout: Duration) -> [RankEvent] {
         flushOutgoing()
         let clock = ContinuousClock()
         let deadline = clock.now + timeout
@@ -84,14 +84,14 @@ public final class MPICoordinatorTransport: CoordinatorTransport, @unchecked Sen
         }
     }
 
-    public func shutdown() {
+    package func shutdown() {
         flushOutgoing()
         for r in 1..<max(rankCount, 1) { messenger.send(WireCodec.encode([.shutdown]), to: r) }
         messenger.flush()
         localPool.shutdown()
     }
 
-    public func abort() {
+    package func abort() {
         for r in 1..<max(rankCount, 1) { messenger.send(WireCodec.encode([.abort]), to: r) }
         messenger.flush()
         localPool.stopLaunching()
@@ -104,12 +104,12 @@ public final class MPICoordinatorTransport: CoordinatorTransport, @unchecked Sen
         }
     }
 
-    public func silentRanks(longerThan timeout: Duration) -> [Int] {
+    package func silentRanks(longerThan timeout: Duration) -> [Int] {
         let now = ContinuousClock.now
         return (1..<max(rankCount, 1)).filter { now - lastHeard[$0] > timeout }
     }
 
-    public func host(of rank: Int) -> String? { rank < hosts.count ? hosts[rank] : nil }
+    package func host(of rank: Int) -> String? { rank < hosts.count ? hosts[rank] : nil }
 
     private func receive(into events: inout [RankEvent]) {
         for (source, bytes) in messenger.receiveAll() {

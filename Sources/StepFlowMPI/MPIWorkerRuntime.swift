@@ -5,14 +5,14 @@ import Synchronization
 /// A worker rank (rank > 0): runs the steps rank 0 sends on T workers and sends back results and the
 /// graph edits its steps ask for, in the order they happened (S3). Runs on the MPI thread until rank 0
 /// says shut down; sleeps with a short adaptive backoff when idle.
-public final class MPIWorkerRuntime {
+package final class MPIWorkerRuntime {
     private let world: MPIWorld
     private let outbox = EventQueue<WireEvent>()
     private let replies = ReplyTable()
     private let messenger = MPIMessenger()
     private let pool: WorkerPool
 
-    public init(world: MPIWorld, threads: Int, executor: StepExecutor, runDirectory: URL, launch: Int) {
+    package init(world: MPIWorld, threads: Int, executor: StepExecutor, runDirectory: URL, launch: Int) {
         self.world = world
         let outbox = self.outbox
         let channel = MPIRequestChannel(outbox: outbox, replies: replies)
@@ -29,10 +29,10 @@ public final class MPIWorkerRuntime {
     /// Serves rank 0 until it sends `shutdown` (or `abort`, after a signal: then running steps are
     /// left behind, as the process is about to end).
     /// How a worker rank's service ended.
-    public enum Ending: Sendable { case shutdown, aborted }
+    package enum Ending: Sendable { case shutdown, aborted }
 
     @discardableResult
-    public func run() -> Ending {
+    package func run() -> Ending {
         var backoff = IdleBackoff()
         var stopping = false
         var aborting = false

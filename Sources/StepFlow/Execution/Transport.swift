@@ -2,15 +2,15 @@ import Foundation
 import Synchronization
 
 /// What rank 0 sends a rank so it can run a step.
-public struct StepAssignment: Sendable, Equatable {
-    public var id: StepID
-    public var function: String
-    public var args: [StepValue]
-    public var threads: Int
-    public var gpus: [Int]
-    public var attempt: Int
+package struct StepAssignment: Sendable, Equatable {
+    package var id: StepID
+    package var function: String
+    package var args: [StepValue]
+    package var threads: Int
+    package var gpus: [Int]
+    package var attempt: Int
 
-    public init(id: StepID, function: String, args: [StepValue], threads: Int, gpus: [Int], attempt: Int) {
+    package init(id: StepID, function: String, args: [StepValue], threads: Int, gpus: [Int], attempt: Int) {
         self.id = id
         self.function = function
         self.args = args
@@ -21,17 +21,17 @@ public struct StepAssignment: Sendable, Equatable {
 }
 
 /// What a rank reports when it is done with a step it was given.
-public struct StepOutcome: Sendable, Equatable {
-    public var id: StepID
-    public var rank: Int
-    public var slot: Int
-    public var report: Scheduler.Report
+package struct StepOutcome: Sendable, Equatable {
+    package var id: StepID
+    package var rank: Int
+    package var slot: Int
+    package var report: Scheduler.Report
     /// Seconds since the epoch; nil for a step handed back unstarted.
-    public var start: Double?
-    public var end: Double?
-    public var logPath: String?
+    package var start: Double?
+    package var end: Double?
+    package var logPath: String?
 
-    public init(id: StepID, rank: Int, slot: Int, report: Scheduler.Report, start: Double?, end: Double?, logPath: String?) {
+    package init(id: StepID, rank: Int, slot: Int, report: Scheduler.Report, start: Double?, end: Double?, logPath: String?) {
         self.id = id
         self.rank = rank
         self.slot = slot
@@ -43,14 +43,14 @@ public struct StepOutcome: Sendable, Equatable {
 }
 
 /// A rank's note that a step it was sent has started (until then it may be waiting in the rank's queue).
-public struct StepStart: Sendable, Equatable {
-    public var id: StepID
-    public var rank: Int
-    public var slot: Int
+package struct StepStart: Sendable, Equatable {
+    package var id: StepID
+    package var rank: Int
+    package var slot: Int
     /// Seconds since the epoch.
-    public var start: Double
+    package var start: Double
 
-    public init(id: StepID, rank: Int, slot: Int, start: Double) {
+    package init(id: StepID, rank: Int, slot: Int, start: Double) {
         self.id = id
         self.rank = rank
         self.slot = slot
@@ -59,53 +59,53 @@ public struct StepStart: Sendable, Equatable {
 }
 
 /// A graph edit asked for by a running step, on its way to rank 0.
-public struct StepRequest: Sendable, Equatable {
-    public var from: StepID
-    public var edit: GraphEdit
+package struct StepRequest: Sendable, Equatable {
+    package var from: StepID
+    package var edit: GraphEdit
 
-    public init(from: StepID, edit: GraphEdit) {
+    package init(from: StepID, edit: GraphEdit) {
         self.from = from
         self.edit = edit
     }
 }
 
 /// Where rank 0's answer to a `StepRequest` goes.
-public enum ReplyAddress: Sendable {
+package enum ReplyAddress: Sendable {
     /// A step in this process waits on this slot.
     case local(ReplySlot)
     /// A step on another rank waits for the answer tagged `token`.
     case remote(rank: Int, token: UInt32)
 
     /// The rank that asked, when it is another process.
-    public var rank: Int? {
+    package var rank: Int? {
         if case .remote(let rank, _) = self { return rank }
         return nil
     }
 }
 
 /// Rank 0's answer to a graph edit: the new id (for an insert), or why it was refused.
-public typealias EditResult = Result<StepID?, GraphEditError>
+package typealias EditResult = Result<StepID?, GraphEditError>
 
 /// A one-shot slot a step thread blocks on until rank 0 answers its request.
-public final class ReplySlot: Sendable {
+package final class ReplySlot: Sendable {
     private let value = Mutex<EditResult?>(nil)
     private let ready = DispatchSemaphore(value: 0)
 
-    public init() {}
+    package init() {}
 
-    public func fill(_ result: EditResult) {
+    package func fill(_ result: EditResult) {
         value.withLock { $0 = result }
         ready.signal()
     }
 
-    public func wait() -> EditResult {
+    package func wait() -> EditResult {
         ready.wait()
         return value.withLock { $0! }
     }
 }
 
 /// What reaches rank 0's coordinator from the ranks (itself included).
-public enum RankEvent: Sendable {
+package enum RankEvent: Sendable {
     case started(StepStart)
     case ended(StepOutcome)
     case request(StepRequest, replyTo: ReplyAddress)
@@ -117,7 +117,7 @@ public enum RankEvent: Sendable {
 
 /// How rank 0's coordinator reaches the ranks. Two implementations share the engine and its tests:
 /// `LocalTransport` (every rank in this process) and the MPI transport (one rank per process).
-public protocol CoordinatorTransport: AnyObject, Sendable {
+package protocol CoordinatorTransport: AnyObject, Sendable {
     /// The number of ranks, rank 0 included.
     var rankCount: Int { get }
     /// Sends steps to a rank's workers.
@@ -145,7 +145,7 @@ public protocol CoordinatorTransport: AnyObject, Sendable {
 }
 
 /// A running step's way to rank 0: it sends a graph edit and blocks until rank 0 answers.
-public protocol StepRequestChannel: Sendable {
+package protocol StepRequestChannel: Sendable {
     func send(_ request: StepRequest) -> EditResult
 }
 
@@ -160,21 +160,21 @@ struct ChannelEditor: GraphEditor {
 }
 
 /// Events from worker threads to the loop that forwards them, with a wake-up for a loop that waits.
-public final class EventQueue<Element: Sendable>: Sendable {
+package final class EventQueue<Element: Sendable>: Sendable {
     private let items = Mutex<[Element]>([])
     private let wakeUp = DispatchSemaphore(value: 0)
     private let sleeping = Atomic<Bool>(false)
 
-    public init() {}
+    package init() {}
 
-    public func push(_ element: Element) {
+    package func push(_ element: Element) {
         items.withLock { $0.append(element) }
         // One signal per sleep: the first push after the waiter went to sleep wakes it.
         if sleeping.exchange(false, ordering: .sequentiallyConsistent) { wakeUp.signal() }
     }
 
     /// Everything queued, without waiting.
-    public func drain() -> [Element] {
+    package func drain() -> [Element] {
         items.withLock { items in
             if items.isEmpty { return [] }
             var out: [Element] = []
@@ -184,7 +184,7 @@ public final class EventQueue<Element: Sendable>: Sendable {
     }
 
     /// Everything queued, waiting up to `timeout` for the first element.
-    public func drain(waitingUpTo timeout: Duration) -> [Element] {
+    package func drain(waitingUpTo timeout: Duration) -> [Element] {
         let now = drain()
         if !now.isEmpty || timeout <= .zero { return now }
         sleeping.store(true, ordering: .sequentiallyConsistent)

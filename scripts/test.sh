@@ -4,8 +4,9 @@
 # The one test command (README, CI): installs what the build and the tests need, builds every
 # executable the integration tests launch under mpirun, then runs `swift test` with the given
 # arguments and exits with its code. Without arguments (the whole suite, as CI runs it) it first runs
-# the public API check too: scripts/check-public-api.sh (the public symbols against docs/api.md); a
-# failed check fails the run after `swift test` has run.
+# the public API checks too: scripts/check-public-api.sh (the public symbols against docs/api.md) and
+# scripts/check-user-package.sh (a protocol in a package of its own, built against the public API and
+# run on 2 MPI ranks); a failed check fails the run after `swift test` has run.
 set -euo pipefail
 
 # Paths below are the package's, wherever this is called from (CI runs it from a fresh clone).
@@ -36,8 +37,8 @@ trap report_time EXIT
 # libopenmpi-dev/openmpi-bin: the CMPI target and the mpirun the integration tests launch;
 # libsqlite3-dev: the run database; iproute2: `ip netns` for the multi-"host" tests;
 # pkg-config: SwiftPM asks it for the multiarch search path where Debian keeps ompi-c.pc
-# (/usr/lib/x86_64-linux-gnu/pkgconfig), without it CMPI's flags are not found; jq: the API check
-# reads symbol graphs.
+# (/usr/lib/x86_64-linux-gnu/pkgconfig), without it CMPI's flags are not found; jq: the API checks
+# read symbol graphs and `status --json`.
 ./scripts/ensure-packages.sh test.sh libopenmpi-dev openmpi-bin libsqlite3-dev iproute2 pkg-config jq
 
 if ! command -v swift >/dev/null 2>&1; then
@@ -57,8 +58,8 @@ export OMPI_MCA_rmaps_base_oversubscribe=1
 echo "test.sh: swift build" >&2
 swift build
 
-# The API check, on a whole run only: a filtered run is someone looking at a few tests.
-checks=(check-public-api)
+# The API checks, on a whole run only: a filtered run is someone looking at a few tests.
+checks=(check-public-api check-user-package)
 checks_failed=()
 if (($# == 0)); then
     for check in "${checks[@]}"; do

@@ -3,7 +3,10 @@
 #
 # The one test command (README, CI): installs what the build and the tests need, builds every
 # executable the integration tests launch under mpirun, then runs `swift test` with the given
-# arguments and exits with its code.
+# arguments and exits with its code. Without arguments (the whole suite, as CI runs it) it first runs
+# the public API checks too: scripts/check-public-api.sh (the public symbols against docs/api.md) and
+# scripts/check-user-package.sh (a protocol in a package of its own, built against the public API and
+# run on 2 MPI ranks); a failed check fails the run after `swift test` has run.
 set -euo pipefail
 
 # Paths below are the package's, wherever this is called from (CI runs it from a fresh clone).
@@ -34,8 +37,9 @@ trap report_time EXIT
 # libopenmpi-dev/openmpi-bin: the CMPI target and the mpirun the integration tests launch;
 # libsqlite3-dev: the run database; iproute2: `ip netns` for the multi-"host" tests;
 # pkg-config: SwiftPM asks it for the multiarch search path where Debian keeps ompi-c.pc
-# (/usr/lib/x86_64-linux-gnu/pkgconfig), without it CMPI's flags are not found.
-./scripts/ensure-packages.sh test.sh libopenmpi-dev openmpi-bin libsqlite3-dev iproute2 pkg-config
+# (/usr/lib/x86_64-linux-gnu/pkgconfig), without it CMPI's flags are not found; jq: the API checks
+# read symbol graphs and `status --json`.
+./scripts/ensure-packages.sh test.sh libopenmpi-dev openmpi-bin libsqlite3-dev iproute2 pkg-config jq
 
 if ! command -v swift >/dev/null 2>&1; then
     echo "test.sh: 'swift' is not on PATH; install a Swift 6.1+ toolchain (https://www.swift.org/install/) and retry." >&2
@@ -54,6 +58,18 @@ export OMPI_MCA_rmaps_base_oversubscribe=1
 echo "test.sh: swift build" >&2
 swift build
 
+# The API checks, on a whole run only: a filtered run is someone looking at a few tests.
+checks=(check-public-api check-user-package)
+checks_failed=()
+if (($# == 0)); then
+    for check in "${checks[@]}"; do
+        echo "test.sh: scripts/$check.sh" >&2
+        check_start=$SECONDS
+        if ! "scripts/$check.sh"; then checks_failed+=("$check"); fi
+        echo "test.sh: scripts/$check.sh took $((SECONDS - check_start)) s" >&2
+    done
+fi
+
 echo "test.sh: swift test${*:+ $*}" >&2
 log=$(mktemp)
 set +e
@@ -67,5 +83,9 @@ failed=$(grep -cE '^✘ Test ".*failed after' "$log" || true)
 rm -f "$log"
 if [[ -n $total ]]; then
     echo "swift-testing: $((total - failed)) passed, $failed failed"
+fi
+if ((${#checks_failed[@]} > 0)); then
+    echo "test.sh: failed checks: ${checks_failed[*]} (their messages are above)" >&2
+    if ((rc == 0)); then rc=1; fi
 fi
 exit "$rc"

@@ -2,7 +2,7 @@ import Foundation
 import StepFlow
 
 /// Why a command step failed. The text is what `status` and the summary show.
-public enum CommandError: Error, CustomStringConvertible, Sendable, Equatable {
+package enum CommandError: Error, CustomStringConvertible, Sendable, Equatable {
     case exited(code: Int32)
     case signaled(signal: Int32)
     case timedOut(seconds: Double)
@@ -13,7 +13,7 @@ public enum CommandError: Error, CustomStringConvertible, Sendable, Equatable {
     case badInsert(line: Int, reason: String)
     case notACommand(StepID)
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .exited(let code): return "the command exited with code \(code)"
         case .signaled(let signal):

@@ -3,25 +3,25 @@ import StepFlow
 /// What one command step runs, and how: the argument of the workflow protocol's `command` function.
 /// It travels and is stored as a `StepValue` object, so a step's identity (S9, S12) is its command:
 /// a continued run keeps a finished step exactly when its command did not change.
-public struct CommandSpec: Sendable, Equatable {
+package struct CommandSpec: Sendable, Equatable {
     /// The name shown for the step: the workflow step's `name`, with `[index]` for a `foreach` item.
-    public var name: String
+    package var name: String
     /// `run:` an argument vector, run without a shell (exactly one of `argv` and `shell` is set).
-    public var argv: [String]?
+    package var argv: [String]?
     /// `shell:` a string run by `/bin/sh -c`.
-    public var shell: String?
+    package var shell: String?
     /// Variables added to the command's environment.
-    public var env: [String: String]
+    package var env: [String: String]
     /// The folder the command runs in (absolute).
-    public var cwd: String
+    package var cwd: String
     /// Seconds after which the command's process group is ended and the step fails; nil: no limit.
-    public var timeout: Double?
+    package var timeout: Double?
     /// Bytes of stdout and stderr kept in the step's log; past it the log keeps its head and tail.
-    public var logLimit: Int
+    package var logLimit: Int
 
-    public static let defaultLogLimit = 100 * 1024 * 1024
+    package static let defaultLogLimit = 100 * 1024 * 1024
 
-    public init(name: String, argv: [String]? = nil, shell: String? = nil, env: [String: String] = [:], cwd: String,
+    package init(name: String, argv: [String]? = nil, shell: String? = nil, env: [String: String] = [:], cwd: String,
                 timeout: Double? = nil, logLimit: Int = CommandSpec.defaultLogLimit) {
         self.name = name
         self.argv = argv
@@ -33,7 +33,7 @@ public struct CommandSpec: Sendable, Equatable {
     }
 
     /// The spec as a step argument.
-    public var value: StepValue {
+    package var value: StepValue {
         var o: [String: StepValue] = ["name": .string(name), "cwd": .string(cwd), "logLimit": .int(logLimit)]
         if let argv { o["run"] = .array(argv.map { .string($0) }) }
         if let shell { o["shell"] = .string(shell) }
@@ -43,7 +43,7 @@ public struct CommandSpec: Sendable, Equatable {
     }
 
     /// The spec a step argument holds, or nil when it is not one.
-    public init?(_ value: StepValue) {
+    package init?(_ value: StepValue) {
         guard case .object(let o) = value, let name = o["name"]?.stringValue, let cwd = o["cwd"]?.stringValue else { return nil }
         var argv: [String]?
         if case .array(let items)? = o["run"] {

@@ -13,21 +13,21 @@ import Yams
 /// batch) are replaced in each argv element, env value and `cwd` on its own; in `shell` item text goes
 /// in only quoted, `{item:q}` …, so a file name can never become shell syntax. `${…}` and other braces
 /// are left as written. `{index}` counts items, or batches in a batch step, from 0.
-public struct Workflow: Sendable, Equatable {
+package struct Workflow: Sendable, Equatable {
     /// The workflow file's absolute path.
-    public var path: String
+    package var path: String
     /// Its folder: where commands run unless a step says `cwd`, and the base of `foreach` globs.
-    public var folder: String
+    package var folder: String
     /// `parallel: {threads, mpi}`; nil when the file does not say.
-    public var threads: Int?
-    public var mpi: Int?
+    package var threads: Int?
+    package var mpi: Int?
     /// The expanded steps in insertion order: a topological order of the file's steps, the file's
     /// order where the graph leaves it free; the items of a `foreach` follow each other.
-    public var steps: [WorkflowStep]
+    package var steps: [WorkflowStep]
     /// Each step `name` of the file to the indexes in `steps` it expanded to (several for a foreach).
-    public var groups: [String: [Int]]
+    package var groups: [String: [Int]]
 
-    public init(path: String, folder: String, threads: Int?, mpi: Int?, steps: [WorkflowStep], groups: [String: [Int]]) {
+    package init(path: String, folder: String, threads: Int?, mpi: Int?, steps: [WorkflowStep], groups: [String: [Int]]) {
         self.path = path
         self.folder = folder
         self.threads = threads
@@ -38,22 +38,22 @@ public struct Workflow: Sendable, Equatable {
 }
 
 /// One expanded step of a workflow: a command and what it needs.
-public struct WorkflowStep: Sendable, Equatable {
+package struct WorkflowStep: Sendable, Equatable {
     /// The `name` of the file's step it came from.
-    public var group: String
+    package var group: String
     /// What it runs; its name is `group`, or `group[i]` for item (or batch) i of a foreach; its cwd is absolute.
-    public var command: CommandSpec
+    package var command: CommandSpec
     /// Indexes into `Workflow.steps` of its prerequisites, the default (the step above) applied; all
     /// smaller than its own index. [] none.
-    public var after: [Int]
-    public var threads: Int
-    public var gpu: Bool
-    public var retries: Int
+    package var after: [Int]
+    package var threads: Int
+    package var gpu: Bool
+    package var retries: Int
     /// `expect`: how long it should take, in seconds.
-    public var expected: Double?
-    public var wait: Bool
+    package var expected: Double?
+    package var wait: Bool
 
-    public init(group: String, command: CommandSpec, after: [Int], threads: Int = 1, gpu: Bool = false, retries: Int = 0, wait: Bool = false,
+    package init(group: String, command: CommandSpec, after: [Int], threads: Int = 1, gpu: Bool = false, retries: Int = 0, wait: Bool = false,
                 expected: Double? = nil) {
         self.expected = expected
         self.group = group
@@ -69,7 +69,7 @@ public struct WorkflowStep: Sendable, Equatable {
 extension Workflow {
     /// Reads the workflow file at `path` (relative to the current folder, or absolute) and expands it.
     /// Throws a `WorkflowError` when the file cannot be read or the workflow is wrong (see `parse`).
-    public static func load(path: String) throws(WorkflowError) -> Workflow {
+    package static func load(path: String) throws(WorkflowError) -> Workflow {
         let absolute = StepFields.absolutePath(path, folder: FileManager.default.currentDirectoryPath)
         let data: Data
         do {
@@ -93,7 +93,7 @@ extension Workflow {
     /// field of the wrong type or out of range (durations, sizes, numbers), a missing or duplicate
     /// name, both or neither of `run` and `shell`, an `after` naming no step, a cycle, a `foreach` that
     /// matches or holds nothing, `batch` without `foreach`, and a misused placeholder.
-    public static func parse(text: String, path: String) throws(WorkflowError) -> Workflow {
+    package static func parse(text: String, path: String) throws(WorkflowError) -> Workflow {
         try parse(text: text, path: StepFields.absolutePath(path, folder: FileManager.default.currentDirectoryPath), shownAs: path)
     }
 

@@ -2,17 +2,17 @@ import Yams
 
 /// Why a workflow file cannot be run: where the problem is and what to do about it. Nothing runs
 /// when a workflow has an error (`stepflow run` and `stepflow validate` exit 2).
-public struct WorkflowError: Error, CustomStringConvertible, Sendable, Equatable {
+package struct WorkflowError: Error, CustomStringConvertible, Sendable, Equatable {
     /// The workflow file, as it was given.
-    public var file: String
+    package var file: String
     /// 1-based line and column of the offending text; 0 when the error is about the whole file
     /// (it cannot be read).
-    public var line: Int
-    public var column: Int
+    package var line: Int
+    package var column: Int
     /// What is wrong, then what to do, as sentences.
-    public var message: String
+    package var message: String
 
-    public init(file: String, line: Int, column: Int, message: String) {
+    package init(file: String, line: Int, column: Int, message: String) {
         self.file = file
         self.line = line
         self.column = column
@@ -20,7 +20,7 @@ public struct WorkflowError: Error, CustomStringConvertible, Sendable, Equatable
     }
 
     /// `file:line:column: message` (the form editors and terminals turn into links).
-    public var description: String {
+    package var description: String {
         line > 0 ? "\(file):\(line):\(column): \(message)" : "\(file): \(message)"
     }
 
@@ -31,28 +31,28 @@ public struct WorkflowError: Error, CustomStringConvertible, Sendable, Equatable
 
 /// Why a line a running command appended to its insert file cannot be applied. The runner reports it
 /// as the inserting step's error.
-public struct InsertLineError: Error, CustomStringConvertible, Sendable, Equatable {
+package struct InsertLineError: Error, CustomStringConvertible, Sendable, Equatable {
     /// 1-based number of the line in the insert file.
-    public var line: Int
+    package var line: Int
     /// 1-based column within the line, when the problem is at a particular place in it.
-    public var column: Int?
+    package var column: Int?
     /// What is wrong, then what to do, as sentences.
-    public var message: String
+    package var message: String
 
-    public init(line: Int, column: Int?, message: String) {
+    package init(line: Int, column: Int?, message: String) {
         self.line = line
         self.column = column
         self.message = message
     }
 
     /// `line N, column C: message`.
-    public var description: String {
+    package var description: String {
         column.map { "line \(line), column \($0): \(message)" } ?? "line \(line): \(message)"
     }
 }
 
 /// An error found while reading a node, placed by the node's mark; the workflow and the insert-line
-/// parsers turn it into their own public error (the same field rules serve both).
+/// parsers turn it into their own package error (the same field rules serve both).
 struct FieldError: Error {
     /// 1-based; 0 when the error is not at a particular place.
     var line: Int

@@ -3,7 +3,7 @@ import Yams
 /// One line a running command appended to its insert file: insert a step, release a waiting step, or
 /// add prerequisites to a step that has not started (S3). Names are those of the workflow's steps
 /// (`register[3]` for a foreach item) or of steps inserted by earlier lines.
-public enum InsertLine: Sendable, Equatable {
+package enum InsertLine: Sendable, Equatable {
     /// `{"name": "reg-1", "run": [...] | "shell": "...", "after": [...], "threads", "gpu", "retries",
     /// "wait", "timeout", "env", "cwd", "log_limit"}`, with the fields of a workflow step (no foreach,
     /// and `{…}` text is taken literally). `after` absent is nil: the runner applies S2's default.
@@ -20,7 +20,7 @@ public enum InsertLine: Sendable, Equatable {
     /// workflow's default for steps that set none. Throws an `InsertLineError` naming the line (and
     /// column) when the line is not one JSON object, holds an unknown key, a field of the wrong type
     /// or out of range, both or neither of `run` and `shell`, or a malformed release/addPrerequisites.
-    public static func parse(_ text: String, line: Int, folder: String, logLimit: Int) throws(InsertLineError) -> InsertLine {
+    package static func parse(_ text: String, line: Int, folder: String, logLimit: Int) throws(InsertLineError) -> InsertLine {
         // A reader that hands over the line with its line break (or a CRLF file's \r) gets the same.
         var text = Substring(text)
         while text.last?.isNewline == true { text = text.dropLast() }

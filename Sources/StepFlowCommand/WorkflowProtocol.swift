@@ -6,14 +6,14 @@ import StepFlow
 /// protocol (ranks × threads, the run database, `--continue`, failure policies). Every rank loads the
 /// same file and inserts the same steps (S3); a step's argument is its command (`CommandSpec`), so a
 /// continued run keeps a finished step exactly when its command did not change (S9).
-public struct WorkflowProtocol: StepProtocol {
-    public struct Params: ParsableArguments, Sendable {
+package struct WorkflowProtocol: StepProtocol {
+    package struct Params: ParsableArguments, Sendable {
         @Argument(help: "The workflow file (YAML or JSON).")
-        public var file: String
+        package var file: String
 
-        public init() {}
+        package init() {}
 
-        public func validate() throws {
+        package func validate() throws {
             // Refused before anything starts: a workflow that does not load runs nothing (exit 2).
             do {
                 _ = try Workflow.load(path: file)
@@ -24,29 +24,29 @@ public struct WorkflowProtocol: StepProtocol {
     }
 
     /// The one step function: run the command in the step's argument.
-    public static let commandFunction = "command"
-    public static let protocolName = "Workflow"
+    package static let commandFunction = "command"
+    package static let protocolName = "Workflow"
 
-    public static let functions: StepFunctions<WorkflowProtocol> = [
+    package static let functions: StepFunctions<WorkflowProtocol> = [
         commandFunction: { p, step in try p.runCommand(step) },
     ]
 
-    public let params: Params
+    package let params: Params
     private let loaded: Result<Workflow, WorkflowError>
     /// Workflow step names and the ids of their steps, set by insertAllSteps, the same on every rank.
     private var ids: [String: [StepID]] = [:]
 
-    public init(params: Params) {
+    package init(params: Params) {
         self.params = params
         loaded = Result { () throws(WorkflowError) in try Workflow.load(path: params.file) }
     }
 
-    public func defineParams(_ form: inout ProtocolForm) {
+    package func defineParams(_ form: inout ProtocolForm) {
         guard case .success(let workflow) = loaded else { return }
         form.addParallelSection(threads: workflow.threads ?? 1, mpi: workflow.mpi ?? 1)
     }
 
-    public mutating func insertAllSteps(_ steps: StepInserter) throws {
+    package mutating func insertAllSteps(_ steps: StepInserter) throws {
         let workflow = try loaded.get()
         var stepIDs: [StepID] = []
         stepIDs.reserveCapacity(workflow.steps.count)

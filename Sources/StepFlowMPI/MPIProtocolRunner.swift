@@ -4,10 +4,16 @@ import StepFlow
 /// Runs a protocol on the MPI world: every rank builds the protocol and numbers its steps (S3); rank 0
 /// keeps the graph and coordinates; every rank, rank 0 included, runs T workers.
 public enum MPIProtocolRunner {
-    /// Runs `proto` on this rank. Returns the run's report on rank 0 and nil on the other ranks.
-    /// MPI is finalized before it returns.
-    /// - Throws: `RunSetupError` when the run cannot start; on ranks other than 0 it is
-    ///   `.reportedElsewhere`, since rank 0 prints the message.
+    /// Runs `proto` on this rank: every rank of the MPI world (or this process alone, without mpirun)
+    /// calls it with the same protocol value and settings; it initializes MPI, and finalizes it
+    /// before it returns. As `ProtocolMain`'s launcher: `launcher: MPIProtocolRunner.run`.
+    /// - Returns: the run's report on rank 0, nil on the other ranks (and on every rank for a
+    ///   `--continue --dry-run`, which prints its plan through `settings.notes`).
+    /// - Throws: an error whose description is the message for the user when the run cannot start
+    ///   (bad settings, a run directory that is unusable or owned by a live launch, ranks whose
+    ///   `insertAllSteps` differ, `insertAllSteps` throwing). Rank 0's carries the message; the other
+    ///   ranks throw one that says rank 0 reports it. `ProtocolMain` prints only rank 0's, and every
+    ///   rank exits 2.
     public static func run<P: StepProtocol>(_ proto: P, settings: RunSettings) throws -> RunReport? {
         let world = MPIWorld.initialize()
         let report: RunReport?
@@ -26,7 +32,7 @@ public enum MPIProtocolRunner {
 
     /// Runs `proto` on an initialized world and leaves MPI initialized, so one launch can hold
     /// several runs (the benchmark does). Every rank must call it with the same inputs.
-    public static func run<P: StepProtocol>(_ proto: P, settings: RunSettings, world: MPIWorld) throws -> RunReport? {
+    package static func run<P: StepProtocol>(_ proto: P, settings: RunSettings, world: MPIWorld) throws -> RunReport? {
         // Under mpirun, MPI's initialization installs handlers of its own: ours go in after it.
         if settings.watchSignals {
             if world.rank == 0 { SignalWatch.install() } else { SignalWatch.ignoreOnWorker() }

@@ -5,12 +5,12 @@ import StepFlow
 /// The MPI world of this process: initialized once (MPI may not be initialized again after
 /// `MPI_Finalize`), with one MPI thread (`MPI_THREAD_FUNNELED`): only the thread that called
 /// `initialize` may call MPI. Worker threads never do.
-public struct MPIWorld: Sendable {
-    public let rank: Int
-    public let size: Int
+package struct MPIWorld: Sendable {
+    package let rank: Int
+    package let size: Int
 
     /// Initializes MPI on this thread, or returns the world if it already is.
-    public static func initialize() -> MPIWorld {
+    package static func initialize() -> MPIWorld {
         var initialized: Int32 = 0
         MPI_Initialized(&initialized)
         if initialized == 0 {
@@ -24,21 +24,21 @@ public struct MPIWorld: Sendable {
     }
 
     /// Ends MPI for this process. Nothing may call MPI afterwards.
-    public func finalize() {
+    package func finalize() {
         var finalized: Int32 = 0
         MPI_Finalized(&finalized)
         if finalized == 0 { MPI_Finalize() }
     }
 
     /// Ends every rank of the job at once, with `code`.
-    public func abort(_ code: Int32) -> Never {
+    package func abort(_ code: Int32) -> Never {
         MPI_Abort(stepflow_comm_world(), code)
         exit(code)
     }
 
     /// Bitwise OR of every rank's `flags`, without blocking in MPI: the call polls a non-blocking
     /// reduction and sleeps between polls, so a rank that waits here does not burn a core.
-    public func orAcrossRanks(_ flags: Int32) -> Int32 {
+    package func orAcrossRanks(_ flags: Int32) -> Int32 {
         var send = flags, receive: Int32 = 0
         var request: MPI_Request? = stepflow_request_null()
         MPI_Iallreduce(&send, &receive, 1, stepflow_int(), stepflow_bor(), stepflow_comm_world(), &request)
@@ -47,7 +47,7 @@ public struct MPIWorld: Sendable {
     }
 
     /// Rank 0's `value` on every rank (the others pass anything), without blocking in MPI.
-    public func broadcastFromRank0(_ value: UInt64) -> UInt64 {
+    package func broadcastFromRank0(_ value: UInt64) -> UInt64 {
         let mine = rank == 0 ? value : 0
         let low = UInt64(UInt32(bitPattern: orAcrossRanks(Int32(bitPattern: UInt32(truncatingIfNeeded: mine)))))
         let high = UInt64(UInt32(bitPattern: orAcrossRanks(Int32(bitPattern: UInt32(truncatingIfNeeded: mine >> 32)))))
@@ -55,7 +55,7 @@ public struct MPIWorld: Sendable {
     }
 
     /// The largest of every rank's `value`, without blocking in MPI (as `orAcrossRanks`).
-    public func maxAcrossRanks(_ value: Double) -> Double {
+    package func maxAcrossRanks(_ value: Double) -> Double {
         var send = value, receive = 0.0
         var request: MPI_Request? = stepflow_request_null()
         MPI_Iallreduce(&send, &receive, 1, stepflow_double(), stepflow_max(), stepflow_comm_world(), &request)
@@ -65,7 +65,7 @@ public struct MPIWorld: Sendable {
 
     /// Every rank's `bytes` (at most `width` each), on rank 0 in rank order; empty on other ranks.
     /// Without blocking in MPI (as `orAcrossRanks`).
-    public func gatherToRank0(_ bytes: [UInt8], width: Int) -> [[UInt8]] {
+    package func gatherToRank0(_ bytes: [UInt8], width: Int) -> [[UInt8]] {
         var send = [UInt8](repeating: 0, count: width + 4)
         let n = min(bytes.count, width)
         withUnsafeBytes(of: UInt32(n).littleEndian) { for (i, b) in $0.enumerated() { send[i] = b } }
@@ -90,7 +90,7 @@ public struct MPIWorld: Sendable {
 
     /// This rank's position among the ranks of its node (those that share memory with it), and how
     /// many they are: the ranks of a node share its GPUs out. One short collective at start-up.
-    public func nodeRank() -> (rank: Int, size: Int) {
+    package func nodeRank() -> (rank: Int, size: Int) {
         var node: MPI_Comm? = nil
         guard MPI_Comm_split_type(stepflow_comm_world(), stepflow_comm_type_shared(), Int32(rank), stepflow_info_null(), &node) == 0 else {
             return (0, 1)
@@ -103,7 +103,7 @@ public struct MPIWorld: Sendable {
     }
 
     /// Every rank's GPU ids, on rank 0 (empty elsewhere), and on every rank whether any rank has one.
-    public func gatherGPUs(_ mine: [Int]) -> (lists: [[Int]], any: Bool) {
+    package func gatherGPUs(_ mine: [Int]) -> (lists: [[Int]], any: Bool) {
         var bytes: [UInt8] = []
         for id in mine { bytes += [UInt8(id & 0xFF), UInt8((id >> 8) & 0xFF)] }
         let lists = gatherToRank0(bytes, width: 2 * 64).map { b in
@@ -113,7 +113,7 @@ public struct MPIWorld: Sendable {
     }
 
     /// Every rank's host name, on rank 0 (for messages naming a rank); empty on other ranks.
-    public func hostNames() -> [String] {
+    package func hostNames() -> [String] {
         var buffer = [CChar](repeating: 0, count: 256)
         gethostname(&buffer, buffer.count)
         let name = buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }

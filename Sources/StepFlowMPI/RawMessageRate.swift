@@ -5,11 +5,11 @@ import Foundation
 /// messages with `inFlight` outstanding per worker, each worker answers "done". This is the ceiling
 /// the benchmark compares StepFlow's step rate with. Blocking MPI calls are fine here:
 /// every rank is busy for the whole measurement.
-public enum RawMessageRate {
+package enum RawMessageRate {
     private static let taskTag: Int32 = 101, doneTag: Int32 = 102, stopTag: Int32 = 103
 
     /// Tasks per second as rank 0 measured them; nil on one rank (no workers) and on other ranks.
-    public static func measure(world: MPIWorld, tasks: Int, inFlight: Int = 4) -> Double? {
+    package static func measure(world: MPIWorld, tasks: Int, inFlight: Int = 4) -> Double? {
         guard world.size > 1 else { return nil }
         var word: Int64 = 0
         if world.rank != 0 {

@@ -4,46 +4,46 @@ import Foundation
 extension ProgressMode: ExpressibleByArgument {}
 
 /// The options every protocol executable takes (S5), besides the protocol's own parameters.
-public struct RunOptions: ParsableArguments, Sendable {
+package struct RunOptions: ParsableArguments, Sendable {
     @Option(name: .customLong("run-dir"), help: "Directory for the run's logs and outputs.")
-    public var runDir: String = "./run"
+    package var runDir: String = "./run"
 
     @Option(help: "Worker threads on each rank (default: STEPFLOW_THREADS, then the protocol's parallel section).")
-    public var threads: Int?
+    package var threads: Int?
 
     @Option(help: "MPI ranks; must equal the MPI world size (default: STEPFLOW_MPI, then the world size).")
-    public var mpi: Int?
+    package var mpi: Int?
 
     @Option(help: "GPU ids of each node, e.g. 0,1,2 (the ranks on a node share them out; default: CUDA_VISIBLE_DEVICES or SLURM_STEP_GPUS).")
-    public var gpus: String?
+    package var gpus: String?
 
     @Option(name: .customLong("stop-before"), help: "In a Slurm allocation (or with STEPFLOW_END_TIME): stop starting steps this long before its end (e.g. 5m), let the running ones finish, exit 143 for a resubmission with --continue.")
-    public var stopBefore: String?
+    package var stopBefore: String?
 
     @Flag(name: .customLong("keep-going"), help: "After a failure, run everything that does not depend on the failed step.")
-    public var keepGoing = false
+    package var keepGoing = false
 
     @Option(help: "Progress line on standard error: auto (on a terminal), always, never.")
-    public var progress: ProgressMode = .auto
+    package var progress: ProgressMode = .auto
 
     @Flag(name: .customLong("continue"), help: "Finish the run in --run-dir: keep what finished, run the rest.")
-    public var continueRun = false
+    package var continueRun = false
 
     @Flag(help: "Start over in --run-dir; everything of the old run is set aside in a dated folder inside it, not deleted.")
-    public var restart = false
+    package var restart = false
 
     @Flag(name: .customLong("dry-run"), help: "With --continue: print what would stay finished and why each other step would run again; run nothing.")
-    public var dryRun = false
+    package var dryRun = false
 
     @Option(name: .customLong("crash-limit"), help: "A step that was running when this many launches died is recorded failed instead of run again.")
-    public var crashLimit: Int = 3
+    package var crashLimit: Int = 3
 
     @Option(name: .customLong("rank-timeout"), help: "A rank silent this long (stopped, hung, unreachable) ends the run, recorded for --continue: 90s, 10m, or seconds; 0 waits forever.")
-    public var rankTimeout: String = "60s"
+    package var rankTimeout: String = "60s"
 
-    public init() {}
+    package init() {}
 
-    public func validate() throws {
+    package func validate() throws {
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1 (got \(threads)).") }
         if let threads, threads > ResolvedParallelSection.maximumThreads {
             throw ValidationError("--threads must be at most \(ResolvedParallelSection.maximumThreads) worker threads per rank (got \(threads)). Use more ranks (--mpi) for more step slots.")
@@ -71,7 +71,7 @@ public struct RunOptions: ParsableArguments, Sendable {
     }
 
     /// The settings these options give, with progress printed by `printer`.
-    public func settings(printer: ProgressPrinter?) -> RunSettings {
+    package func settings(printer: ProgressPrinter?) -> RunSettings {
         var s = RunSettings(runDirectory: URL(fileURLWithPath: runDir), threads: threads, mpi: mpi,
                             gpus: gpus.flatMap(GPUList.parse), keepGoing: keepGoing)
         s.stopBefore = stopBefore.flatMap(DurationText.seconds)
@@ -87,39 +87,45 @@ public struct RunOptions: ParsableArguments, Sendable {
 }
 
 /// A protocol executable's command line: `run` (the default) and `status`.
-public struct ProtocolRoot<P: StepProtocol>: ParsableCommand {
-    public static var configuration: CommandConfiguration {
+package struct ProtocolRoot<P: StepProtocol>: ParsableCommand {
+    package static var configuration: CommandConfiguration {
         CommandConfiguration(commandName: P.protocolName,
                              abstract: "Run the \(P.protocolName) protocol on StepFlow, or show a run's status.",
                              subcommands: [ProtocolCommand<P>.self, StatusCommand.self],
                              defaultSubcommand: ProtocolCommand<P>.self)
     }
 
-    public init() {}
+    package init() {}
 }
 
 /// Running a protocol: `RunOptions` plus the protocol's `Params`.
-public struct ProtocolCommand<P: StepProtocol>: ParsableCommand {
-    public static var configuration: CommandConfiguration {
+package struct ProtocolCommand<P: StepProtocol>: ParsableCommand {
+    package static var configuration: CommandConfiguration {
         CommandConfiguration(commandName: "run",
                              abstract: "Run the \(P.protocolName) protocol on StepFlow.",
                              discussion: "Exit codes: 0 every step finished, 1 a step failed or the run stalled, 2 bad input or usage, 130/143 stopped by SIGINT/SIGTERM (finish it with --continue).")
     }
 
-    @OptionGroup public var options: RunOptions
-    @OptionGroup public var params: P.Params
+    @OptionGroup package var options: RunOptions
+    @OptionGroup package var params: P.Params
 
-    public init() {}
+    package init() {}
 }
 
-/// Runs a protocol from a command line and exits with its code.
+/// Runs a protocol from a command line and exits with its code: the whole `main.swift` of a protocol
+/// executable is `ProtocolMain.main(MyProtocol.self, launcher: MPIProtocolRunner.run)`.
 public enum ProtocolMain {
-    /// How a parsed command line becomes a run. The default runs every rank in this process; the MPI
-    /// module passes one that runs on the MPI world. Returns nil on ranks that print no summary.
+    /// How a parsed command line becomes a run: it gets the protocol value and the settings the
+    /// command line gives, and returns the run's report, or nil on ranks that print no summary. The
+    /// default runs every rank in this process; `MPIProtocolRunner.run` (StepFlowMPI) runs on the MPI
+    /// world. What it throws is printed as `error: …` and the process exits 2.
     public typealias Launcher<P: StepProtocol> = @Sendable (P, RunSettings) throws -> RunReport?
 
-    /// Parses `arguments` (default: the process's), runs the protocol, prints the summary and exits:
-    /// 0 when every step finished, 1 when a step failed or the run stalled, 2 on bad input or usage.
+    /// Parses `arguments` (default: the process's) as `[run] [run options] [protocol options]` or
+    /// `status [--run-dir DIR] [--json]`, runs the protocol with `launcher`, prints the summary and
+    /// exits: 0 when every step finished, 1 when a step failed or the run stalled, 2 on bad input or
+    /// usage (parse errors, a run that cannot start), 128+signal when stopped by one. Never returns
+    /// and never throws: every error becomes a message on standard error and an exit code.
     public static func main<P: StepProtocol>(_ type: P.Type, arguments: [String]? = nil,
                                              launcher: Launcher<P>? = nil) -> Never {
         let parsed: ParsableCommand
@@ -156,7 +162,7 @@ public enum ProtocolMain {
     }
 
     /// This process's rank as the launcher (mpirun, srun) tells it before MPI starts; 0 alone.
-    public static var launchRank: Int {
+    package static var launchRank: Int {
         let env = ProcessInfo.processInfo.environment
         for name in ["OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID"] {
             if let value = env[name].flatMap(Int.init) { return value }
@@ -165,14 +171,14 @@ public enum ProtocolMain {
     }
 
     /// Runs a parsed command line; returns the exit code.
-    public static func run<P: StepProtocol>(_ command: ProtocolCommand<P>, launcher: Launcher<P>? = nil,
+    package static func run<P: StepProtocol>(_ command: ProtocolCommand<P>, launcher: Launcher<P>? = nil,
                                             watchSignals: Bool = false) -> Int32 {
         run(P(params: command.params), options: command.options, launcher: launcher, watchSignals: watchSignals)
     }
 
     /// Runs a protocol value with the given run options (a command line that is not a
     /// `ProtocolCommand`, such as `stepflow run FILE`); returns the exit code.
-    public static func run<P: StepProtocol>(_ proto: P, options: RunOptions, launcher: Launcher<P>? = nil,
+    package static func run<P: StepProtocol>(_ proto: P, options: RunOptions, launcher: Launcher<P>? = nil,
                                             watchSignals: Bool = false) -> Int32 {
         var settings = options.settings(printer: ProgressPrinter(mode: options.progress))
         settings.watchSignals = watchSignals

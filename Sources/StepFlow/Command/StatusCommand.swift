@@ -5,24 +5,24 @@ import Foundation
 /// reads, and a reader never blocks the run's writer in WAL mode) and after it ended. A run the
 /// database calls `running` is checked against the run directory's lock: held, the owner is shown;
 /// free, the run is shown `interrupted` (its launch died without recording how it ended).
-public struct StatusCommand: ParsableCommand {
-    public static let configuration = CommandConfiguration(
+package struct StatusCommand: ParsableCommand {
+    package static let configuration = CommandConfiguration(
         commandName: "status",
         abstract: "Show a run's steps: status, rank/slot, duration, error.",
         discussion: "A run recorded as running shows the launch that owns it (from <run-dir>/run.lock), or 'interrupted' when no launch holds that lock any more. Exit codes: 0 shown, 2 no readable run database there.")
 
     @Argument(help: "The run directory (or use --run-dir).")
-    public var directory: String?
+    package var directory: String?
 
     @Option(name: .customLong("run-dir"), help: "The run directory (default ./run).")
-    public var runDir: String?
+    package var runDir: String?
 
     @Flag(help: "Print the run as one JSON document.")
-    public var json = false
+    package var json = false
 
-    public init() {}
+    package init() {}
 
-    public func run() throws {
+    package func run() throws {
         let dir = URL(fileURLWithPath: directory ?? runDir ?? "./run")
         let (stored, liveness): (StoredRun, Liveness)
         do {

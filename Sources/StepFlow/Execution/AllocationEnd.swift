@@ -1,11 +1,11 @@
 import Foundation
 
 /// When the batch allocation this launch runs in ends, for `--stop-before`.
-public enum AllocationEnd {
+package enum AllocationEnd {
     /// Seconds since the epoch, and where it came from; nil outside an allocation whose end is known.
     /// `STEPFLOW_END_TIME` (seconds since the epoch) first, then Slurm's `SLURM_JOB_END_TIME`, then
     /// `squeue` for `SLURM_JOB_ID`.
-    public static func find(_ environment: [String: String]) -> (time: Double, source: String)? {
+    package static func find(_ environment: [String: String]) -> (time: Double, source: String)? {
         if let raw = environment["STEPFLOW_END_TIME"], let t = Double(raw) { return (t, "STEPFLOW_END_TIME") }
         if let raw = environment["SLURM_JOB_END_TIME"], let t = Double(raw) { return (t, "SLURM_JOB_END_TIME") }
         guard let job = environment["SLURM_JOB_ID"], !job.isEmpty else { return nil }

@@ -2,22 +2,22 @@ import Foundation
 import Synchronization
 
 /// Rank 0's scheduler, shared by the coordinator loop, `insertAllSteps` and the `stepsCheck` hook.
-public final class SchedulerState: Sendable {
+package final class SchedulerState: Sendable {
     let scheduler: Mutex<Scheduler>
 
-    public init(_ config: SchedulerConfig) { scheduler = Mutex(Scheduler(config: config)) }
+    package init(_ config: SchedulerConfig) { scheduler = Mutex(Scheduler(config: config)) }
 
     /// A scheduler over a graph rebuilt from the run database (S9, S12).
-    public init(_ config: SchedulerConfig, restoring records: [StepRecord], unconfirmed: Set<StepID> = []) {
+    package init(_ config: SchedulerConfig, restoring records: [StepRecord], unconfirmed: Set<StepID> = []) {
         scheduler = Mutex(Scheduler(config: config, restoring: records, unconfirmed: unconfirmed))
     }
 
-    public func withScheduler<T>(_ body: (inout Scheduler) throws -> T) rethrows -> T {
+    package func withScheduler<T>(_ body: (inout Scheduler) throws -> T) rethrows -> T {
         try scheduler.withLock { try body(&$0) }
     }
 
     /// An editor that applies edits straight to this scheduler.
-    public var editor: any GraphEditor { DirectEditor(state: self) }
+    package var editor: any GraphEditor { DirectEditor(state: self) }
 
     private struct DirectEditor: GraphEditor {
         let state: SchedulerState
@@ -27,12 +27,14 @@ public final class SchedulerState: Sendable {
     }
 }
 
-/// How a run ended, with every step's record.
+/// How a run ended, with every step's record: what a launcher returns on rank 0.
 public struct RunReport: Sendable {
+    /// How the run ended.
     public let outcome: RunOutcome
     /// The steps of the run in id order (steps dropped by S12 left out).
     public let records: [StepRecord]
-    public let config: SchedulerConfig
+    package let config: SchedulerConfig
+    /// How long this launch ran, in seconds.
     public let wallSeconds: Double
     /// When the coordinator started, in seconds since the epoch.
     public let started: Double
@@ -43,9 +45,9 @@ public struct RunReport: Sendable {
     public private(set) var databaseError: String?
     /// The run ended because a rank stopped answering or sent nonsense: the other ranks cannot be
     /// waited for (MPI is not finalized).
-    public var ranksAbandoned = false
+    package var ranksAbandoned = false
 
-    public init(outcome: RunOutcome, records: [StepRecord], config: SchedulerConfig, wallSeconds: Double, started: Double,
+    package init(outcome: RunOutcome, records: [StepRecord], config: SchedulerConfig, wallSeconds: Double, started: Double,
                 hookError: String?, databaseError: String? = nil) {
         self.outcome = outcome
         self.records = records
@@ -76,6 +78,7 @@ public struct RunReport: Sendable {
         return outcome.statusName
     }
 
+    /// How many steps ended in `status`.
     public func count(_ status: StepStatus) -> Int { records.lazy.filter { $0.status == status }.count }
 
     /// The record of step `id`, if it is part of the run.
@@ -98,7 +101,7 @@ public struct RunReport: Sendable {
 
 /// Rank 0's loop: hands ready steps to ranks, applies what comes back, calls the `stepsCheck` hook,
 /// and decides when the run is over (S4, S6, S7).
-public final class Coordinator: Sendable {
+package final class Coordinator: Sendable {
     private let state: SchedulerState
     private let transport: any CoordinatorTransport
     private let hook: (@Sendable (StepsCheck) throws -> Void)?
@@ -195,7 +198,7 @@ public final class Coordinator: Sendable {
     }
 
     /// Runs until every step is accounted for, the run fails or stalls; then shuts the ranks down.
-    public func run() -> RunReport {
+    package func run() -> RunReport {
         let clock = ContinuousClock()
         let started = clock.now
         let startedAt = Date().timeIntervalSince1970
@@ -474,10 +477,10 @@ public final class Coordinator: Sendable {
 }
 
 /// Counts for a progress line.
-public struct ProgressSnapshot: Sendable, Equatable {
-    public var total, finished, running, failed, skipped, waiting: Int
-    public var elapsed: Duration
-    public var final: Bool
+package struct ProgressSnapshot: Sendable, Equatable {
+    package var total, finished, running, failed, skipped, waiting: Int
+    package var elapsed: Duration
+    package var final: Bool
 }
 
 /// The mean duration of recent steps, refreshed every 64 steps, to size how far ahead steps are sent.

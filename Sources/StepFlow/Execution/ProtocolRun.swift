@@ -2,20 +2,29 @@ import Foundation
 
 /// How a run is launched, from the command line or a test. A value left nil falls back to the
 /// environment (`STEPFLOW_THREADS`, `STEPFLOW_MPI`), then to the protocol's `addParallelSection`.
+///
+/// `ProtocolMain.main` makes them from the command line and hands them to its launcher; code that
+/// calls `MPIProtocolRunner.run` itself makes its own.
 public struct RunSettings: Sendable {
+    /// Where the run's database, logs and outputs go (`--run-dir`).
     public var runDirectory: URL
+    /// Worker threads per rank (`--threads`).
     public var threads: Int?
+    /// MPI ranks (`--mpi`); must equal the MPI world size.
     public var mpi: Int?
     /// The GPU ids of a node (`--gpus 0,1,2`); the ranks on a node share them out.
     public var gpus: [Int]?
+    /// After a failure, run everything that does not depend on it (`--keep-going`, S7).
     public var keepGoing = false
     /// Overrides the protocol's `stepsCheckInterval`.
     public var stepsCheckInterval: Duration?
     /// Receives progress counts on rank 0 while the run lives.
-    public var progress: (@Sendable (ProgressSnapshot) -> Void)?
+    package var progress: (@Sendable (ProgressSnapshot) -> Void)?
+    /// The environment the run reads (`STEPFLOW_THREADS`, `STEPFLOW_MPI`, `CUDA_VISIBLE_DEVICES`,
+    /// Slurm's variables, …).
     public var environment: [String: String]
     /// Whether rank 0 records the run in its database (`--no-store` in the benchmark turns it off).
-    public var storeEnabled = true
+    package var storeEnabled = true
     /// What to do with a run already in the run directory (S9).
     public var mode: RunMode = .new
     /// With `.continueRun`: print what a continue would do, run nothing, write nothing.
@@ -35,6 +44,7 @@ public struct RunSettings: Sendable {
     /// recorded so that `--continue` can go on at once; nil waits forever.
     public var rankTimeout: Duration? = .seconds(60)
 
+    /// Settings for a new run in `runDirectory`; the rest as the command line's defaults.
     public init(runDirectory: URL, threads: Int? = nil, mpi: Int? = nil, gpus: [Int]? = nil, keepGoing: Bool = false,
                 stepsCheckInterval: Duration? = nil, environment: [String: String] = ProcessInfo.processInfo.environment) {
         self.runDirectory = runDirectory
@@ -58,7 +68,7 @@ public enum RunMode: Sendable, Equatable {
 }
 
 /// Why a run could not start. These are the user's to fix; the command line exits 2 on them.
-public enum RunSetupError: Error, CustomStringConvertible, Sendable {
+package enum RunSetupError: Error, CustomStringConvertible, Sendable {
     case invalidSetting(String)
     case runDirectory(path: String, reason: String)
     case insertion(String)
@@ -71,7 +81,7 @@ public enum RunSetupError: Error, CustomStringConvertible, Sendable {
     /// Another rank (rank 0) prints why the run cannot start; this rank only exits.
     case reportedElsewhere
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .invalidSetting(let text): return text
         case .runDirectory(let path, let reason):
@@ -92,23 +102,23 @@ public enum RunSetupError: Error, CustomStringConvertible, Sendable {
 }
 
 /// The parallel section a run ends up with, and where each value came from.
-public struct ResolvedParallelSection: Sendable, Equatable {
-    public var threads: Int
-    public var mpi: Int
+package struct ResolvedParallelSection: Sendable, Equatable {
+    package var threads: Int
+    package var mpi: Int
     /// The GPU ids of this rank's node, before the node's ranks share them out.
-    public var gpus: [Int]
+    package var gpus: [Int]
     /// Where `mpi` came from, for error messages (`--mpi`, `STEPFLOW_MPI`, the protocol, the world size).
-    public var mpiSource: String
+    package var mpiSource: String
 
     /// The most worker threads a rank runs: far above any node's cores, low enough that a typo
     /// (`--threads 100000`) is refused instead of exhausting the process's threads.
-    public static let maximumThreads = 1024
+    package static let maximumThreads = 1024
     /// The most GPUs a rank hands out.
-    public static let maximumGPUs = 64
+    package static let maximumGPUs = 64
 
     /// Flags win over the environment, which wins over the protocol's defaults. Without an explicit
     /// mpi anywhere, `worldSize` is taken.
-    public static func resolve(form: ProtocolForm, settings: RunSettings, worldSize: Int?) throws(RunSetupError) -> ResolvedParallelSection {
+    package static func resolve(form: ProtocolForm, settings: RunSettings, worldSize: Int?) throws(RunSetupError) -> ResolvedParallelSection {
         func env(_ name: String) throws(RunSetupError) -> Int? {
             guard let raw = settings.environment[name], !raw.isEmpty else { return nil }
             guard let v = Int(raw) else { throw .invalidSetting("\(name)='\(raw)' is not a whole number; set it to 1 or more, or unset it.") }
@@ -146,28 +156,28 @@ public struct ResolvedParallelSection: Sendable, Equatable {
 }
 
 /// Runs a protocol: inserts its steps on rank 0, then lets the coordinator drive the ranks.
-public enum ProtocolRunner {
+package enum ProtocolRunner {
     /// What rank 0 knows once `insertAllSteps` ran and, for `--continue`, the plan is made; nothing is
     /// written to the run directory yet but its lock.
-    public struct Rank0Plan: Sendable {
-        public let state: SchedulerState
-        public let config: SchedulerConfig
-        public let previous: StoredRun?
-        public let plan: ContinuePlan?
-        public let lock: RunDirectoryLock?
+    package struct Rank0Plan: Sendable {
+        package let state: SchedulerState
+        package let config: SchedulerConfig
+        package let previous: StoredRun?
+        package let plan: ContinuePlan?
+        package let lock: RunDirectoryLock?
         /// What `insertAllSteps` did, to compare with the other ranks.
-        public let digest: InsertDigest
+        package let digest: InsertDigest
     }
 
     /// What rank 0 needs to run: the scheduler with the protocol's steps (or the continued graph), the
     /// run database opened as `settings.mode` says, and the run directory's lock.
-    public struct Rank0Setup: Sendable {
-        public let state: SchedulerState
-        public let store: RunStore?
-        public let lock: RunDirectoryLock?
+    package struct Rank0Setup: Sendable {
+        package let state: SchedulerState
+        package let store: RunStore?
+        package let lock: RunDirectoryLock?
         /// This launch's number in the run (1, then one more per `--continue`): logs of later
         /// launches go to their own folder, so no two runs of a step share a log file.
-        public let launch: Int
+        package let launch: Int
 
 
     }
@@ -175,7 +185,7 @@ public enum ProtocolRunner {
     /// Takes the run directory, checks what it holds, inserts the protocol's steps and, for
     /// `--continue`, plans the continued run (S9, S12). Writes nothing but the lock.
     /// - Parameter gpus: the GPU ids each rank hands out (see `GPUList.share`).
-    public static func planRank0<P: StepProtocol>(_ proto: inout P, parallel: ResolvedParallelSection,
+    package static func planRank0<P: StepProtocol>(_ proto: inout P, parallel: ResolvedParallelSection,
                                                   settings: RunSettings, prefetch: Int, gpus: [[Int]]) throws(RunSetupError) -> Rank0Plan {
         var lock: RunDirectoryLock?
         if settings.dryRun {
@@ -252,7 +262,7 @@ public enum ProtocolRunner {
 
     /// Opens the run database as the plan says: continues the recorded run, or (after a restart sets
     /// the old run aside) creates a new one.
-    public static func openStore<P: StepProtocol>(_ plan: Rank0Plan, for _: P.Type, parallel: ResolvedParallelSection,
+    package static func openStore<P: StepProtocol>(_ plan: Rank0Plan, for _: P.Type, parallel: ResolvedParallelSection,
                                                   settings: RunSettings) throws(RunSetupError) -> Rank0Setup {
         guard settings.storeEnabled else { return Rank0Setup(state: plan.state, store: nil, lock: plan.lock, launch: 1) }
         do {
@@ -306,7 +316,7 @@ public enum ProtocolRunner {
     }
 
     /// What `--continue --dry-run` prints: what would stay finished and why each other step would run.
-    public static func dryRunText(_ plan: Rank0Plan, runDirectory: URL) -> String {
+    package static func dryRunText(_ plan: Rank0Plan, runDirectory: URL) -> String {
         guard let previous = plan.previous, let continued = plan.plan else {
             return "dry run: no run to continue in \(runDirectory.path); a --continue would start a new run."
         }
@@ -334,7 +344,7 @@ public enum ProtocolRunner {
     /// Records how the run ended in its database, writes `report.json`, and releases the run
     /// directory (last: a launch that takes it over next finds everything in place). A failure of the
     /// last commit is added to the report, never swallowed.
-    public static func finish(_ report: RunReport, setup: Rank0Setup, protocolName: String, runDirectory: URL) -> RunReport {
+    package static func finish(_ report: RunReport, setup: Rank0Setup, protocolName: String, runDirectory: URL) -> RunReport {
         var report = report
         if let failure = setup.store?.finish(status: report.statusName) { report = report.addingDatabaseError(failure) }
         do {
@@ -348,7 +358,7 @@ public enum ProtocolRunner {
 
     /// When no step may start any more (`--stop-before` before the allocation's end), and why; nil
     /// without `--stop-before`, or when the end is not known (said in a note).
-    public static func launchDeadline(_ settings: RunSettings) -> (time: Double, why: String)? {
+    package static func launchDeadline(_ settings: RunSettings) -> (time: Double, why: String)? {
         guard let before = settings.stopBefore else { return nil }
         guard let end = AllocationEnd.find(settings.environment) else {
             settings.notes?("--stop-before: this launch's end is not known (no Slurm allocation, no STEPFLOW_END_TIME); steps start until the run ends")
@@ -369,7 +379,7 @@ public enum ProtocolRunner {
 
     /// Runs a protocol with every rank in this process, or (with `settings.dryRun`) prints what a
     /// continue would do and returns nil.
-    public static func launchLocal<P: StepProtocol>(_ proto: P, settings: RunSettings, worldSize: Int? = 1) throws(RunSetupError) -> RunReport? {
+    package static func launchLocal<P: StepProtocol>(_ proto: P, settings: RunSettings, worldSize: Int? = 1) throws(RunSetupError) -> RunReport? {
         guard settings.dryRun else { return try runLocal(proto, settings: settings, worldSize: worldSize) }
         var proto = proto
         var form = ProtocolForm()
@@ -383,7 +393,7 @@ public enum ProtocolRunner {
     /// Runs a protocol with every rank in this process (`InMemoryRanks`: the runtime of `mpirun` over
     /// in-memory mailboxes). With `worldSize` nil the run takes `mpi` from the settings or the protocol
     /// and simulates that many ranks.
-    public static func runLocal<P: StepProtocol>(_ proto: P, settings: RunSettings, worldSize: Int? = 1) throws(RunSetupError) -> RunReport {
+    package static func runLocal<P: StepProtocol>(_ proto: P, settings: RunSettings, worldSize: Int? = 1) throws(RunSetupError) -> RunReport {
         var proto = proto
         var form = ProtocolForm()
         proto.defineParams(&form)

@@ -1,9 +1,9 @@
 import Foundation
 
 /// The run directory on disk: created when missing, and set aside whole by `--restart`.
-public enum RunDirectory {
+package enum RunDirectory {
     /// Creates the run directory, or explains why it cannot.
-    public static func prepare(_ url: URL) throws(RunSetupError) {
+    package static func prepare(_ url: URL) throws(RunSetupError) {
         do {
             try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
         } catch {
@@ -19,13 +19,13 @@ public enum RunDirectory {
     }
 
     /// Folders holding runs set aside by `--restart` start with this.
-    public static let setAsidePrefix = "previous-"
+    package static let setAsidePrefix = "previous-"
 
     /// Moves everything in the run directory but its lock and earlier set-aside runs into one new dated
     /// folder inside it (`previous-<time>`), so a restarted run starts from an empty directory and
     /// nothing of the old run (database, logs, the protocol's own outputs) is deleted or mixed in.
     /// Returns the folder's path, or nil when there was nothing to move.
-    public static func setAside(_ url: URL, lockFileName: String, now: Date = Date()) throws(RunSetupError) -> String? {
+    package static func setAside(_ url: URL, lockFileName: String, now: Date = Date()) throws(RunSetupError) -> String? {
         let fm = FileManager.default
         let entries: [String]
         do {

@@ -3,7 +3,7 @@ import Synchronization
 
 /// SIGINT and SIGTERM as a flag the coordinator polls (S10): the handler only stores the signal
 /// number and its time, which is all a signal handler may safely do, or ends the process.
-public enum SignalWatch {
+package enum SignalWatch {
     private static let pending = Atomic<Int32>(0)
     /// CLOCK_MONOTONIC nanoseconds of the first signal; 0 until it is stored.
     private static let firstAt = Atomic<Int64>(0)
@@ -15,7 +15,7 @@ public enum SignalWatch {
     /// Catches SIGINT and SIGTERM on rank 0; the run stops launching and ends `aborted`. A second
     /// signal half a second or more after the first exits at once with 128+signal, committing nothing
     /// more: for a run that does not get to its abort (stuck in setup, a hook, a slow database).
-    public static func install() {
+    package static func install() {
         signal(SIGINT) { SignalWatch.handle($0) }
         signal(SIGTERM) { SignalWatch.handle($0) }
         // A launcher may hand down a mask that blocks them (a program spawned from a thread that
@@ -44,26 +44,26 @@ public enum SignalWatch {
 
     /// On worker ranks: mpirun and Slurm send the signal to every rank, but only rank 0 decides;
     /// it tells the workers to stop once the database is flushed.
-    public static func ignoreOnWorker() {
+    package static func ignoreOnWorker() {
         signal(SIGINT, SIG_IGN)
         signal(SIGTERM, SIG_IGN)
     }
 
     /// The signal received, or nil.
-    public static var received: Int32? {
+    package static var received: Int32? {
         let s = pending.load(ordering: .relaxed)
         return s == 0 ? nil : s
     }
 
     /// For tests: forget a received signal.
-    public static func reset() {
+    package static func reset() {
         pending.store(0, ordering: .relaxed)
         firstAt.store(0, ordering: .relaxed)
     }
 }
 
 /// Where the coordinator hands step records to be kept (the run database), behind the run.
-public protocol RunJournal: Sendable {
+package protocol RunJournal: Sendable {
     /// Queues records to be committed in order.
     func record(_ steps: [StepRecord])
     /// Waits until everything queued is committed; returns the failure to report, if any.

@@ -6,9 +6,9 @@ import Synchronization
 /// at a time, in the order they came. Workers never talk to other ranks: results go to `report`, graph
 /// edits to `channel`, and the rank's transport carries them (`.started` as a step begins, `.ended`
 /// when it is done).
-public final class WorkerPool: Sendable {
-    public let rank: Int
-    public let threads: Int
+package final class WorkerPool: Sendable {
+    package let rank: Int
+    package let threads: Int
     private let executor: StepExecutor
     private let runDirectory: URL
     private let launch: Int
@@ -49,7 +49,7 @@ public final class WorkerPool: Sendable {
     }
 
     /// Queues steps; they start as slots free up, in order.
-    public func submit(_ steps: [StepAssignment]) {
+    package func submit(_ steps: [StepAssignment]) {
         guard !steps.isEmpty else { return }
         wake.lock()
         state.withLock { $0.pending.append(contentsOf: steps) }
@@ -58,7 +58,7 @@ public final class WorkerPool: Sendable {
     }
 
     /// Hands back every queued step that has not started, reporting each as `.notStarted`.
-    public func takeBackUnstarted() {
+    package func takeBackUnstarted() {
         wake.lock()
         let taken = state.withLock { s in
             let all = Array(s.pending)
@@ -73,7 +73,7 @@ public final class WorkerPool: Sendable {
 
     /// Hands back the queued steps among `ids` that have not started, reporting each as `.notStarted`;
     /// a step already started is left alone (its `.started` report is on its way).
-    public func takeBack(_ ids: [StepID]) {
+    package func takeBack(_ ids: [StepID]) {
         let wanted = Set(ids)
         wake.lock()
         let taken = state.withLock { s in
@@ -89,7 +89,7 @@ public final class WorkerPool: Sendable {
 
     /// Drops queued steps and lets the threads end after their current step, without waiting for them
     /// (a signal stopped the run; what still runs is recorded `aborted`).
-    public func stopLaunching() {
+    package func stopLaunching() {
         cancellation.cancel()
         wake.lock()
         state.withLock {
@@ -101,7 +101,7 @@ public final class WorkerPool: Sendable {
     }
 
     /// Lets queued steps finish, then stops the threads and waits for them.
-    public func shutdown() {
+    package func shutdown() {
         wake.lock()
         state.withLock { $0.shuttingDown = true }
         wake.broadcast()

@@ -6,9 +6,9 @@ import Collections
 /// Work is O(1) amortized per step and per edge: a step becomes ready when its count of unfinished
 /// prerequisites drops to zero; nothing rescans the graph (but for dropping steps, which is rare). The
 /// graph knows nothing of ranks, threads, transports or storage.
-public struct StepGraph: Sendable {
+package struct StepGraph: Sendable {
     /// Every step, index id-1. Dropped steps (S12) stay here with `isDropped` so ids stay indexes.
-    public internal(set) var records: [StepRecord] = []
+    package internal(set) var records: [StepRecord] = []
     /// Unfinished prerequisites of each step (index id-1).
     var remaining: [Int32] = []
     /// Steps waiting on each step (index id-1); emptied once the step is done for its dependents.
@@ -33,12 +33,12 @@ public struct StepGraph: Sendable {
     /// Running steps one of whose inputs runs again (S9): when they end they run again.
     var staleRuns: Set<StepID> = []
     /// How many steps were dropped because their inserter no longer inserts them, and why.
-    public internal(set) var dropNotes: [String] = []
-    public internal(set) var droppedCount = 0
+    package internal(set) var dropNotes: [String] = []
+    package internal(set) var droppedCount = 0
     /// Whether a failed or skipped prerequisite skips its dependents (`--keep-going`).
-    public var skipDependentsOfFailures: Bool
+    package var skipDependentsOfFailures: Bool
 
-    public init(skipDependentsOfFailures: Bool = false) {
+    package init(skipDependentsOfFailures: Bool = false) {
         self.skipDependentsOfFailures = skipDependentsOfFailures
     }
 
@@ -46,7 +46,7 @@ public struct StepGraph: Sendable {
     /// `failed`, `waiting`; anything else becomes `new`). Steps in `unconfirmed` wait for their inserter
     /// to insert them again. Prerequisites may point at later ids (added at run time); every id must be
     /// in 1...records.count.
-    public init(restoring restored: [StepRecord], unconfirmed: Set<StepID> = [], skipDependentsOfFailures: Bool = false) {
+    package init(restoring restored: [StepRecord], unconfirmed: Set<StepID> = [], skipDependentsOfFailures: Bool = false) {
         self.skipDependentsOfFailures = skipDependentsOfFailures
         let n = restored.count
         records = restored
@@ -76,27 +76,27 @@ public struct StepGraph: Sendable {
     }
 
     /// Steps in the run (dropped ones excluded).
-    public var count: Int { records.count - droppedCount }
+    package var count: Int { records.count - droppedCount }
 
     /// The highest id given out so far.
-    public var lastID: StepID { records.count }
+    package var lastID: StepID { records.count }
 
     /// Steps that are neither finished, failed, skipped nor aborted.
-    public var unfinishedCount: Int {
+    package var unfinishedCount: Int {
         count(.new) + count(.waiting) + count(.running)
     }
 
     /// How many steps are in `status`.
-    public func count(_ status: StepStatus) -> Int { countByStatus[status.ordinal] }
+    package func count(_ status: StepStatus) -> Int { countByStatus[status.ordinal] }
 
-    public func record(_ id: StepID) -> StepRecord { records[id - 1] }
-    public func status(_ id: StepID) -> StepStatus { records[id - 1].status }
+    package func record(_ id: StepID) -> StepRecord { records[id - 1] }
+    package func status(_ id: StepID) -> StepStatus { records[id - 1].status }
     /// Whether `id` names a step of the run (not a dropped one).
-    public func contains(_ id: StepID) -> Bool { id >= 1 && id <= records.count && !records[id - 1].isDropped }
+    package func contains(_ id: StepID) -> Bool { id >= 1 && id <= records.count && !records[id - 1].isDropped }
 
     /// What a rank's report about step `id` is to rank 0: a step it gave that rank and still counts
     /// as running, a late report, or one that makes no sense.
-    public func check(_ id: StepID, from rank: Int?) -> ReportCheck {
+    package func check(_ id: StepID, from rank: Int?) -> ReportCheck {
         guard id >= 1 && id <= records.count else { return .unknown }
         guard records[id - 1].status == .running else { return .late }
         if let rank, let assigned = records[id - 1].rank, rank != assigned { return .otherRank(assigned) }
@@ -104,24 +104,24 @@ public struct StepGraph: Sendable {
     }
 
     /// Whether a restored step still waits for its inserter to insert it again (S12).
-    public func isUnconfirmed(_ id: StepID) -> Bool { !unconfirmed.isEmpty && unconfirmed.contains(id) }
+    package func isUnconfirmed(_ id: StepID) -> Bool { !unconfirmed.isEmpty && unconfirmed.contains(id) }
 
     /// Whether a step counts as finished for the steps that depend on it: it finished, it is confirmed
     /// (S12), and so is everything it depends on (a restored finished step that depends on an
     /// unconfirmed one is provisional: if that one is dropped, it runs again).
-    public func isDone(_ id: StepID) -> Bool {
+    package func isDone(_ id: StepID) -> Bool {
         records[id - 1].status == .finished && remaining[id - 1] == 0 && !isUnconfirmed(id)
     }
 
     /// The steps of the run, dropped ones left out, in id order.
-    public var liveRecords: [StepRecord] { droppedCount == 0 ? records : records.filter { !$0.isDropped } }
+    package var liveRecords: [StepRecord] { droppedCount == 0 ? records : records.filter { !$0.isDropped } }
 
     /// Inserts a step after the given prerequisites (already resolved: the default prerequisite of
     /// S2 is the inserter's business). When the inserter runs again, an insert that matches its
     /// previous insert at the same position returns that step instead (S12). Throws when a
     /// prerequisite does not exist.
     @discardableResult
-    public mutating func insert(_ spec: StepSpec, prerequisites: [StepID], insertedBy: Inserter,
+    package mutating func insert(_ spec: StepSpec, prerequisites: [StepID], insertedBy: Inserter,
                                 at location: SourceLocation? = nil) throws(StepGraphError) -> StepID {
         var unique = try checkedPrerequisites(prerequisites, newID: records.count + 1, function: spec.function, at: location)
         if insertedBy != .protocolSteps {
@@ -185,7 +185,7 @@ public struct StepGraph: Sendable {
 
     /// Adds prerequisites to a step that has not started (S3, S4). Adding prerequisites the step
     /// already has does nothing, whatever its status (a re-run inserter repeats its edits, S12).
-    public mutating func addPrerequisites(to target: StepID, _ prerequisites: [StepID], by inserter: Inserter = .protocolSteps,
+    package mutating func addPrerequisites(to target: StepID, _ prerequisites: [StepID], by inserter: Inserter = .protocolSteps,
                                           at location: SourceLocation? = nil) throws(StepGraphError) {
         guard contains(target) else { throw .unknownStep(target, context: "addPrerequisites(to:)", at: location) }
         for p in prerequisites {
@@ -213,7 +213,7 @@ public struct StepGraph: Sendable {
     }
 
     /// Releases a waiting step (S4). Releasing a step twice, or one already ended, does nothing.
-    public mutating func release(_ id: StepID, by inserter: Inserter = .protocolSteps, at location: SourceLocation? = nil) throws(StepGraphError) {
+    package mutating func release(_ id: StepID, by inserter: Inserter = .protocolSteps, at location: SourceLocation? = nil) throws(StepGraphError) {
         guard contains(id) else { throw .unknownStep(id, context: "release", at: location) }
         guard records[id - 1].spec.wait else { throw .notWaiting(id, at: location) }
         guard records[id - 1].status == .waiting else { return }
@@ -223,7 +223,7 @@ public struct StepGraph: Sendable {
     }
 
     /// The lowest ready id, without taking it.
-    public mutating func peekReady() -> StepID? {
+    package mutating func peekReady() -> StepID? {
         while let id = ready.min {
             if isReady(id) { return id }
             _ = ready.popMin()
@@ -233,7 +233,7 @@ public struct StepGraph: Sendable {
     }
 
     /// Marks the lowest ready step running and returns it.
-    public mutating func takeReady() -> StepID? {
+    package mutating func takeReady() -> StepID? {
         guard let id = peekReady() else { return nil }
         _ = ready.popMin()
         queued[id - 1] = false
@@ -246,22 +246,22 @@ public struct StepGraph: Sendable {
 
     /// Takes the lowest ready step out of the ready queue without starting it (the scheduler passes
     /// over it for now); `putBackReady` returns it.
-    public mutating func setAsideReady(_ id: StepID) {
+    package mutating func setAsideReady(_ id: StepID) {
         guard ready.min == id else { return }
         _ = ready.popMin()
         queued[id - 1] = false
     }
 
     /// Returns steps set aside to the ready queue.
-    public mutating func putBackReady(_ ids: [StepID]) {
+    package mutating func putBackReady(_ ids: [StepID]) {
         for id in ids { enqueueIfReady(id) }
     }
 
     /// Whether any step is ready to run.
-    public mutating func hasReady() -> Bool { peekReady() != nil }
+    package mutating func hasReady() -> Bool { peekReady() != nil }
 
     /// Records where and when a running step ran.
-    public mutating func noteRun(_ id: StepID, rank: Int?, slot: Int?, gpus: [Int]? = nil,
+    package mutating func noteRun(_ id: StepID, rank: Int?, slot: Int?, gpus: [Int]? = nil,
                                  start: Double?, end: Double?, logPath: String?) {
         if let rank { records[id - 1].rank = rank }
         if let slot { records[id - 1].slot = slot }
@@ -274,7 +274,7 @@ public struct StepGraph: Sendable {
 
     /// A running step finished: its dependents lose one unfinished prerequisite. What it inserted in an
     /// earlier attempt and did not insert again is dropped (S12).
-    public mutating func finish(_ id: StepID) {
+    package mutating func finish(_ id: StepID) {
         precondition(records[id - 1].status == .running, "step \(id) finished but was \(records[id - 1].status)")
         if !staleRuns.isEmpty, staleRuns.remove(id) != nil {
             // An input changed while it ran (S9): what it made is stale, it runs again.
@@ -317,7 +317,7 @@ public struct StepGraph: Sendable {
     /// `failed`, and with `skipDependentsOfFailures` every step that depends on it is `skipped`.
     /// Returns true when the step is now `failed`.
     @discardableResult
-    public mutating func fail(_ id: StepID, error: String) -> Bool {
+    package mutating func fail(_ id: StepID, error: String) -> Bool {
         precondition(records[id - 1].status == .running, "step \(id) failed but was \(records[id - 1].status)")
         records[id - 1].error = error
         if records[id - 1].attempts <= records[id - 1].spec.retries {
@@ -337,7 +337,7 @@ public struct StepGraph: Sendable {
     }
 
     /// A running step was handed back unstarted (the run stopped launching): it is `new` again.
-    public mutating func unassign(_ id: StepID) {
+    package mutating func unassign(_ id: StepID) {
         guard records[id - 1].status == .running else { return }
         records[id - 1].attempts -= 1
         setStatus(id, .new)
@@ -345,18 +345,18 @@ public struct StepGraph: Sendable {
     }
 
     /// A running step was stopped by a signal.
-    public mutating func abort(_ id: StepID) {
+    package mutating func abort(_ id: StepID) {
         guard records[id - 1].status == .running else { return }
         setStatus(id, .aborted)
     }
 
     /// Ids of steps that are still `waiting`.
-    public var waitingSteps: [StepID] {
+    package var waitingSteps: [StepID] {
         records.lazy.filter { $0.status == .waiting && !$0.isDropped }.map(\.id)
     }
 
     /// Ids of steps that are `new` but will never become ready (a prerequisite never finishes).
-    public var blockedSteps: [StepID] {
+    package var blockedSteps: [StepID] {
         records.lazy.filter { $0.status == .new && !$0.isDropped }.map(\.id)
     }
 
@@ -433,7 +433,7 @@ public struct StepGraph: Sendable {
     }
 
     /// The steps changed since the last call, each once, in the order they first changed.
-    public mutating func takeChanged() -> [StepID] {
+    package mutating func takeChanged() -> [StepID] {
         guard !changed.isEmpty else { return [] }
         let ids = changed.map { Int($0) }
         for id in ids { isChanged[id - 1] = false }
@@ -469,7 +469,7 @@ struct InsertSequence: Sendable {
 }
 
 /// What a rank's report about a step is to rank 0 (see `StepGraph.check`).
-public enum ReportCheck: Sendable, Equatable {
+package enum ReportCheck: Sendable, Equatable {
     case running
     /// The step is no longer running: a report that arrived after a signal or a take-back.
     case late

@@ -1,6 +1,6 @@
 /// Why a change to the step graph was refused. Every message names the step and, where known, the
 /// line of the protocol that asked for it.
-public enum StepGraphError: Error, CustomStringConvertible, Equatable, Sendable {
+package enum StepGraphError: Error, CustomStringConvertible, Equatable, Sendable {
     case unknownFunction(String, known: [String], at: SourceLocation?)
     case unknownStep(StepID, context: String, at: SourceLocation?)
     case selfPrerequisite(StepID, at: SourceLocation?)
@@ -12,7 +12,7 @@ public enum StepGraphError: Error, CustomStringConvertible, Equatable, Sendable 
     case negativeRetries(function: String, retries: Int, at: SourceLocation?)
     case nestedTooDeep(function: String, argument: Int, depth: Int, limit: Int, at: SourceLocation?)
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .unknownFunction(let name, let known, let at):
             let list = known.isEmpty ? "none are registered" : "registered: " + known.sorted().joined(separator: ", ")

@@ -2,13 +2,13 @@ import Foundation
 
 /// Durations as people write them on a command line or in a workflow file: `90s`, `10m`, `1h`,
 /// `1h30m`, `500ms`, `1.5h`, or a number of seconds.
-public enum DurationText {
+package enum DurationText {
     /// Units, `ms` before `m` so it matches first; `order` is the largest-first rank of each.
     private static let units: [(suffix: String, seconds: Double, order: Int)] = [("ms", 0.001, 3), ("h", 3600, 0), ("m", 60, 1), ("s", 1, 2)]
 
     /// Seconds, or nil when `text` is not a duration. The units come largest first, each once
     /// (`1h30m`, not `30m1h` or `1m1m`). Zero and negative values are the caller's to refuse.
-    public static func seconds(_ text: String) -> Double? {
+    package static func seconds(_ text: String) -> Double? {
         let text = text.filter { $0 != " " }
         if let plain = decimal(text) { return plain }
         var seconds = 0.0
@@ -35,7 +35,7 @@ public enum DurationText {
     }
 
     /// Seconds as a person writes them: `1s`, `1.5s`, `10m`, `1h30m`.
-    public static func text(_ seconds: Double) -> String {
+    package static func text(_ seconds: Double) -> String {
         if seconds < 60 || seconds.rounded() != seconds {
             return seconds.rounded() == seconds ? "\(Int(seconds))s" : String(format: "%gs", seconds)
         }

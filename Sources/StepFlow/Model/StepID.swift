@@ -2,7 +2,16 @@
 public typealias StepID = Int
 
 /// The statuses a step can be in (contract S11).
+///
+/// - `new`: not started; runs once its prerequisites are done.
+/// - `waiting`: inserted with `wait: true` and not released yet (S4).
+/// - `running`: an attempt is under way.
+/// - `finished`: its function returned.
+/// - `failed`: its function threw on its last attempt (or it kept killing its launch, `--crash-limit`).
+/// - `aborted`: it was running when the run was stopped (a signal).
+/// - `skipped`: a prerequisite failed (`--keep-going`), so it never ran.
 public enum StepStatus: String, Sendable, CaseIterable, Codable {
+    /// One of the seven statuses above.
     case new, waiting, running, finished, failed, aborted, skipped
 
     /// The status's position in `allCases`, for counting without hashing.
@@ -28,13 +37,13 @@ public enum StepStatus: String, Sendable, CaseIterable, Codable {
 }
 
 /// Who inserted a step: the protocol (`insertAllSteps`), its `stepsCheck` hook, or a running step.
-public enum Inserter: Hashable, Sendable {
+package enum Inserter: Hashable, Sendable {
     case protocolSteps
     case stepsCheck
     case step(StepID)
 
     /// The inserting step's id, when a step inserted it.
-    public var stepID: StepID? {
+    package var stepID: StepID? {
         if case .step(let id) = self { return id }
         return nil
     }

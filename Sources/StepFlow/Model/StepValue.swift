@@ -3,12 +3,19 @@ import Foundation
 /// A JSON-compatible argument of a function step. Every rank runs the same binary, so a step travels
 /// as a function name plus these values.
 public enum StepValue: Hashable, Sendable {
+    /// JSON's `null`.
     case null
+    /// A boolean.
     case bool(Bool)
+    /// A whole number.
     case int(Int)
+    /// A floating-point number.
     case double(Double)
+    /// A string.
     case string(String)
+    /// An array; arrays and objects nest at most 64 deep.
     case array([StepValue])
+    /// An object, by key.
     case object([String: StepValue])
 
     /// The string inside, or nil for any other kind of value.
@@ -23,7 +30,8 @@ public enum StepValue: Hashable, Sendable {
         return nil
     }
 
-    /// The value as a JSON-compatible Foundation object (for JSON output).
+    /// The value as a JSON-compatible Foundation object (`NSNull`, `Bool`, `Int`, `Double`, `String`,
+    /// arrays and dictionaries of them), for `JSONSerialization`.
     public var jsonObject: Any {
         switch self {
         case .null: return NSNull()
@@ -40,11 +48,17 @@ public enum StepValue: Hashable, Sendable {
 extension StepValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, ExpressibleByFloatLiteral,
     ExpressibleByBooleanLiteral, ExpressibleByNilLiteral, ExpressibleByArrayLiteral
 {
+    /// `"text"` is `.string("text")`.
     public init(stringLiteral value: String) { self = .string(value) }
+    /// `3` is `.int(3)`.
     public init(integerLiteral value: Int) { self = .int(value) }
+    /// `1.5` is `.double(1.5)`.
     public init(floatLiteral value: Double) { self = .double(value) }
+    /// `true` is `.bool(true)`.
     public init(booleanLiteral value: Bool) { self = .bool(value) }
+    /// `nil` is `.null`.
     public init(nilLiteral: ()) { self = .null }
+    /// `[1, "a"]` is `.array([.int(1), .string("a")])`.
     public init(arrayLiteral elements: StepValue...) { self = .array(elements) }
 }
 
@@ -65,6 +79,8 @@ extension StepValue: CustomStringConvertible {
 }
 
 extension StepValue: Codable {
+    /// Decodes any JSON value.
+    /// - Throws: `DecodingError` when the input is not JSON-like.
     public init(from decoder: Decoder) throws {
         let c = try decoder.singleValueContainer()
         if c.decodeNil() { self = .null }
@@ -76,6 +92,8 @@ extension StepValue: Codable {
         else { self = .object(try c.decode([String: StepValue].self)) }
     }
 
+    /// Encodes the value as the JSON value it stands for.
+    /// - Throws: what the encoder throws.
     public func encode(to encoder: Encoder) throws {
         var c = encoder.singleValueContainer()
         switch self {

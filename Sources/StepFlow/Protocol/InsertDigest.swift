@@ -2,13 +2,13 @@ import Synchronization
 
 /// A digest of what `insertAllSteps` did (every insert, prerequisite edit and release, in order), so
 /// ranks can check that they all numbered the same steps (S3: it must be deterministic).
-public final class InsertDigest: Sendable {
+package final class InsertDigest: Sendable {
     private let state = Mutex<(hash: UInt64, steps: Int)>((0xCBF2_9CE4_8422_2325, 0))
 
-    public init() {}
+    package init() {}
 
     /// The digest and the number of steps inserted so far.
-    public var value: (hash: UInt64, steps: Int) { state.withLock { $0 } }
+    package var value: (hash: UInt64, steps: Int) { state.withLock { $0 } }
 
     func add(_ edit: GraphEdit) {
         // Fed field by field, without building bytes: insertAllSteps may insert a million steps.
@@ -71,16 +71,16 @@ private struct FNV1a {
 }
 
 /// A graph editor that records every edit in a digest before passing it on.
-public struct DigestingEditor: GraphEditor {
-    public let inner: any GraphEditor
-    public let digest: InsertDigest
+package struct DigestingEditor: GraphEditor {
+    package let inner: any GraphEditor
+    package let digest: InsertDigest
 
-    public init(_ inner: any GraphEditor, digest: InsertDigest) {
+    package init(_ inner: any GraphEditor, digest: InsertDigest) {
         self.inner = inner
         self.digest = digest
     }
 
-    public func apply(_ edit: GraphEdit, by inserter: Inserter) throws -> StepID? {
+    package func apply(_ edit: GraphEdit, by inserter: Inserter) throws -> StepID? {
         digest.add(edit)
         return try inner.apply(edit, by: inserter)
     }

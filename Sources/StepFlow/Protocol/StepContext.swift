@@ -2,18 +2,25 @@ import Foundation
 import Logging
 import Synchronization
 
-/// Inserting steps, adding prerequisites and releasing steps: what `insertAllSteps`, a running step
-/// and the `stepsCheck` hook can all do.
+/// Inserting steps, adding prerequisites and releasing steps: what `insertAllSteps` (a
+/// `StepInserter`), a running step (a `StepContext`) and the `stepsCheck` hook (a `StepsCheck`) can
+/// all do. A helper that inserts steps from any of the three takes `some StepInserting`.
 public protocol StepInserting {
+    /// The inserter the edits go through.
     var steps: StepInserter { get }
 }
 
 extension StepInserter: StepInserting {
+    /// The inserter itself.
     public var steps: StepInserter { self }
 }
 
 extension StepInserting {
-    /// Inserts a step that runs the registered function `name`; see `StepInserter.insertFunctionStep`.
+    /// Inserts a step that runs the registered function `name` with the arguments listed inline; the
+    /// options are those of `StepInserter.insertFunctionStep(_:_:prerequisites:wait:threads:needsGPU:retries:expected:file:line:)`.
+    /// - Returns: the new step's id.
+    /// - Throws: an error naming the call's file and line for an unknown function, a prerequisite that
+    ///   does not exist, or a request no rank can meet.
     @discardableResult
     public func insertFunctionStep(_ name: String, _ args: StepValue..., prerequisites: [StepID]? = nil,
                                    wait: Bool = false, threads: Int = 1, needsGPU: Bool = false,
@@ -22,7 +29,9 @@ extension StepInserting {
                                      needsGPU: needsGPU, retries: retries, expected: expected, file: file, line: line)
     }
 
-    /// Inserts a step with its arguments given as an array.
+    /// Inserts a step with its arguments given as an array; otherwise as `insertFunctionStep(_:_:…)`.
+    /// - Returns: the new step's id.
+    /// - Throws: as `insertFunctionStep(_:_:…)`.
     @discardableResult
     public func insertFunctionStep(_ name: String, arguments: [StepValue], prerequisites: [StepID]? = nil,
                                    wait: Bool = false, threads: Int = 1, needsGPU: Bool = false,
@@ -31,12 +40,15 @@ extension StepInserting {
                                      needsGPU: needsGPU, retries: retries, expected: expected, file: file, line: line)
     }
 
-    /// Adds prerequisites to a step that has not started (S3).
+    /// Makes `target`, a step that has not started, wait for `prerequisites` too (S3).
+    /// - Throws: an error naming the call's file and line when a step does not exist, `target` has
+    ///   already started, or the edit would make a cycle.
     public func addPrerequisites(to target: StepID, _ prerequisites: [StepID], file: String = #fileID, line: Int = #line) throws {
         try steps.addPrerequisites(to: target, prerequisites, file: file, line: line)
     }
 
-    /// Releases a waiting step (S4).
+    /// Releases a step inserted with `wait: true`: it runs once its prerequisites are done (S4).
+    /// - Throws: an error naming the call's file and line when the step does not exist or is not waiting.
     public func release(_ id: StepID, file: String = #fileID, line: Int = #line) throws {
         try steps.release(id, file: file, line: line)
     }
@@ -44,28 +56,37 @@ extension StepInserting {
 
 /// What a running step is handed: who it is, where it runs, its arguments and a logger; and the
 /// graph edits of S3 (insert, add prerequisites, release), which rank 0 applies in order.
+///
+/// The engine makes one per attempt; a step function receives it as its second argument.
 public final class StepContext: StepInserting, Sendable {
+    /// The step's id (S1).
     public let id: StepID
+    /// The registered function the step runs.
     public let function: String
+    /// The arguments it was inserted with.
     public let args: [StepValue]
+    /// The MPI rank running it (0 alone).
     public let rank: Int
     /// The worker slot (0..<T) on `rank` that runs the step.
     public let slot: Int
+    /// The GPU ids it holds: one for a `needsGPU` step, none otherwise.
     public let gpus: [Int]
     /// 1 for the first attempt, 2 for the first retry, …
     public let attempt: Int
+    /// The run directory (`--run-dir`), where steps write their outputs.
     public let runDirectory: URL
     /// Slots the step holds on its rank (its `threads:`): how many threads it may use.
     public let threads: Int
     /// Set when the run is stopped (a signal): a step that waits on something long (a command) should
     /// end it and return; its result is not recorded.
-    public let cancellation: Cancellation
+    package let cancellation: Cancellation
     /// This launch's number in the run (1, then one more per `--continue`).
     public let launch: Int
+    /// The inserter the step's edits go through: steps it inserts have it as their inserter (S12).
     public let steps: StepInserter
     private let logFile: StepLogFile
 
-    public init(id: StepID, function: String, args: [StepValue], rank: Int, slot: Int, gpus: [Int],
+    package init(id: StepID, function: String, args: [StepValue], rank: Int, slot: Int, gpus: [Int],
                 attempt: Int, runDirectory: URL, editor: any GraphEditor, functionNames: Set<String>, launch: Int = 1,
                 threads: Int = 1, cancellation: Cancellation = Cancellation()) {
         self.id = id
@@ -82,6 +103,10 @@ public final class StepContext: StepInserting, Sendable {
         self.steps = StepInserter(.step(id), editor: editor, functionNames: functionNames)
         self.logFile = StepLogFile(runDirectory: runDirectory, step: id, launch: launch)
     }
+
+    /// True once the run is stopping (a signal, a time limit): a step that waits on something long
+    /// should stop waiting and return (or throw); its result is not recorded either way.
+    public var isCancelled: Bool { cancellation.isCancelled }
 
     /// Where the step's log is (`logs/step-<id>.log`, or `logs/launch-<n>/…`), whether or not
     /// anything was written yet. A step that writes it itself must append (O_APPEND): the logger
@@ -104,7 +129,8 @@ public final class StepContext: StepInserting, Sendable {
     public func arg(_ index: Int) -> StepValue? { index < args.count ? args[index] : nil }
 
     /// The string argument at `index`.
-    /// - Throws: `StepArgumentError` when it is missing or not a string.
+    /// - Throws: an error naming the step, the argument and what it got, when the argument is missing
+    ///   or not a string.
     public func stringArg(_ index: Int) throws -> String {
         guard let s = arg(index)?.stringValue else {
             throw StepArgumentError(step: id, function: function, index: index, expected: "a string", got: arg(index))
@@ -117,14 +143,14 @@ public final class StepContext: StepInserting, Sendable {
 }
 
 /// A step's argument was missing or of the wrong kind.
-public struct StepArgumentError: Error, CustomStringConvertible {
-    public let step: StepID
-    public let function: String
-    public let index: Int
-    public let expected: String
-    public let got: StepValue?
+package struct StepArgumentError: Error, CustomStringConvertible {
+    package let step: StepID
+    package let function: String
+    package let index: Int
+    package let expected: String
+    package let got: StepValue?
 
-    public var description: String {
+    package var description: String {
         "step \(step) ('\(function)'): argument \(index) should be \(expected), got \(got.map(\.description) ?? "nothing"). Check the insertFunctionStep call that inserted it."
     }
 }
@@ -189,8 +215,9 @@ struct StepLogHandler: LogHandler {
 }
 
 /// What the `stepsCheck` hook can do: the edits of S3 and S4, applied at once on rank 0, and a look at
-/// step statuses.
+/// step statuses. Steps it inserts have the hook as their inserter (S12).
 public final class StepsCheck: StepInserting, Sendable {
+    /// The inserter the hook's edits go through.
     public let steps: StepInserter
     private let statusLookup: @Sendable (StepID) -> StepStatus?
     private let hookDeclared = Mutex(true)
@@ -204,7 +231,8 @@ public final class StepsCheck: StepInserting, Sendable {
     public func status(of id: StepID) -> StepStatus? { statusLookup(id) }
 
     /// Called by the default `stepsCheck`: the protocol has no hook, so a run with nothing left to do
-    /// ends as stalled (S4) instead of waiting for a release.
+    /// ends as stalled (S4) instead of waiting for a release. A hook that has nothing more to do may
+    /// call it too: it is then not called again in this launch.
     public func declareNoHook() { hookDeclared.withLock { $0 = false } }
 
     var hasHook: Bool { hookDeclared.withLock { $0 } }

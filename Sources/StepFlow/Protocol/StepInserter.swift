@@ -1,7 +1,7 @@
 import Synchronization
 
 /// A change to the step graph, as a protocol, a hook or a running step asks for it.
-public enum GraphEdit: Sendable, Equatable {
+package enum GraphEdit: Sendable, Equatable {
     case insert(StepSpec, prerequisites: [StepID], at: SourceLocation?)
     case addPrerequisites(to: StepID, [StepID], at: SourceLocation?)
     case release(StepID, at: SourceLocation?)
@@ -9,27 +9,30 @@ public enum GraphEdit: Sendable, Equatable {
 
 /// Where graph edits go: straight into rank 0's scheduler, across a transport to rank 0, or (on a
 /// worker rank running `insertAllSteps`) into a counter that only numbers the steps.
-public protocol GraphEditor: Sendable {
+package protocol GraphEditor: Sendable {
     /// Applies the edit for `inserter`; returns the new step's id for an insert.
     func apply(_ edit: GraphEdit, by inserter: Inserter) throws -> StepID?
 }
 
 /// A graph edit refused on rank 0, as it reaches the step that asked for it.
-public struct GraphEditError: Error, CustomStringConvertible, Equatable, Sendable {
-    public let message: String
-    public init(_ message: String) { self.message = message }
-    public var description: String { message }
+package struct GraphEditError: Error, CustomStringConvertible, Equatable, Sendable {
+    package let message: String
+    package init(_ message: String) { self.message = message }
+    package var description: String { message }
 }
 
 /// Inserts steps on behalf of one inserter, applying the default prerequisite of S2: a step inserted
 /// without `prerequisites` depends on the step this inserter inserted just before it.
+///
+/// `insertAllSteps` gets one; a running step (`StepContext`) and the hook (`StepsCheck`) reach theirs
+/// through `StepInserting`. The engine makes them.
 public final class StepInserter: Sendable {
-    public let inserter: Inserter
+    package let inserter: Inserter
     private let editor: any GraphEditor
     private let functionNames: Set<String>
     private let lastInserted: Mutex<StepID?>
 
-    public init(_ inserter: Inserter, editor: any GraphEditor, functionNames: Set<String>) {
+    package init(_ inserter: Inserter, editor: any GraphEditor, functionNames: Set<String>) {
         self.inserter = inserter
         self.editor = editor
         self.functionNames = functionNames
@@ -48,8 +51,10 @@ public final class StepInserter: Sendable {
     ///   - expected: how long it should take; near the end of an allocation (`--stop-before`) a step
     ///     that would not finish in the time left is not started.
     /// - Returns: the new step's id, usable at once as a prerequisite.
-    /// - Throws: `StepGraphError` for an unknown function name, a prerequisite that does not exist,
-    ///   or a resource request that can never be met; `GraphEditError` when rank 0 refuses it.
+    /// - Throws: an error whose message names the call's file and line, for an unknown function name,
+    ///   a prerequisite that does not exist, or a resource request that can never be met (`threads`
+    ///   above T, `needsGPU` without GPUs, negative `retries`, arguments nested too deep); or rank 0's
+    ///   refusal, as the step that asked gets it.
     @discardableResult
     public func insertFunctionStep(_ name: String, _ args: [StepValue], prerequisites: [StepID]? = nil,
                                    wait: Bool = false, threads: Int = 1, needsGPU: Bool = false,
@@ -70,20 +75,26 @@ public final class StepInserter: Sendable {
         }
     }
 
-    /// Adds prerequisites to a step that has not started (S3).
+    /// Makes `target`, a step that has not started, wait for `prerequisites` too (S3).
+    /// - Throws: an error naming the call's file and line when a step does not exist, `target` has
+    ///   already started, or the edit would make a cycle.
     public func addPrerequisites(to target: StepID, _ prerequisites: [StepID],
                                  file: String = #fileID, line: Int = #line) throws {
         _ = try editor.apply(.addPrerequisites(to: target, prerequisites, at: SourceLocation(file: file, line: line)), by: inserter)
     }
 
-    /// Releases a waiting step (S4).
+    /// Releases a step inserted with `wait: true`: it runs once its prerequisites are done (S4).
+    /// - Throws: an error naming the call's file and line when the step does not exist or is not waiting.
     public func release(_ id: StepID, file: String = #fileID, line: Int = #line) throws {
         _ = try editor.apply(.release(id, at: SourceLocation(file: file, line: line)), by: inserter)
     }
 }
 
 extension StepInserter {
-    /// Inserts a step; the arguments are listed inline.
+    /// Inserts a step; the arguments are listed inline, the rest is as in
+    /// `insertFunctionStep(_:_:prerequisites:wait:threads:needsGPU:retries:expected:file:line:)`.
+    /// - Returns: the new step's id.
+    /// - Throws: as the array form.
     @discardableResult
     public func insertFunctionStep(_ name: String, _ args: StepValue..., prerequisites: [StepID]? = nil,
                                    wait: Bool = false, threads: Int = 1, needsGPU: Bool = false,
@@ -95,17 +106,17 @@ extension StepInserter {
 
 /// Numbers the steps a worker rank's `insertAllSteps` inserts, without keeping a graph: only rank 0
 /// keeps one (S3). It makes the checks any rank can make alone, so every rank refuses the same input.
-public final class StepNumberer: GraphEditor {
+package final class StepNumberer: GraphEditor {
     private let count = Mutex(0)
     private let threadsPerRank: Int
     private let anyGPU: Bool
 
-    public init(threadsPerRank: Int, anyGPU: Bool) {
+    package init(threadsPerRank: Int, anyGPU: Bool) {
         self.threadsPerRank = threadsPerRank
         self.anyGPU = anyGPU
     }
 
-    public func apply(_ edit: GraphEdit, by inserter: Inserter) throws -> StepID? {
+    package func apply(_ edit: GraphEdit, by inserter: Inserter) throws -> StepID? {
         try count.withLock { (n: inout Int) throws -> StepID? in
             switch edit {
             case .insert(let spec, let prerequisites, let at):

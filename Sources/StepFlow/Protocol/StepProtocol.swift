@@ -8,21 +8,23 @@ import ArgumentParser
 /// is copied to every worker thread, so a property set there (say, the close step's id) reads the same
 /// in every step on every rank.
 public protocol StepProtocol: Sendable {
-    /// The protocol's own command-line parameters.
+    /// The protocol's own command-line parameters, parsed (and validated) on every rank.
     associatedtype Params: ParsableArguments = NoParams
 
+    /// Builds the protocol from its parsed parameters; every rank does, with the same values.
     init(params: Params)
 
     /// The name recorded for runs of this protocol. Defaults to the type's name.
     static var protocolName: String { get }
 
-    /// The functions steps may name, by name.
+    /// The functions steps may name, by name: a step travels between ranks as a name plus arguments.
     static var functions: StepFunctions<Self> { get }
 
     /// Declares defaults, such as `form.addParallelSection(threads:mpi:)`.
     func defineParams(_ form: inout ProtocolForm)
 
-    /// Inserts the run's first steps. Throws to refuse the run (the error is shown to the user).
+    /// Inserts the run's first steps; every rank runs it and must insert the same steps (S3).
+    /// Throws to refuse the run: the error is shown to the user and the run exits 2.
     mutating func insertAllSteps(_ steps: StepInserter) throws
 
     /// `.serial` runs one step at a time in id order; `.parallel` uses every slot (S5).
@@ -38,30 +40,40 @@ public protocol StepProtocol: Sendable {
 }
 
 extension StepProtocol {
+    /// The type's name.
     public static var protocolName: String { String(describing: Self.self) }
+    /// Declares nothing: one thread on one rank unless the command line says otherwise.
     public func defineParams(_ form: inout ProtocolForm) {}
+    /// `.parallel`.
     public var stepsExecutionMode: StepsExecutionMode { .parallel }
+    /// No hook: declares so, and is not called again.
     public func stepsCheck(_ run: StepsCheck) throws { run.declareNoHook() }
+    /// One second.
     public var stepsCheckInterval: Duration { .seconds(1) }
 }
 
 extension StepProtocol where Params == NoParams {
+    /// Builds a protocol that has no parameters of its own.
     public init() { self.init(params: NoParams()) }
 }
 
-/// The parameters of a protocol that has none of its own.
+/// The parameters of a protocol that has none of its own (the default `Params`).
 public struct NoParams: ParsableArguments, Sendable {
+    /// No parameters.
     public init() {}
 }
 
 /// Defaults a protocol declares in `defineParams`; the command line overrides them (S5).
 public struct ProtocolForm: Sendable, Equatable {
+    /// Worker threads on each rank (T); `--threads` and `STEPFLOW_THREADS` override it.
     public var threads = 1
+    /// MPI ranks (M); `--mpi`, `STEPFLOW_MPI` and the MPI world size override it.
     public var mpi = 1
     /// The GPU ids of a node, shared out among its ranks; `--gpus`, then CUDA_VISIBLE_DEVICES or
     /// SLURM_STEP_GPUS, when empty.
     public var gpus: [Int] = []
 
+    /// One thread on one rank, no GPUs.
     public init() {}
 
     /// Declares how parallel a run is by default: `threads` workers on each of `mpi` ranks.
@@ -78,26 +90,30 @@ public struct ProtocolForm: Sendable, Equatable {
 ///         "registerImageStep": { proto, step in try proto.registerImage(step) },
 ///     ]
 public struct StepFunctions<P: StepProtocol>: Sendable, ExpressibleByDictionaryLiteral {
+    /// A step function: it gets the protocol value (read-only, the same on every rank) and the step's
+    /// context. What it throws fails the step (retried if it was inserted with `retries:`).
     public typealias Body = @Sendable (P, StepContext) throws -> Void
 
-    public let bodies: [String: Body]
+    package let bodies: [String: Body]
 
+    /// The functions of a dictionary, by name.
     public init(_ bodies: [String: Body]) { self.bodies = bodies }
 
+    /// The functions of a dictionary literal, by name; a name listed twice keeps the last function.
     public init(dictionaryLiteral elements: (String, Body)...) {
         self.bodies = Dictionary(elements, uniquingKeysWith: { _, last in last })
     }
 
-    public var names: Set<String> { Set(bodies.keys) }
+    package var names: Set<String> { Set(bodies.keys) }
 }
 
 /// Runs a step by function name: a protocol value and its function table, with the type erased, so
 /// the engine's executors need no generics.
-public struct StepExecutor: Sendable {
-    public let functionNames: Set<String>
+package struct StepExecutor: Sendable {
+    package let functionNames: Set<String>
     private let body: @Sendable (StepContext) throws -> Void
 
-    public init<P: StepProtocol>(_ proto: P) {
+    package init<P: StepProtocol>(_ proto: P) {
         let table = P.functions.bodies
         self.functionNames = Set(table.keys)
         self.body = { context in
@@ -109,7 +125,7 @@ public struct StepExecutor: Sendable {
     }
 
     /// An executor over plain closures, for tests and built-in protocols.
-    public init(functions: [String: @Sendable (StepContext) throws -> Void]) {
+    package init(functions: [String: @Sendable (StepContext) throws -> Void]) {
         self.functionNames = Set(functions.keys)
         self.body = { context in
             guard let fn = functions[context.function] else {
@@ -119,5 +135,5 @@ public struct StepExecutor: Sendable {
         }
     }
 
-    public func run(_ context: StepContext) throws { try body(context) }
+    package func run(_ context: StepContext) throws { try body(context) }
 }

@@ -2,8 +2,8 @@ import Foundation
 
 /// An error as a sentence a person can read: Foundation's file errors name the file and the reason
 /// instead of printing `Error Domain=NSCocoaErrorDomain Code=256 "(null)"`.
-public enum ErrorText {
-    public static func sentence(_ error: any Error) -> String {
+package enum ErrorText {
+    package static func sentence(_ error: any Error) -> String {
         if let posix = error as? POSIXError { return String(cString: strerror(posix.code.rawValue)) }
         // Swift errors say what they mean through their description; Foundation's need unpacking.
         if !(error is CocoaError), !(type(of: error) is NSError.Type) { return String(describing: error) }

@@ -1,13 +1,13 @@
 /// One step of a graph to draw: any protocol's run, or a workflow file before it runs.
-public struct GraphNode: Sendable, Equatable {
-    public var id: Int
-    public var label: String
+package struct GraphNode: Sendable, Equatable {
+    package var id: Int
+    package var label: String
     /// Ids of the steps it runs after; ids that are not nodes of the graph are not drawn.
-    public var prerequisites: [Int]
+    package var prerequisites: [Int]
     /// Colours the node; nil for a graph that has not run.
-    public var status: StepStatus?
+    package var status: StepStatus?
 
-    public init(id: Int, label: String, prerequisites: [Int], status: StepStatus? = nil) {
+    package init(id: Int, label: String, prerequisites: [Int], status: StepStatus? = nil) {
         self.id = id
         self.label = label
         self.prerequisites = prerequisites
@@ -16,7 +16,7 @@ public struct GraphNode: Sendable, Equatable {
 }
 
 /// The text formats a step graph is written in.
-public enum GraphFormat: String, Sendable, CaseIterable {
+package enum GraphFormat: String, Sendable, CaseIterable {
     /// Graphviz: `dot -Tsvg graph.dot > graph.svg`.
     case dot
     /// A Mermaid flowchart, drawn by GitHub and GitLab in Markdown.
@@ -26,8 +26,8 @@ public enum GraphFormat: String, Sendable, CaseIterable {
 /// Writes a step graph as Graphviz DOT or a Mermaid flowchart: a box per step with its label, an
 /// arrow from each prerequisite to the step after it, and the fill colour of the step's status.
 /// Labels are escaped, so any text (quotes, newlines, brackets, `#`, `<`) shows as written.
-public enum GraphExport {
-    public static func render(_ nodes: [GraphNode], format: GraphFormat) -> String {
+package enum GraphExport {
+    package static func render(_ nodes: [GraphNode], format: GraphFormat) -> String {
         switch format {
         case .dot: return dot(nodes)
         case .mermaid: return mermaid(nodes)
@@ -35,7 +35,7 @@ public enum GraphExport {
     }
 
     /// Fill colours by status: pale, so the labels stay readable.
-    public static func color(_ status: StepStatus) -> String {
+    package static func color(_ status: StepStatus) -> String {
         switch status {
         case .new: return "#ffffff"
         case .waiting: return "#fff3b0"
@@ -47,7 +47,7 @@ public enum GraphExport {
         }
     }
 
-    public static func dot(_ nodes: [GraphNode]) -> String {
+    package static func dot(_ nodes: [GraphNode]) -> String {
         let ids = Set(nodes.map(\.id))
         var lines = ["digraph steps {",
                      "  node [shape=box, style=\"rounded,filled\", fillcolor=\"#ffffff\", fontname=\"Helvetica\"];"]
@@ -68,7 +68,7 @@ public enum GraphExport {
         return lines.joined(separator: "\n") + "\n"
     }
 
-    public static func mermaid(_ nodes: [GraphNode]) -> String {
+    package static func mermaid(_ nodes: [GraphNode]) -> String {
         let ids = Set(nodes.map(\.id))
         var lines = ["flowchart TD"]
         for node in nodes {
@@ -90,7 +90,7 @@ public enum GraphExport {
 
     /// A DOT double-quoted string: `\` and `"` escaped, line breaks as `\n` (DOT reads other
     /// backslash sequences, `\N` `\l` …, as its own, hence the doubled backslash).
-    public static func dotQuoted(_ text: String) -> String {
+    package static func dotQuoted(_ text: String) -> String {
         var out = "\""
         for character in text {
             switch character {
@@ -112,7 +112,7 @@ public enum GraphExport {
     /// Text for inside a Mermaid `["…"]` label: Mermaid has no backslash escapes, only entity codes
     /// (`#quot;`), and reads `<…>` as HTML, so those characters are written as codes; line breaks
     /// become `<br>`.
-    public static func mermaidEscaped(_ text: String) -> String {
+    package static func mermaidEscaped(_ text: String) -> String {
         var out = ""
         for character in text {
             switch character {

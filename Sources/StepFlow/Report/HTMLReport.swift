@@ -5,22 +5,22 @@ import Foundation
 /// anywhere (no scripts, fonts or styles from a network); everything that comes from the run is
 /// HTML-escaped. Past `Options.aggregateAbove` started steps the timeline is drawn per time bin
 /// instead of per step, so a 20,000-step run stays a small page.
-public enum HTMLReport {
-    public struct Options: Sendable {
+package enum HTMLReport {
+    package struct Options: Sendable {
         /// Shown under the title (the run directory, say).
-        public var subtitle: String?
+        package var subtitle: String?
         /// Above this many started steps the timeline aggregates them into time bins.
-        public var aggregateAbove: Int
+        package var aggregateAbove: Int
         /// Bins per lane when aggregated, at most.
-        public var binsPerLane: Int
+        package var binsPerLane: Int
         /// Bins in the whole timeline, at most: many lanes get fewer bins each.
-        public var maxBins: Int
+        package var maxBins: Int
         /// Failed steps shown with their error and log; the rest are listed in a table.
-        public var detailedFailures: Int
+        package var detailedFailures: Int
         /// Steps listed in the critical path table before the middle is left out.
-        public var criticalPathRows: Int
+        package var criticalPathRows: Int
 
-        public init(subtitle: String? = nil, aggregateAbove: Int = 2000, binsPerLane: Int = 600, maxBins: Int = 6000,
+        package init(subtitle: String? = nil, aggregateAbove: Int = 2000, binsPerLane: Int = 600, maxBins: Int = 6000,
                     detailedFailures: Int = 50, criticalPathRows: Int = 200) {
             self.subtitle = subtitle
             self.aggregateAbove = aggregateAbove
@@ -34,7 +34,7 @@ public enum HTMLReport {
     /// The page for `run`. `label` names each step (its function by default); `logs` holds the log
     /// tails of failed steps by id (`LogTail.failedSteps` reads them), and a failed step without one
     /// says its log was not read. Pure: reads nothing, throws nothing.
-    public static func html(_ run: StoredRun, label: (StepRecord) -> String = { $0.spec.function },
+    package static func html(_ run: StoredRun, label: (StepRecord) -> String = { $0.spec.function },
                             logs: [StepID: LogTail] = [:], options: Options = Options()) -> String {
         let timeline = RunTimeline(run)
         let path = timeline.criticalPath(run)

@@ -1,17 +1,17 @@
 import Foundation
 
 /// The last lines of a step's log, as the HTML report shows them, or why there are none.
-public struct LogTail: Sendable, Equatable {
+package struct LogTail: Sendable, Equatable {
     /// The file the lines come from (nil: the run recorded no log for the step).
-    public var path: String?
+    package var path: String?
     /// The last lines, oldest first.
-    public var lines: [String]
+    package var lines: [String]
     /// Whether the log has lines before `lines`.
-    public var earlierLinesOmitted: Bool
+    package var earlierLinesOmitted: Bool
     /// Why there are no lines, said for a person ("no such file", "the log is empty"); nil when read.
-    public var problem: String?
+    package var problem: String?
 
-    public init(path: String?, lines: [String], earlierLinesOmitted: Bool = false, problem: String? = nil) {
+    package init(path: String?, lines: [String], earlierLinesOmitted: Bool = false, problem: String? = nil) {
         self.path = path
         self.lines = lines
         self.earlierLinesOmitted = earlierLinesOmitted
@@ -21,7 +21,7 @@ public struct LogTail: Sendable, Equatable {
     /// Reads the last `lines` lines of the log at `path`, looking only at its last `maxBytes` bytes (a
     /// command's log can be 100 MB). Lines longer than `maxLineLength` characters are cut. Never
     /// throws: a missing or unreadable log comes back with `problem` saying why.
-    public static func read(path: String?, lines: Int = 30, maxBytes: Int = 64 * 1024, maxLineLength: Int = 400) -> LogTail {
+    package static func read(path: String?, lines: Int = 30, maxBytes: Int = 64 * 1024, maxLineLength: Int = 400) -> LogTail {
         guard let path else { return LogTail(path: nil, lines: [], problem: "the run recorded no log for this step") }
         guard let handle = FileHandle(forReadingAtPath: path) else {
             let reason = FileManager.default.fileExists(atPath: path) ? "it cannot be read (permission denied?)" : "no such file"
@@ -53,7 +53,7 @@ public struct LogTail: Sendable, Equatable {
     /// The log tails of the run's failed steps, by step id (at most `limit` steps, first failed first).
     /// A log recorded under another directory (the run directory was moved or set aside by
     /// `--restart`) is looked for under `runDirectory/logs/` too.
-    public static func failedSteps(of run: StoredRun, runDirectory: URL, lines: Int = 30, limit: Int = 50) -> [StepID: LogTail] {
+    package static func failedSteps(of run: StoredRun, runDirectory: URL, lines: Int = 30, limit: Int = 50) -> [StepID: LogTail] {
         var out: [StepID: LogTail] = [:]
         for r in run.steps where r.status == .failed {
             if out.count >= limit { break }

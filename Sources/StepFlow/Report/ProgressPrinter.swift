@@ -2,27 +2,27 @@ import Foundation
 import Synchronization
 
 /// When to print a progress line.
-public enum ProgressMode: String, Sendable, CaseIterable {
+package enum ProgressMode: String, Sendable, CaseIterable {
     case auto, always, never
 }
 
 /// Prints progress on standard error: on a terminal one line rewritten in place twice a second; in a
 /// log file (a batch job) a plain line every 10 seconds. Each says finished/total, running, failed,
 /// steps per second and, once that rate means something, the time left.
-public final class ProgressPrinter: Sendable {
+package final class ProgressPrinter: Sendable {
     private let enabled: Bool
     private let terminal: Bool
     private let interval: Double
     private let lastPrint = LockedDouble()
 
-    public init(mode: ProgressMode) {
+    package init(mode: ProgressMode) {
         let tty = isatty(STDERR_FILENO) != 0
         self.terminal = tty
         self.enabled = mode == .always || (mode == .auto && tty)
         self.interval = tty ? 0.5 : 10
     }
 
-    public func update(_ p: ProgressSnapshot) {
+    package func update(_ p: ProgressSnapshot) {
         guard enabled else { return }
         let t = Double(p.elapsed.components.seconds) + Double(p.elapsed.components.attoseconds) / 1e18
         if !p.final && !lastPrint.advance(to: t, ifAtLeast: interval) { return }
@@ -36,7 +36,7 @@ public final class ProgressPrinter: Sendable {
     }
 
     /// The progress line for a snapshot taken `seconds` after the run started.
-    public static func line(_ p: ProgressSnapshot, seconds t: Double) -> String {
+    package static func line(_ p: ProgressSnapshot, seconds t: Double) -> String {
         let done = p.finished + p.failed + p.skipped
         let rate = t > 0 ? Double(done) / t : 0
         var line = "[stepflow] \(p.finished)/\(p.total) finished, \(p.running) running, \(p.failed) failed"

@@ -4,8 +4,8 @@ import Foundation
 /// `{"run": {"protocol", "status", "threads", "mpi", "started", "ended", "counts"}, "steps": [{"id",
 /// "function", "args", "prerequisites", "status", "rank", "slot", "attempts", "start", "end",
 /// "insertedBy", "error", "log"}]}`, times in seconds since the epoch.
-public enum RunDocument {
-    public static func json(protocolName: String, status: String, threads: Int, mpi: Int, started: Double?,
+package enum RunDocument {
+    package static func json(protocolName: String, status: String, threads: Int, mpi: Int, started: Double?,
                             ended: Double?, steps: [StepRecord]) -> [String: Any] {
         var counts: [String: Int] = [:]
         for s in StepStatus.allCases { counts[s.rawValue] = 0 }
@@ -26,23 +26,23 @@ public enum RunDocument {
         ]
     }
 
-    public static func data(_ document: [String: Any]) throws -> Data {
+    package static func data(_ document: [String: Any]) throws -> Data {
         try JSONSerialization.data(withJSONObject: document, options: [.sortedKeys])
     }
 }
 
 /// `<run-dir>/report.json`, written by rank 0 when the run ends.
-public enum RunReportFile {
-    public static let name = "report.json"
+package enum RunReportFile {
+    package static let name = "report.json"
 
-    public static func json(_ report: RunReport, protocolName: String) -> [String: Any] {
+    package static func json(_ report: RunReport, protocolName: String) -> [String: Any] {
         RunDocument.json(protocolName: protocolName, status: report.outcome.statusName, threads: report.config.threadsPerRank,
                          mpi: report.config.ranks, started: report.started, ended: report.started + report.wallSeconds,
                          steps: report.records)
     }
 
     /// Writes the report atomically into the run directory.
-    public static func write(_ report: RunReport, protocolName: String, to runDirectory: URL) throws {
+    package static func write(_ report: RunReport, protocolName: String, to runDirectory: URL) throws {
         try RunDocument.data(json(report, protocolName: protocolName))
             .write(to: runDirectory.appendingPathComponent(name), options: .atomic)
     }
@@ -50,7 +50,7 @@ public enum RunReportFile {
 
 extension RunOutcome {
     /// The run status recorded for this outcome.
-    public var statusName: String {
+    package var statusName: String {
         switch self {
         case .finished: return "finished"
         case .failed: return "failed"

@@ -1,8 +1,8 @@
 import Foundation
 
 /// The text printed at the end of a run: counts, wall time, and every failed step with its error and log.
-public enum RunSummary {
-    public static func text(_ report: RunReport, protocolName: String, runDirectory: URL) -> String {
+package enum RunSummary {
+    package static func text(_ report: RunReport, protocolName: String, runDirectory: URL) -> String {
         var lines: [String] = []
         let c = { (s: StepStatus) in report.count(s) }
         let headline: String

@@ -2,51 +2,51 @@ import Foundation
 
 /// A run's started steps laid out in time, one lane per rank and worker slot: what the trace export
 /// and the HTML report both draw. Times are seconds from `origin`.
-public struct RunTimeline: Sendable {
+package struct RunTimeline: Sendable {
     /// One worker thread of one rank.
-    public struct Lane: Hashable, Comparable, Sendable {
-        public var rank: Int
-        public var slot: Int
+    package struct Lane: Hashable, Comparable, Sendable {
+        package var rank: Int
+        package var slot: Int
 
-        public init(rank: Int, slot: Int) {
+        package init(rank: Int, slot: Int) {
             self.rank = rank
             self.slot = slot
         }
 
-        public static func < (a: Lane, b: Lane) -> Bool { (a.rank, a.slot) < (b.rank, b.slot) }
+        package static func < (a: Lane, b: Lane) -> Bool { (a.rank, a.slot) < (b.rank, b.slot) }
     }
 
     /// One started step.
-    public struct Slice: Sendable {
+    package struct Slice: Sendable {
         /// The step's index in `StoredRun.steps`.
-        public var index: Int
-        public var id: StepID
-        public var lane: Lane
-        public var status: StepStatus
+        package var index: Int
+        package var id: StepID
+        package var lane: Lane
+        package var status: StepStatus
         /// Seconds from the timeline's origin.
-        public var start: Double
-        public var end: Double
+        package var start: Double
+        package var end: Double
         /// False when the database has no end for the step (its launch died, or the run is live): the
         /// slice is drawn up to the run's last known time.
-        public var endKnown: Bool
+        package var endKnown: Bool
 
-        public var duration: Double { end - start }
+        package var duration: Double { end - start }
     }
 
     /// Seconds since the epoch at time 0: the earliest of the run's start and its steps' starts (a
     /// continued run keeps steps that started before its latest launch).
-    public let origin: Double
+    package let origin: Double
     /// Seconds from the origin to the last known time of the run.
-    public let span: Double
+    package let span: Double
     /// Every lane some started step ran on, in rank then slot order.
-    public let lanes: [Lane]
+    package let lanes: [Lane]
     /// Every step that started, in id order.
-    public let slices: [Slice]
+    package let slices: [Slice]
     /// The slice of each step, by index in `StoredRun.steps` (nil: never started).
-    public let sliceOfStep: [Int?]
+    package let sliceOfStep: [Int?]
 
     /// Lays out every step of `run` that has a start time; steps that never started have no slice.
-    public init(_ run: StoredRun) {
+    package init(_ run: StoredRun) {
         let starts = run.steps.compactMap(\.start)
         let origin = min(starts.min() ?? run.started ?? 0, run.started ?? .infinity)
         var last = run.ended ?? origin
@@ -80,7 +80,7 @@ public struct RunTimeline: Sendable {
     /// that ended last, the one the step most likely waited for). A step inserted at run time counts
     /// its inserter as a prerequisite too: it could not run before its inserter made it. Step indexes
     /// in `run.steps`, first step first; empty when no step started.
-    public func criticalPath(_ run: StoredRun) -> [Int] {
+    package func criticalPath(_ run: StoredRun) -> [Int] {
         guard let last = slices.max(by: { ($0.end, -$0.index) < ($1.end, -$1.index) }) else { return [] }
         // A dictionary, not an array indexed by id: a damaged database's huge id must not size memory.
         var indexOfID: [StepID: Int] = [:]

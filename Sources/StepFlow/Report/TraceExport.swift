@@ -4,24 +4,24 @@ import Foundation
 /// https://ui.perfetto.dev or chrome://tracing: one process per rank and one thread per worker slot,
 /// a complete event per started step, and a flow arrow from each step that inserted steps at run time
 /// to the steps it inserted.
-public enum TraceExport {
+package enum TraceExport {
     /// What went into a trace, for the command line to report.
-    public struct Counts: Sendable, Equatable {
-        public var slices: Int
-        public var flows: Int
-        public var lanes: Int
+    package struct Counts: Sendable, Equatable {
+        package var slices: Int
+        package var flows: Int
+        package var lanes: Int
     }
 
     /// The trace of `run` as JSON text. `label` names each step's slice (the step's function by
     /// default). Times are microseconds from the run's first start. Steps that never started have no
     /// slice; a step without a recorded end (its launch died, or the run is live) is drawn up to the
     /// run's last known time. Pure: reads nothing, throws nothing.
-    public static func json(_ run: StoredRun, label: (StepRecord) -> String = { $0.spec.function }) -> String {
+    package static func json(_ run: StoredRun, label: (StepRecord) -> String = { $0.spec.function }) -> String {
         render(run, label: label).text
     }
 
     /// `json(_:label:)` with what it holds.
-    public static func render(_ run: StoredRun, label: (StepRecord) -> String = { $0.spec.function }) -> (text: String, counts: Counts) {
+    package static func render(_ run: StoredRun, label: (StepRecord) -> String = { $0.spec.function }) -> (text: String, counts: Counts) {
         let timeline = RunTimeline(run)
         var events: [String] = []
         events.reserveCapacity(timeline.slices.count * 2 + timeline.lanes.count * 2 + 8)

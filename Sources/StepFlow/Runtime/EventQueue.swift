@@ -2,26 +2,26 @@ import Dispatch
 import Synchronization
 
 /// Events from worker threads to the loop that forwards them, with a wake-up for a loop that waits.
-public final class EventQueue<Element: Sendable>: Sendable {
+package final class EventQueue<Element: Sendable>: Sendable {
     private let items = Mutex<[Element]>([])
     private let wakeUp = DispatchSemaphore(value: 0)
     private let sleeping = Atomic<Bool>(false)
 
-    public init() {}
+    package init() {}
 
-    public func push(_ element: Element) {
+    package func push(_ element: Element) {
         items.withLock { $0.append(element) }
         // One signal per sleep: the first push after the waiter went to sleep wakes it.
         if sleeping.exchange(false, ordering: .sequentiallyConsistent) { wakeUp.signal() }
     }
 
     /// Wakes a `drain(waitingUpTo:)` that is waiting, without adding anything (something else arrived).
-    public func wake() {
+    package func wake() {
         if sleeping.exchange(false, ordering: .sequentiallyConsistent) { wakeUp.signal() }
     }
 
     /// Everything queued, without waiting.
-    public func drain() -> [Element] {
+    package func drain() -> [Element] {
         items.withLock { items in
             if items.isEmpty { return [] }
             var out: [Element] = []
@@ -31,7 +31,7 @@ public final class EventQueue<Element: Sendable>: Sendable {
     }
 
     /// Everything queued, waiting up to `timeout` for the first element.
-    public func drain(waitingUpTo timeout: Duration) -> [Element] {
+    package func drain(waitingUpTo timeout: Duration) -> [Element] {
         let now = drain()
         if !now.isEmpty || timeout <= .zero { return now }
         sleeping.store(true, ordering: .sequentiallyConsistent)

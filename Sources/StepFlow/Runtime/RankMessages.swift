@@ -28,18 +28,18 @@ package enum FromRank: Sendable, Equatable {
 }
 
 /// What rank 0 sends a rank so it can run a step.
-public struct StepAssignment: Sendable, Equatable {
-    public var id: StepID
-    public var function: String
-    public var args: [StepValue]
-    public var threads: Int
-    public var gpus: [Int]
-    public var attempt: Int
+package struct StepAssignment: Sendable, Equatable {
+    package var id: StepID
+    package var function: String
+    package var args: [StepValue]
+    package var threads: Int
+    package var gpus: [Int]
+    package var attempt: Int
     /// The latest moment (seconds since the epoch) the step may start; past it the rank hands the step
     /// back unstarted (`--stop-before`).
-    public var startBy: Double?
+    package var startBy: Double?
 
-    public init(id: StepID, function: String, args: [StepValue], threads: Int, gpus: [Int], attempt: Int, startBy: Double? = nil) {
+    package init(id: StepID, function: String, args: [StepValue], threads: Int, gpus: [Int], attempt: Int, startBy: Double? = nil) {
         self.id = id
         self.function = function
         self.args = args
@@ -51,17 +51,17 @@ public struct StepAssignment: Sendable, Equatable {
 }
 
 /// What a rank reports when it is done with a step it was given.
-public struct StepOutcome: Sendable, Equatable {
-    public var id: StepID
-    public var rank: Int
-    public var slot: Int
-    public var report: Scheduler.Report
+package struct StepOutcome: Sendable, Equatable {
+    package var id: StepID
+    package var rank: Int
+    package var slot: Int
+    package var report: Scheduler.Report
     /// Seconds since the epoch; nil for a step handed back unstarted.
-    public var start: Double?
-    public var end: Double?
-    public var logPath: String?
+    package var start: Double?
+    package var end: Double?
+    package var logPath: String?
 
-    public init(id: StepID, rank: Int, slot: Int, report: Scheduler.Report, start: Double?, end: Double?, logPath: String?) {
+    package init(id: StepID, rank: Int, slot: Int, report: Scheduler.Report, start: Double?, end: Double?, logPath: String?) {
         self.id = id
         self.rank = rank
         self.slot = slot
@@ -73,14 +73,14 @@ public struct StepOutcome: Sendable, Equatable {
 }
 
 /// A rank's note that a step it was sent has started (until then it may be waiting in the rank's queue).
-public struct StepStart: Sendable, Equatable {
-    public var id: StepID
-    public var rank: Int
-    public var slot: Int
+package struct StepStart: Sendable, Equatable {
+    package var id: StepID
+    package var rank: Int
+    package var slot: Int
     /// Seconds since the epoch.
-    public var start: Double
+    package var start: Double
 
-    public init(id: StepID, rank: Int, slot: Int, start: Double) {
+    package init(id: StepID, rank: Int, slot: Int, start: Double) {
         self.id = id
         self.rank = rank
         self.slot = slot
@@ -89,11 +89,11 @@ public struct StepStart: Sendable, Equatable {
 }
 
 /// A graph edit asked for by a running step, on its way to rank 0.
-public struct StepRequest: Sendable, Equatable {
-    public var from: StepID
-    public var edit: GraphEdit
+package struct StepRequest: Sendable, Equatable {
+    package var from: StepID
+    package var edit: GraphEdit
 
-    public init(from: StepID, edit: GraphEdit) {
+    package init(from: StepID, edit: GraphEdit) {
         self.from = from
         self.edit = edit
     }
@@ -111,7 +111,7 @@ package struct ReplyAddress: Sendable, Equatable {
 }
 
 /// Rank 0's answer to a graph edit: the new id (for an insert), or why it was refused.
-public typealias EditResult = Result<StepID?, GraphEditError>
+package typealias EditResult = Result<StepID?, GraphEditError>
 
 /// What reaches rank 0's coordinator: a rank's message (rank 0's own workers included), or news
 /// that a rank sent something rank 0 cannot use (a malformed frame): the run cannot go on.

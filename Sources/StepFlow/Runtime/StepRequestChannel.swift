@@ -5,7 +5,7 @@ import Synchronization
 // request goes out with a token, the step blocks on a `ReplySlot`, the answer fills it by token.
 
 /// A running step's way to rank 0: it sends a graph edit and blocks until rank 0 answers.
-public protocol StepRequestChannel: Sendable {
+package protocol StepRequestChannel: Sendable {
     func send(_ request: StepRequest) -> EditResult
 }
 
@@ -20,18 +20,18 @@ struct ChannelEditor: GraphEditor {
 }
 
 /// A one-shot slot a step thread blocks on until rank 0 answers its request.
-public final class ReplySlot: Sendable {
+package final class ReplySlot: Sendable {
     private let value = Mutex<EditResult?>(nil)
     private let ready = DispatchSemaphore(value: 0)
 
-    public init() {}
+    package init() {}
 
-    public func fill(_ result: EditResult) {
+    package func fill(_ result: EditResult) {
         value.withLock { $0 = result }
         ready.signal()
     }
 
-    public func wait() -> EditResult {
+    package func wait() -> EditResult {
         ready.wait()
         return value.withLock { $0! }
     }

@@ -9,7 +9,7 @@ public enum StepsExecutionMode: String, Sendable, Codable {
 }
 
 /// What happens after a step fails (S7).
-public enum FailurePolicy: String, Sendable, Codable {
+package enum FailurePolicy: String, Sendable, Codable {
     /// Launch nothing new, let running steps finish, end the run `failed`.
     case stop
     /// Run everything that does not depend on a failed step; its dependents end `skipped`.
@@ -17,21 +17,21 @@ public enum FailurePolicy: String, Sendable, Codable {
 }
 
 /// The shape of a run: how many ranks, slots and GPUs, and its policies.
-public struct SchedulerConfig: Sendable, Equatable {
-    public var ranks: Int
-    public var threadsPerRank: Int
+package struct SchedulerConfig: Sendable, Equatable {
+    package var ranks: Int
+    package var threadsPerRank: Int
     /// The GPU ids each rank hands out (index: rank). An id listed twice may be held by two steps at
     /// once; ranks of one node share its list out, so they never hand out the same GPU.
-    public var gpus: [[Int]]
+    package var gpus: [[Int]]
     /// Steps (in slot units) sent ahead to each rank beyond its T slots, so that a worker never waits
     /// a round trip for its next step (S6). 0 on one process, where nothing travels.
-    public var prefetch: Int
-    public var mode: StepsExecutionMode
-    public var failurePolicy: FailurePolicy
+    package var prefetch: Int
+    package var mode: StepsExecutionMode
+    package var failurePolicy: FailurePolicy
 
     /// - Parameters:
     ///   - gpusPerRank: every rank hands out GPUs 0..<n (tests); `gpus` gives each rank's list instead.
-    public init(ranks: Int = 1, threadsPerRank: Int = 1, gpusPerRank: Int = 0, gpus: [[Int]]? = nil, prefetch: Int = 0,
+    package init(ranks: Int = 1, threadsPerRank: Int = 1, gpusPerRank: Int = 0, gpus: [[Int]]? = nil, prefetch: Int = 0,
                 mode: StepsExecutionMode = .parallel, failurePolicy: FailurePolicy = .stop) {
         self.ranks = ranks
         self.threadsPerRank = threadsPerRank
@@ -42,19 +42,19 @@ public struct SchedulerConfig: Sendable, Equatable {
     }
 
     /// Whether any rank has a GPU to hand out.
-    public var anyGPU: Bool { gpus.contains { !$0.isEmpty } }
+    package var anyGPU: Bool { gpus.contains { !$0.isEmpty } }
 }
 
 /// A decision of the scheduler: run this step on this rank, with these GPUs.
-public struct Assignment: Sendable, Equatable {
-    public var step: StepID
-    public var rank: Int
-    public var gpus: [Int]
-    public var attempt: Int
+package struct Assignment: Sendable, Equatable {
+    package var step: StepID
+    package var rank: Int
+    package var gpus: [Int]
+    package var attempt: Int
     /// With a launch deadline: the latest moment (seconds since the epoch) the step may start, so it
     /// ends before the deadline as far as its expected duration says. The rank checks it when the step
     /// would start, since a step sent ahead may wait in the rank's queue.
-    public var startBy: Double? = nil
+    package var startBy: Double? = nil
 }
 
 /// How a run ended.
@@ -75,24 +75,24 @@ public enum RunOutcome: Sendable, Equatable {
 
 /// The scheduler: a pure state machine. Events go in (inserts, releases, results); decisions come
 /// out (`nextAssignments`). It knows nothing of MPI, threads or storage, so tests drive it step by step.
-public struct Scheduler: Sendable {
-    public let config: SchedulerConfig
-    public private(set) var graph: StepGraph
+package struct Scheduler: Sendable {
+    package let config: SchedulerConfig
+    package private(set) var graph: StepGraph
     /// Slot units in flight per rank (assigned and not yet reported back).
-    public private(set) var load: [Int]
+    package private(set) var load: [Int]
     private(set) var freeGPUs: [[Int]]
-    public private(set) var inFlight = 0
+    package private(set) var inFlight = 0
     private var lastRank: Int
     /// Slot units sent ahead per rank now: starts at `config.prefetch`; the coordinator raises it for
     /// short steps, where a deeper pipeline costs no balance (see `adaptPrefetch`).
-    public private(set) var prefetch: Int
+    package private(set) var prefetch: Int
     /// Set after a failure under `.stop`, or by a signal: nothing new is launched.
-    public private(set) var stopping = false
+    package private(set) var stopping = false
     private var abortSignal: Int32?
     private var abandoned = false
     private var timeLimited = false
 
-    public init(config: SchedulerConfig) {
+    package init(config: SchedulerConfig) {
         self.config = config
         self.graph = StepGraph(skipDependentsOfFailures: config.failurePolicy == .keepGoing)
         self.load = Array(repeating: 0, count: config.ranks)
@@ -102,7 +102,7 @@ public struct Scheduler: Sendable {
     }
 
     /// A scheduler over a graph rebuilt from a run database (S9, S12).
-    public init(config: SchedulerConfig, restoring records: [StepRecord], unconfirmed: Set<StepID> = []) {
+    package init(config: SchedulerConfig, restoring records: [StepRecord], unconfirmed: Set<StepID> = []) {
         self.init(config: config)
         self.graph = StepGraph(restoring: records, unconfirmed: unconfirmed,
                                skipDependentsOfFailures: config.failurePolicy == .keepGoing)
@@ -110,14 +110,14 @@ public struct Scheduler: Sendable {
 
     /// Checks that a step's resource request can ever be met (S5), then inserts it.
     @discardableResult
-    public mutating func insert(_ spec: StepSpec, prerequisites: [StepID], insertedBy: Inserter,
+    package mutating func insert(_ spec: StepSpec, prerequisites: [StepID], insertedBy: Inserter,
                                 at location: SourceLocation? = nil) throws(StepGraphError) -> StepID {
         try Self.validate(spec, threadsPerRank: config.threadsPerRank, anyGPU: config.anyGPU, at: location)
         return try graph.insert(spec, prerequisites: prerequisites, insertedBy: insertedBy, at: location)
     }
 
     /// The checks every rank can make on its own: resources that can never be met.
-    public static func validate(_ spec: StepSpec, threadsPerRank: Int, anyGPU: Bool,
+    package static func validate(_ spec: StepSpec, threadsPerRank: Int, anyGPU: Bool,
                                 at location: SourceLocation?) throws(StepGraphError) {
         guard spec.threads >= 1 && spec.threads <= threadsPerRank else {
             throw .threadsOutOfRange(function: spec.function, threads: spec.threads, available: threadsPerRank, at: location)
@@ -138,12 +138,12 @@ public struct Scheduler: Sendable {
         }
     }
 
-    public mutating func addPrerequisites(to target: StepID, _ prerequisites: [StepID], by inserter: Inserter = .protocolSteps,
+    package mutating func addPrerequisites(to target: StepID, _ prerequisites: [StepID], by inserter: Inserter = .protocolSteps,
                                           at location: SourceLocation? = nil) throws(StepGraphError) {
         try graph.addPrerequisites(to: target, prerequisites, by: inserter, at: location)
     }
 
-    public mutating func release(_ id: StepID, by inserter: Inserter = .protocolSteps, at location: SourceLocation? = nil) throws(StepGraphError) {
+    package mutating func release(_ id: StepID, by inserter: Inserter = .protocolSteps, at location: SourceLocation? = nil) throws(StepGraphError) {
         try graph.release(id, by: inserter, at: location)
     }
 
@@ -152,7 +152,7 @@ public struct Scheduler: Sendable {
     /// step that waits only for a GPU (every GPU is taken) lets the steps behind it go, and near the
     /// launch deadline a step expected to outlast it is left for the next launch.
     /// - Parameter now: seconds since the epoch, to compare with `launchDeadline`.
-    public mutating func nextAssignments(now: Double? = nil) -> [Assignment] {
+    package mutating func nextAssignments(now: Double? = nil) -> [Assignment] {
         var out: [Assignment] = []
         heldForTimeLimit = 0
         guard !stopping else { return out }
@@ -202,16 +202,16 @@ public struct Scheduler: Sendable {
 
     /// How many ready steps the last `nextAssignments` left because they are expected to outlast the
     /// launch deadline. With nothing in flight, waiting for the deadline would only waste the allocation.
-    public private(set) var heldForTimeLimit = 0
+    package private(set) var heldForTimeLimit = 0
 
     /// Seconds since the epoch after which no step starts (`--stop-before`); nil: none.
-    public private(set) var launchDeadline: Double?
+    package private(set) var launchDeadline: Double?
 
     /// Sets the time after which no step starts; steps expected to outlast it do not start before it.
-    public mutating func setLaunchDeadline(_ deadline: Double?) { launchDeadline = deadline }
+    package mutating func setLaunchDeadline(_ deadline: Double?) { launchDeadline = deadline }
 
     /// What a rank reports about a step it was given.
-    public enum Report: Sendable, Equatable {
+    package enum Report: Sendable, Equatable {
         case finished
         case failed(error: String)
         /// Handed back without starting (the run stopped launching).
@@ -223,7 +223,7 @@ public struct Scheduler: Sendable {
     /// Applies a rank's report. Returns true when this report made the run stop launching
     /// (a step failed under `.stop`): the caller should take back steps sent ahead.
     @discardableResult
-    public mutating func stepEnded(_ id: StepID, _ report: Report) -> Bool {
+    package mutating func stepEnded(_ id: StepID, _ report: Report) -> Bool {
         let record = graph.record(id)
         guard record.status == .running, let rank = record.rank else { return false }
         load[rank] -= record.spec.threads
@@ -246,7 +246,7 @@ public struct Scheduler: Sendable {
     }
 
     /// Records where and when a step ran, as its rank reported it.
-    public mutating func noteRun(_ id: StepID, slot: Int?, start: Double?, end: Double?, logPath: String?) {
+    package mutating func noteRun(_ id: StepID, slot: Int?, start: Double?, end: Double?, logPath: String?) {
         graph.noteRun(id, rank: nil, slot: slot, start: start, end: end, logPath: logPath)
     }
 
@@ -254,7 +254,7 @@ public struct Scheduler: Sendable {
     /// more are sent ahead (up to 32 per rank), so workers never wait a round trip; steps of a
     /// millisecond or more get `config.prefetch`, so a slow step never holds many others back.
     /// Without a configured prefetch (one process, nothing travels) it stays 0.
-    public mutating func adaptPrefetch(meanStepSeconds: Double) {
+    package mutating func adaptPrefetch(meanStepSeconds: Double) {
         guard config.prefetch > 0 else { return }
         let wanted: Int
         switch meanStepSeconds {
@@ -267,24 +267,24 @@ public struct Scheduler: Sendable {
     }
 
     /// Stop launching new steps; the run ends once nothing is in flight.
-    public mutating func stopLaunching() { stopping = true }
+    package mutating func stopLaunching() { stopping = true }
 
     /// The allocation is about to end (`--stop-before`): nothing new starts, running steps finish and
     /// are recorded, and the run ends as stopped by SIGTERM would, for a resubmission to continue.
-    public mutating func stopForTimeLimit() {
+    package mutating func stopForTimeLimit() {
         stopping = true
         timeLimited = true
     }
 
     /// The steps changed since the last call (for the run database).
-    public mutating func takeChanged() -> [StepID] { graph.takeChanged() }
+    package mutating func takeChanged() -> [StepID] { graph.takeChanged() }
 
     /// Stop at once because of a signal (S10): nothing new is launched and every running step is
     /// `aborted` now, without waiting for it; steps sent ahead that had not started are `new` again.
     /// Reports that come later are ignored.
     /// Steps that started on `silentRanks` (ranks that did not show they are alive: the launcher is
     /// ending the job because one died) stay `running`, so a continue counts that death.
-    public mutating func abort(signal: Int32, silentRanks: Set<Int> = []) {
+    package mutating func abort(signal: Int32, silentRanks: Set<Int> = []) {
         stopping = true
         if abortSignal == nil { abortSignal = signal }
         for r in graph.records where r.status == .running {
@@ -301,14 +301,14 @@ public struct Scheduler: Sendable {
 
     /// Stop at once because the run cannot go on (a rank sent what rank 0 cannot use): as `abort`,
     /// but the run ends `failed`.
-    public mutating func abandon() {
+    package mutating func abandon() {
         abort(signal: 0)
         abandoned = true
     }
 
     /// The outcome once nothing is in flight and nothing more can be launched; nil while the run
     /// still has work. `.stalled` means only a release from outside (a `stepsCheck` hook) can help.
-    public mutating func outcome() -> RunOutcome? {
+    package mutating func outcome() -> RunOutcome? {
         guard inFlight == 0 else { return nil }
         if abandoned { return .failed }
         // Stopped for the time limit with nothing left: the run simply finished.
@@ -327,7 +327,7 @@ public struct Scheduler: Sendable {
 extension Scheduler {
     /// Applies a graph edit for `inserter`: an insert returns the new id.
     @discardableResult
-    public mutating func apply(_ edit: GraphEdit, by inserter: Inserter) throws(StepGraphError) -> StepID? {
+    package mutating func apply(_ edit: GraphEdit, by inserter: Inserter) throws(StepGraphError) -> StepID? {
         switch edit {
         case .insert(let spec, let prerequisites, let at):
             return try insert(spec, prerequisites: prerequisites, insertedBy: inserter, at: at)

@@ -17,20 +17,20 @@
 /// - A step that was running when a launch died counts that death; at `crashLimit` deaths it is
 ///   recorded failed instead of running again.
 /// Restored steps are numbered after the protocol's steps, in their old order.
-public struct ContinuePlan: Sendable {
-    public let records: [StepRecord]
+package struct ContinuePlan: Sendable {
+    package let records: [StepRecord]
     /// Restored steps that wait for their inserter to insert them again.
-    public let unconfirmed: Set<StepID>
+    package let unconfirmed: Set<StepID>
     /// How many steps keep their `finished` status.
-    public let keptFinished: Int
+    package let keptFinished: Int
     /// How many steps inserted at run time were restored.
-    public let restored: Int
+    package let restored: Int
     /// How many recorded steps are left out (their inserter changed, or the protocol no longer inserts them).
-    public let dropped: Int
+    package let dropped: Int
     /// Why each step that is not kept finished runs again (or is recorded failed).
-    public let reasons: [StepID: RerunReason]
+    package let reasons: [StepID: RerunReason]
     /// The new id of each recorded step that is part of the continued run.
-    public let newIDs: [StepID: StepID]
+    package let newIDs: [StepID: StepID]
 
     /// - Parameters:
     ///   - legacy: the records come from a version 1 database, which kept neither which prerequisites
@@ -38,7 +38,7 @@ public struct ContinuePlan: Sendable {
     /// - Throws: `ContinuePlanError.inconsistent` when a recorded step depends on a step the database
     ///   does not hold (and that is not one of the protocol's, never written because it never
     ///   changed): continuing could run steps before their prerequisites.
-    public init(current: [StepRecord], previous: [StepRecord], crashLimit: Int = 3, legacy: Bool = false) throws(ContinuePlanError) {
+    package init(current: [StepRecord], previous: [StepRecord], crashLimit: Int = 3, legacy: Bool = false) throws(ContinuePlanError) {
         var old: [StepID: StepRecord] = [:]
         for o in previous {
             guard old.updateValue(o, forKey: o.id) == nil else { throw .inconsistent("step \(o.id) is recorded twice") }
@@ -261,7 +261,7 @@ public struct ContinuePlan: Sendable {
 }
 
 /// Why a step of a continued run runs again, for `--continue --dry-run`.
-public enum RerunReason: Sendable, Equatable, CustomStringConvertible {
+package enum RerunReason: Sendable, Equatable, CustomStringConvertible {
     /// No recorded step at its place: `insertAllSteps` inserts more now, or it never started before.
     case newStep
     /// The protocol's step at this place has another function, arguments or prerequisites now.
@@ -275,7 +275,7 @@ public enum RerunReason: Sendable, Equatable, CustomStringConvertible {
     /// It was running when the job died this many times: recorded failed instead of run again.
     case crashLimit(Int)
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .newStep: return "not in the recorded run (new, or it had not started and was never written)"
         case .changed(let what): return "changed since the recorded run: \(what)"
@@ -288,10 +288,10 @@ public enum RerunReason: Sendable, Equatable, CustomStringConvertible {
 }
 
 /// Why a run cannot be continued.
-public enum ContinuePlanError: Error, CustomStringConvertible, Sendable, Equatable {
+package enum ContinuePlanError: Error, CustomStringConvertible, Sendable, Equatable {
     case inconsistent(String)
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .inconsistent(let why):
             return "the run database is inconsistent: \(why). Continuing could run a step before its prerequisites, so it is refused; start over with --restart (the old run is set aside, not deleted)."

@@ -5,12 +5,12 @@ import Foundation
 /// BeeGFS, CIFS, CephFS) the write-ahead log's shared-memory index does not work across hosts, so
 /// `status` on another node could read garbage: there a rollback journal, which only needs file
 /// locks. `STEPFLOW_DB_JOURNAL=wal|rollback` overrides the choice.
-public enum DatabaseJournal: String, Sendable, Equatable {
+package enum DatabaseJournal: String, Sendable, Equatable {
     case wal
     case rollback
 
     /// The journal for a database in `directory`, and why.
-    public static func choose(for directory: String, environment: [String: String] = ProcessInfo.processInfo.environment) -> (DatabaseJournal, reason: String) {
+    package static func choose(for directory: String, environment: [String: String] = ProcessInfo.processInfo.environment) -> (DatabaseJournal, reason: String) {
         switch environment["STEPFLOW_DB_JOURNAL"]?.lowercased() {
         case "wal"?: return (.wal, "STEPFLOW_DB_JOURNAL=wal")
         case "rollback"?, "delete"?: return (.rollback, "STEPFLOW_DB_JOURNAL=rollback")
@@ -21,7 +21,7 @@ public enum DatabaseJournal: String, Sendable, Equatable {
     }
 
     /// The name of the network or cluster filesystem `path` is on, or nil for a local one.
-    public static func sharedFilesystem(at path: String) -> String? {
+    package static func sharedFilesystem(at path: String) -> String? {
         guard let type = filesystemType(of: path) else { return nil }
         let shared = ["nfs", "nfs4", "lustre", "gpfs", "beegfs", "cifs", "smb3", "smbfs", "ceph", "9p", "afs",
                       "panfs", "glusterfs", "fuse.glusterfs", "fuse.sshfs", "fuse.cephfs", "ocfs2", "gfs2", "orangefs", "pvfs2"]
@@ -30,7 +30,7 @@ public enum DatabaseJournal: String, Sendable, Equatable {
 
     /// The type of the filesystem `path` is on, from the kernel's mount table (the longest mount
     /// point that holds it).
-    public static func filesystemType(of path: String, mountInfo: String? = nil) -> String? {
+    package static func filesystemType(of path: String, mountInfo: String? = nil) -> String? {
         let resolved = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
         guard let table = mountInfo ?? (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) else { return nil }
         var best: (length: Int, type: String)?

@@ -3,19 +3,19 @@ import Synchronization
 
 /// Who holds a run directory's lock, as the holder wrote it into `<run-dir>/run.lock`. A field is nil
 /// when the file does not say (the holder has not written it yet, or the file was edited).
-public struct LockHolder: Sendable, Equatable, CustomStringConvertible {
-    public var host: String?
-    public var pid: Int32?
-    public var started: Date?
+package struct LockHolder: Sendable, Equatable, CustomStringConvertible {
+    package var host: String?
+    package var pid: Int32?
+    package var started: Date?
 
-    public init(host: String?, pid: Int32?, started: Date?) {
+    package init(host: String?, pid: Int32?, started: Date?) {
         self.host = host
         self.pid = pid
         self.started = started
     }
 
     /// "pid 4242 on host node07, since 2026-11-26T03:31:00Z", with unknown parts left out.
-    public var description: String {
+    package var description: String {
         var parts: [String] = []
         parts.append(pid.map { "pid \($0)" } ?? "unknown pid")
         parts.append("on host \(host ?? "unknown")")
@@ -44,7 +44,7 @@ public struct LockHolder: Sendable, Equatable, CustomStringConvertible {
 }
 
 /// Why a run directory's lock could not be taken. Every message names the lock file and what to do.
-public enum RunDirectoryLockError: Error, CustomStringConvertible, Sendable, Equatable {
+package enum RunDirectoryLockError: Error, CustomStringConvertible, Sendable, Equatable {
     /// Another launch holds the lock; `holder` is who the lock file names (nil if it names nobody yet).
     case held(runDirectory: String, holder: LockHolder?)
     /// The lock file could not be opened or created; `errno` says why.
@@ -54,7 +54,7 @@ public enum RunDirectoryLockError: Error, CustomStringConvertible, Sendable, Equ
     /// The lock was taken but who holds it could not be written; the lock was let go again.
     case cannotRecord(path: String, errno: Int32)
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .held(let dir, let holder?):
             return "another StepFlow launch (\(holder)) owns run directory \(dir); wait for it to end or stop it, then retry."
@@ -94,13 +94,13 @@ public enum RunDirectoryLockError: Error, CustomStringConvertible, Sendable, Equ
 /// does not drop it; like them it is an fcntl lock, so it reaches other nodes over NFS. The kernel drops
 /// it when the holder dies, however it dies, so a stale lock is simply taken. The file is never deleted
 /// (deleting a lock file races with a process that just opened it).
-public final class RunDirectoryLock: Sendable {
-    public static let fileName = "run.lock"
+package final class RunDirectoryLock: Sendable {
+    package static let fileName = "run.lock"
 
     /// The run directory this lock owns.
-    public let runDirectory: URL
+    package let runDirectory: URL
     /// `<run-dir>/run.lock`.
-    public let path: String
+    package let path: String
     /// The locked descriptor; -1 once released.
     private let descriptor: Mutex<Int32>
 
@@ -113,14 +113,14 @@ public final class RunDirectoryLock: Sendable {
     deinit { release() }
 
     /// The lock file's path in `runDirectory`.
-    public static func path(in runDirectory: URL) -> String { runDirectory.appendingPathComponent(fileName).path }
+    package static func path(in runDirectory: URL) -> String { runDirectory.appendingPathComponent(fileName).path }
 
     /// Takes the lock of `runDirectory` (which must exist) without waiting, and writes this process's
     /// host name, pid and start time into the lock file.
     /// - Throws: `RunDirectoryLockError.held` naming the holder when another open holds it (in this
     ///   process too); `.cannotCreate`, `.cannotLock` or `.cannotRecord` when the file system does not
     ///   allow it.
-    public static func acquire(runDirectory: URL) throws(RunDirectoryLockError) -> RunDirectoryLock {
+    package static func acquire(runDirectory: URL) throws(RunDirectoryLockError) -> RunDirectoryLock {
         let path = path(in: runDirectory)
         // O_CLOEXEC: a child process spawned by a step must not inherit the descriptor, or the lock
         // would outlive this process for as long as the child lives.
@@ -156,7 +156,7 @@ public final class RunDirectoryLock: Sendable {
     }
 
     /// Lets the lock go (and empties the file, so it names nobody). Calling it again does nothing.
-    public func release() {
+    package func release() {
         descriptor.withLock { fd in
             guard fd >= 0 else { return }
             // Emptied while still held: after the unlock a new holder may already be writing.
@@ -168,13 +168,13 @@ public final class RunDirectoryLock: Sendable {
 
     /// Whether a live process holds the lock of `runDirectory`, and who (from the file), without taking
     /// it. Nil when nobody holds it, when there is no lock file, or when it cannot be checked.
-    public static func holder(runDirectory: URL) -> LockHolder? {
+    package static func holder(runDirectory: URL) -> LockHolder? {
         if case .held(let holder) = probe(runDirectory: runDirectory) { return holder }
         return nil
     }
 
     /// What can be told about the lock of a run directory without taking it.
-    public enum Probe: Sendable, Equatable {
+    package enum Probe: Sendable, Equatable {
         /// No lock file: no launch that takes the lock has used this directory.
         case noLockFile
         /// The file exists and no live process holds it (its last holder ended, however it ended).
@@ -187,7 +187,7 @@ public final class RunDirectoryLock: Sendable {
 
     /// Checks the lock of `runDirectory` with `F_OFD_GETLK`, which never takes or disturbs it. A lock
     /// held by this very process through another open counts as held.
-    public static func probe(runDirectory: URL) -> Probe {
+    package static func probe(runDirectory: URL) -> Probe {
         let path = path(in: runDirectory)
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else {

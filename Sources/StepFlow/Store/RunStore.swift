@@ -3,7 +3,7 @@ import GRDB
 import Synchronization
 
 /// Why the run database cannot be used. The file is left as it was.
-public enum RunStoreError: Error, CustomStringConvertible, Sendable {
+package enum RunStoreError: Error, CustomStringConvertible, Sendable {
     case unreadable(path: String, reason: String)
     case otherProtocol(path: String, found: String, expected: String)
     case newerSchema(path: String, found: Int, supported: Int)
@@ -11,7 +11,7 @@ public enum RunStoreError: Error, CustomStringConvertible, Sendable {
     case noRun(path: String)
     case write(path: String, reason: String)
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .unreadable(let path, let reason):
             return "'\(path)' is not a StepFlow run database (\(reason)). Leave it be and choose another --run-dir, or move it away and start over."
@@ -30,47 +30,47 @@ public enum RunStoreError: Error, CustomStringConvertible, Sendable {
 }
 
 /// A run as the database holds it.
-public struct StoredRun: Sendable {
-    public var protocolName: String
-    public var params: [String]
-    public var status: String
-    public var threads: Int
-    public var mpi: Int
-    public var started: Double?
-    public var ended: Double?
+package struct StoredRun: Sendable {
+    package var protocolName: String
+    package var params: [String]
+    package var status: String
+    package var threads: Int
+    package var mpi: Int
+    package var started: Double?
+    package var ended: Double?
     /// How many times the run was launched: 1, plus one per `--continue`.
-    public var launches: Int
-    public var steps: [StepRecord]
+    package var launches: Int
+    package var steps: [StepRecord]
     /// The database's schema version; 1 kept neither added prerequisites apart nor releasers.
-    public var schemaVersion = RunStore.schemaVersion
+    package var schemaVersion = RunStore.schemaVersion
 
-    public func count(_ status: StepStatus) -> Int { steps.lazy.filter { $0.status == status }.count }
+    package func count(_ status: StepStatus) -> Int { steps.lazy.filter { $0.status == status }.count }
 }
 
 /// The run database (S8): `<run-dir>/run.db`, SQLite in WAL mode, owned by rank 0. Step records are
 /// written behind the run by a thread of their own, many to a transaction; `sync()` waits until
 /// everything handed over is committed, so a status is on disk before the run reports it.
-public final class RunStore: Sendable {
-    public static let fileName = "run.db"
+package final class RunStore: Sendable {
+    package static let fileName = "run.db"
     /// 2 added what continuing a growing graph needs (S12): insert-time prerequisites (NULL: all of
     /// them), releases, crashes (NULL: none), launches. A version 1 database is upgraded when a run
     /// continues in it.
-    public static let schemaVersion = 2
+    package static let schemaVersion = 2
 
-    public let path: String
+    package let path: String
     /// This launch's number in the run: 1 for a new run, one more for each `--continue`.
-    public let launch: Int
+    package let launch: Int
     /// The journal the database uses here, and why (see `DatabaseJournal`).
-    public let journal: (mode: DatabaseJournal, reason: String)
+    package let journal: (mode: DatabaseJournal, reason: String)
     private let db: DatabaseQueue
     private let queue = Mutex<(pending: [[StepRecord]], handed: Int, committed: Int, closing: Bool, failure: String?)>(([], 0, 0, false, nil))
     private let wake = NSCondition()
     private let writerDone = DispatchSemaphore(value: 0)
 
-    public static func path(in runDirectory: URL) -> String { runDirectory.path + "/" + fileName }
+    package static func path(in runDirectory: URL) -> String { runDirectory.path + "/" + fileName }
 
     /// Opens the database of a run to read it (`status`), without writing and without blocking a live run.
-    public static func read(runDirectory: URL) throws(RunStoreError) -> StoredRun {
+    package static func read(runDirectory: URL) throws(RunStoreError) -> StoredRun {
         let path = path(in: runDirectory)
         guard FileManager.default.fileExists(atPath: path) else { throw .noRun(path: path) }
         let reader: DatabaseQueue
@@ -86,14 +86,14 @@ public final class RunStore: Sendable {
     }
 
     /// What the run directory holds: nil when there is no database yet. Never changes the file.
-    public static func inspect(runDirectory: URL) throws(RunStoreError) -> StoredRun? {
+    package static func inspect(runDirectory: URL) throws(RunStoreError) -> StoredRun? {
         guard FileManager.default.fileExists(atPath: path(in: runDirectory)) else { return nil }
         return try read(runDirectory: runDirectory)
     }
 
     /// Creates the database of a new run. The run directory must not hold one (a restart sets the old
     /// run aside first).
-    public static func create(runDirectory: URL, protocolName: String, params: [String], threads: Int, mpi: Int,
+    package static func create(runDirectory: URL, protocolName: String, params: [String], threads: Int, mpi: Int,
                               environment: [String: String] = ProcessInfo.processInfo.environment) throws(RunStoreError) -> RunStore {
         let path = path(in: runDirectory)
         guard !FileManager.default.fileExists(atPath: path) else {
@@ -106,7 +106,7 @@ public final class RunStore: Sendable {
 
     /// Opens an existing database to continue its run: its run row is refreshed (one more launch) and
     /// its steps are replaced by the continued graph's.
-    public static func reopen(runDirectory: URL, protocolName: String, params: [String], threads: Int, mpi: Int,
+    package static func reopen(runDirectory: URL, protocolName: String, params: [String], threads: Int, mpi: Int,
                               previousLaunches: Int, steps: [StepRecord],
                               environment: [String: String] = ProcessInfo.processInfo.environment) throws(RunStoreError) -> RunStore {
         let store = try RunStore(path: path(in: runDirectory), launch: previousLaunches + 1, environment: environment)
@@ -144,7 +144,7 @@ public final class RunStore: Sendable {
     }
 
     /// Hands step records to the writer; they are committed within one batch, in order.
-    public func record(_ steps: [StepRecord]) {
+    package func record(_ steps: [StepRecord]) {
         guard !steps.isEmpty else { return }
         wake.lock()
         queue.withLock {
@@ -157,7 +157,7 @@ public final class RunStore: Sendable {
 
     /// Waits until everything handed over so far is committed. Returns the writer's failure, if any.
     @discardableResult
-    public func sync() -> String? {
+    package func sync() -> String? {
         let target = queue.withLock { $0.handed }
         wake.lock()
         defer { wake.unlock() }
@@ -172,7 +172,7 @@ public final class RunStore: Sendable {
     /// Returns what went wrong, if anything did: the caller must tell the user, the database may not
     /// say how the run ended.
     @discardableResult
-    public func finish(status: String) -> String? {
+    package func finish(status: String) -> String? {
         var failure = sync()
         do {
             try db.write { db in

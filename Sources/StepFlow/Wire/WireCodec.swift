@@ -1,7 +1,7 @@
 /// Why bytes could not be decoded as a frame (or as stored step arguments). Every case names what was
 /// being read and the byte offset where it starts. Ranks exchange frames of one build, so this means
 /// a bug, a version mismatch between ranks, or a damaged run database — never bad user input.
-public enum WireError: Error, CustomStringConvertible, Equatable, Sendable {
+package enum WireError: Error, CustomStringConvertible, Equatable, Sendable {
     /// The bytes end inside `field`, which starts at `offset` and needs `needed` bytes where `left` remain.
     case truncated(field: String, offset: Int, needed: Int, left: Int)
     /// A LEB128 integer for `field` does not fit in 64 bits (more than 10 bytes, or a 10th byte above 1).
@@ -24,7 +24,7 @@ public enum WireError: Error, CustomStringConvertible, Equatable, Sendable {
     case trailingBytes(count: Int, offset: Int)
 
     /// Where in the bytes the problem starts.
-    public var offset: Int {
+    package var offset: Int {
         switch self {
         case .truncated(_, let o, _, _), .varintOverflow(_, let o), .countPastEnd(_, _, let o, _, _),
              .nestedTooDeep(let o, _), .unknownKind(_, _, let o), .invalidFlag(_, _, let o),
@@ -34,7 +34,7 @@ public enum WireError: Error, CustomStringConvertible, Equatable, Sendable {
     }
 
     /// What is wrong, without the advice.
-    public var problem: String {
+    package var problem: String {
         switch self {
         case .truncated(let field, _, let needed, let left):
             return "it ends inside the \(field) (needs \(needed) byte\(needed == 1 ? "" : "s"), \(left) left)"
@@ -60,17 +60,17 @@ public enum WireError: Error, CustomStringConvertible, Equatable, Sendable {
         }
     }
 
-    public var description: String {
+    package var description: String {
         "malformed StepFlow message at byte \(offset): \(problem). Ranks and run databases must come from the same StepFlow build; rebuild, relaunch every rank, and report it if it persists."
     }
 }
 
 /// Why step arguments cannot travel between ranks (nested too deep): the user's to fix, at insertion.
-public enum StepNestingError: Error, CustomStringConvertible, Equatable, Sendable {
+package enum StepNestingError: Error, CustomStringConvertible, Equatable, Sendable {
     /// Argument `index` (0-based) nests arrays/objects `depth` levels deep, more than `limit`.
     case nestedTooDeep(index: Int, depth: Int, limit: Int)
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .nestedTooDeep(let index, let depth, let limit):
             return "argument \(index + 1) nests arrays/objects \(depth) levels deep; a step argument may nest at most \(limit). Flatten it, or write it to a file in the run directory and pass the file's path."
@@ -82,7 +82,7 @@ extension StepValue {
     /// How many arrays/objects are nested inside each other in this value: 0 for a scalar, 1 for
     /// `[1, 2]` or `{"a": 1}`, 2 for `[[1]]`. Walks the value without recursion, so any depth is safe
     /// to measure.
-    public var nestingDepth: Int {
+    package var nestingDepth: Int {
         var deepest = 0
         var pending: [(value: StepValue, depth: Int)] = [(self, 0)]
         while let (value, depth) = pending.popLast() {
@@ -104,15 +104,15 @@ extension StepValue {
 /// A compact binary codec: little-endian fixed-width integers, LEB128 lengths, length-prefixed UTF-8.
 /// No JSON on the hot path. Decoding checks every length, count, kind and the nesting depth against
 /// the bytes at hand, so any input either decodes or throws `WireError`; it never traps.
-public enum WireCodec {
+package enum WireCodec {
     /// How deep arrays/objects may nest in a step argument. The decoder refuses deeper values (its
     /// recursion, and a hostile frame's, stays bounded); the engine should refuse them at insertion
     /// with `checkNesting(_:)`, so they never reach the wire.
-    public static let maximumNesting = 64
+    package static let maximumNesting = 64
 
     /// Throws `StepNestingError.nestedTooDeep` for the first argument nested deeper than
     /// `maximumNesting`, which the decoder on the other rank would refuse.
-    public static func checkNesting(_ arguments: [StepValue]) throws(StepNestingError) {
+    package static func checkNesting(_ arguments: [StepValue]) throws(StepNestingError) {
         for (index, value) in arguments.enumerated() {
             let depth = value.nestingDepth
             if depth > maximumNesting { throw .nestedTooDeep(index: index, depth: depth, limit: maximumNesting) }
@@ -129,7 +129,7 @@ public enum WireCodec {
     }
 
     /// Step arguments as bytes (the run database keeps them so: exact, types included).
-    public static func encode(arguments: [StepValue]) -> [UInt8] {
+    package static func encode(arguments: [StepValue]) -> [UInt8] {
         var w = WireWriter()
         w.varint(UInt64(arguments.count))
         for v in arguments { w.value(v) }
@@ -137,7 +137,7 @@ public enum WireCodec {
     }
 
     /// Decodes what `encode(arguments:)` wrote. Throws `WireError` for anything else.
-    public static func decode(arguments bytes: [UInt8]) throws(WireError) -> [StepValue] {
+    package static func decode(arguments bytes: [UInt8]) throws(WireError) -> [StepValue] {
         try bytes.withUnsafeBufferPointer { buffer throws(WireError) in
             var r = WireReader(buffer: buffer)
             let values = try r.values("argument count")

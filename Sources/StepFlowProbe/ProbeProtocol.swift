@@ -20,7 +20,8 @@ import Synchronization
 ///   `--steps` sleep steps run beside it; step 3 depends on it.
 /// - `takeback`: a step adds a prerequisite to a step that was sent ahead to a busy rank (S3).
 /// - `nondeterministic`: rank 2 inserts one step more than the others.
-/// - `slowinsert`: `insertAllSteps` takes `--work-us` per step, for signals during it.
+/// - `slowinsert`: `insertAllSteps` takes `--work-us` per step and holds its last step until rank 0 got
+///   a signal (up to a minute), so a signal always lands during it.
 struct ProbeProtocol: StepProtocol {
     struct Params: ParsableArguments, Sendable {
         @Option var scenario: String = "random"
@@ -139,8 +140,11 @@ struct ProbeProtocol: StepProtocol {
         case "slowinsert":
             // A long insertAllSteps: <run-dir>/inserting tells a test it is under way.
             FileManager.default.createFile(atPath: runDirectory.appendingPathComponent("inserting").path, contents: nil)
-            for _ in 0..<params.steps {
+            for i in 0..<params.steps {
                 usleep(UInt32(max(params.workMicroseconds, 0)))
+                if i == params.steps - 1 && isRankZero {
+                    for _ in 0..<3000 where SignalWatch.received == nil { usleep(20_000) }
+                }
                 try steps.insertFunctionStep("work", prerequisites: [])
             }
         case "nondeterministic":

@@ -9,14 +9,19 @@ import Testing
         { step in iv.record(step) { Thread.sleep(forTimeInterval: 0.05) } }
     }
 
+    /// An embedded engine (steps inline, manual clock) over `functions`: "at once" is exact there.
+    static func embedded(threads: Int, ranks: Int = 1, mode: StepsExecutionMode = .parallel, policy: FailurePolicy = .stop,
+                         _ functions: [String: @Sendable (StepContext) throws -> Void]) -> EmbeddedEngine {
+        EmbeddedEngine(config: SchedulerConfig(ranks: ranks, threadsPerRank: threads, mode: mode, failurePolicy: policy),
+                       functions: functions)
+    }
+
     @Test("S2: without prerequisites register steps run one after another; with [readXml] they overlap", arguments: [false, true])
     func defaultPrerequisites(parallel: Bool) throws {
-        let iv = Intervals()
-        var h = Harness(threads: 4)
         let registered = Mutex<[StepID]>([])
-        h.functions = [
-            "readXml": { s in iv.record(s) {} },
-            "register": EngineTests.sleep(iv),
+        let engine = Self.embedded(threads: 4, [
+            "readXml": { _ in },
+            "register": { _ in },
             "download": { step in
                 let readXml = try step.insertFunctionStep("readXml")
                 for _ in 0..<4 {
@@ -25,12 +30,15 @@ import Testing
                     registered.withLock { $0.append(id) }
                 }
             },
-        ]
-        let report = try h.run { try $0.insertFunctionStep("download") }
+        ])
+        engine.durations = ["register": .seconds(1)]
+        try engine.steps.insertFunctionStep("download")
+        let report = try engine.runToEnd()
         #expect(report.outcome == .finished)
         let ids = registered.withLock { $0 }
         #expect(ids == [3, 4, 5, 6])
-        #expect(iv.overlap(ids) == parallel)
+        #expect(engine.ranAtOnce(ids) == parallel)
+        #expect(engine.startedTogether.suffix(parallel ? 1 : 4) == (parallel ? [ids] : ids.map { [$0] }))
         if !parallel {
             #expect(report.records[3].prerequisites == [3], "step 4 depends on step 3, the step inserted just before it")
             #expect(report.records[2].prerequisites == [2])
@@ -40,17 +48,16 @@ import Testing
 
     @Test("S2: in insertAllSteps the default prerequisite is the previous step; [] means none")
     func protocolDefaults() throws {
-        let iv = Intervals()
-        var h = Harness(threads: 3)
-        h.functions = ["s": EngineTests.sleep(iv)]
-        let report = try h.run { steps in
-            try steps.insertFunctionStep("s")
-            try steps.insertFunctionStep("s")
-            try steps.insertFunctionStep("s", prerequisites: [])
-        }
+        let engine = Self.embedded(threads: 3, ["s": { _ in }])
+        engine.durations = ["s": .seconds(1)]
+        try engine.steps.insertFunctionStep("s")
+        try engine.steps.insertFunctionStep("s")
+        try engine.steps.insertFunctionStep("s", prerequisites: [])
+        let report = try engine.runToEnd()
         #expect(report.records.map(\.prerequisites) == [[], [1], []])
-        #expect(!iv.overlap([1, 2]))
-        #expect(iv.overlap([1, 3]))
+        #expect(!engine.ranAtOnce([1, 2]))
+        #expect(engine.ranAtOnce([1, 3]))
+        #expect(engine.startedTogether == [[1, 3], [2]])
     }
 
     @Test("S3: steps inserted at run time start while their inserter still runs; their ids work at once", arguments: [1, 2])
@@ -63,7 +70,8 @@ import Testing
             "after": { s in seen.withLock { $0.append("after \(s.id)") } },
             "parent": { step in
                 let child = try step.insertFunctionStep("child", prerequisites: [])
-                #expect(childRan.wait(timeout: .now() + 10) == .success, "the child ran while its parent was still running")
+                // Not a time limit: the child runs within milliseconds; 60 s only keeps a broken engine from hanging the suite.
+                #expect(childRan.wait(timeout: .now() + 60) == .success, "the child ran while its parent was still running")
                 try step.insertFunctionStep("after", prerequisites: [child])
             },
         ]
@@ -164,14 +172,25 @@ import Testing
 
     @Test("S5: a step with threads: k holds k slots; at most T slots are busy at once")
     func threadsPerStep() throws {
+        let engine = Self.embedded(threads: 4, ["s": { _ in }])
+        engine.durations = ["s": .seconds(1)]
+        for _ in 0..<6 { try engine.steps.insertFunctionStep("s", prerequisites: [], threads: 2) }
+        #expect(try engine.runToEnd().outcome == .finished)
+        #expect(engine.startedTogether == [[1, 2], [3, 4], [5, 6]], "two 2-slot steps fill 4 slots; the next two wait for them")
+        #expect(engine.peakRunning == 2 && engine.peakSlotsBusy == 4)
+    }
+
+    @Test("S5: on worker threads too, steps of threads: k never hold more than T slots at once")
+    func threadsPerStepOnWorkers() throws {
+        // Only the bound: how many overlap on real threads depends on how the machine schedules them.
         let iv = Intervals()
         var h = Harness(threads: 4)
-        h.functions = ["s": EngineTests.sleep(iv)]
+        h.functions = ["s": { s in iv.record(s) { Thread.sleep(forTimeInterval: 0.01) } }]
         let report = try h.run { steps in
             for _ in 0..<6 { try steps.insertFunctionStep("s", prerequisites: [], threads: 2) }
         }
         #expect(report.outcome == .finished)
-        #expect(iv.peakConcurrency == 2)
+        #expect(iv.peakConcurrency <= 2 && iv.all.count == 6)
     }
 
     @Test("S5: serial mode runs one step at a time in id order, whatever the prerequisites", arguments: [1, 2])
@@ -198,26 +217,55 @@ import Testing
 
     @Test("S7: by default a failure stops new launches; running steps finish and are recorded", arguments: [1, 2])
     func failureStops(ranks: Int) throws {
-        var h = Harness(threads: 2, ranks: ranks)
+        // No sleeps: 'fail' throws once 'slow' has started, and 'slow' ends only once rank 0 has
+        // recorded the failure, so the failure always comes while 'slow' runs.
+        let config = SchedulerConfig(ranks: ranks, threadsPerRank: 2)
+        let state = SchedulerState(config)
         let started = Mutex(Set<StepID>())
-        h.functions = [
-            "fail": { s in started.withLock { _ = $0.insert(s.id) }; Thread.sleep(forTimeInterval: 0.02); throw Boom() },
-            "slow": { s in started.withLock { _ = $0.insert(s.id) }; Thread.sleep(forTimeInterval: 0.2) },
+        let slowStarted = DispatchSemaphore(value: 0)
+        let executor = StepExecutor(functions: [
+            "fail": { s in
+                started.withLock { _ = $0.insert(s.id) }
+                #expect(slowStarted.wait(timeout: .now() + 60) == .success)
+                throw Boom()
+            },
+            "slow": { s in
+                started.withLock { _ = $0.insert(s.id) }
+                slowStarted.signal()
+                #expect(Background.waitUntil { state.withScheduler { $0.graph.status(1) == .failed } }, "rank 0 recorded step 1 failed")
+            },
             "later": { s in started.withLock { _ = $0.insert(s.id) } },
-        ]
-        let report = try h.run { steps in
-            try steps.insertFunctionStep("fail", prerequisites: [])
-            try steps.insertFunctionStep("slow", prerequisites: [])
-            try steps.insertFunctionStep("later", prerequisites: [1, 2])
-            try steps.insertFunctionStep("later", prerequisites: [2])
-        }
+        ])
+        let steps = StepInserter(.protocolSteps, editor: state.editor, functionNames: executor.functionNames)
+        try steps.insertFunctionStep("fail", prerequisites: [])
+        try steps.insertFunctionStep("slow", prerequisites: [])
+        try steps.insertFunctionStep("later", prerequisites: [1, 2])
+        try steps.insertFunctionStep("later", prerequisites: [2])
+        let dir = Executables.temporaryFolder("failure-stops")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let transport = InMemoryRanks.start(ranks: ranks, threads: 2, executor: executor, runDirectory: dir)
+        let report = Coordinator(state: state, transport: transport, functionNames: executor.functionNames).run()
         #expect(report.outcome == .failed && report.exitCode == 1)
-        #expect(report.records.map(\.status) == [.failed, .finished, .new, .new])
+        #expect(report.records.map(\.status) == [.failed, .finished, .new, .new], "step 4's prerequisite finished after the failure: it never started")
         #expect(started.withLock { $0 } == [1, 2])
         #expect(report.records[0].error == "boom")
         #expect(report.records[1].end != nil, "the running step's end was recorded")
-        let text = RunSummary.text(report, protocolName: "T", runDirectory: URL(fileURLWithPath: "/r"))
+        let text = RunSummary.text(report, protocolName: "T", runDirectory: dir)
         #expect(text.contains("failed step 1 'fail'") && text.contains("boom") && text.contains("step-1.log"))
+    }
+
+    @Test("S7: on the embedded engine a failure stops launches at the moment of its result, whatever runs beside it", arguments: [1, 2])
+    func failureStopsAtItsResult(ranks: Int) throws {
+        let engine = Self.embedded(threads: 2, ranks: ranks, ["fail": { _ in throw Boom() }, "slow": { _ in }, "later": { _ in }])
+        engine.durations = ["fail": .seconds(1), "slow": .seconds(10)]
+        try engine.steps.insertFunctionStep("fail", prerequisites: [])
+        try engine.steps.insertFunctionStep("slow", prerequisites: [])
+        try engine.steps.insertFunctionStep("later", prerequisites: [1, 2])
+        try engine.steps.insertFunctionStep("later", prerequisites: [2])
+        let report = try engine.runToEnd()
+        #expect(report.outcome == .failed)
+        #expect(engine.startOrder == [1, 2] && report.records.map(\.status) == [.failed, .finished, .new, .new])
+        #expect(report.records[0].end == 1 && report.records[1].end == 10, "step 2 ran to its end, 9 s after the failure")
     }
 
     @Test("S7: --keep-going runs what does not depend on the failure; dependents end skipped", arguments: [1, 2])

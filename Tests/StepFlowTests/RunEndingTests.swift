@@ -37,14 +37,25 @@ import Testing
         #expect(RunSummary.text(report, protocolName: "T", runDirectory: dir).contains("disk I/O error"))
     }
 
-    @Test("A hook that throws once every step finished: the run is recorded failed and exits 1")
+    @Test("A hook that throws while the last step runs: every step finishes, yet the run is recorded failed and exits 1")
     func hookFailsAfterEverythingFinished() throws {
         struct P: StepProtocol {
             init(params: NoParams) {}
-            static let functions: StepFunctions<P> = ["s": { _, _ in usleep(100_000) }]
+            // The hook throws while the step runs, and the step ends after that: no sleep decides which
+            // comes first (a step not yet started when the hook threw would be taken back, not finished).
+            static let started = Atomic<Bool>(false)
+            static let hookThrew = Atomic<Bool>(false)
+            static let functions: StepFunctions<P> = ["s": { _, _ in
+                P.started.store(true, ordering: .sequentiallyConsistent)
+                #expect(Background.waitUntil { P.hookThrew.load(ordering: .sequentiallyConsistent) }, "the hook threw")
+            }]
             var stepsCheckInterval: Duration { .milliseconds(5) }
             mutating func insertAllSteps(_ steps: StepInserter) throws { try steps.insertFunctionStep("s") }
-            func stepsCheck(_ run: StepsCheck) throws { throw Boom() }
+            func stepsCheck(_ run: StepsCheck) throws {
+                guard P.started.load(ordering: .sequentiallyConsistent) else { return }
+                P.hookThrew.store(true, ordering: .sequentiallyConsistent)
+                throw Boom()
+            }
         }
         let dir = Executables.temporaryFolder("hook-fails")
         defer { try? FileManager.default.removeItem(at: dir) }

@@ -49,7 +49,8 @@ import Testing
         var description: String { "pid \(pid) (\(Self.fields(pid)?.first ?? "gone"))" }
     }
 
-    /// A run of the probe under run_mpi.sh, leading a process group of its own, as a shell's job.
+    /// A run of the probe under run_mpi.sh, leading a process group of its own, as a shell's job. Gated
+    /// (its last step waits for `<run-dir>/go`): it is live when the signal comes, however slow the machine.
     struct Job {
         let launch: Background
         let dir: URL
@@ -60,7 +61,7 @@ import Testing
     func start(steps: Int) throws -> Job {
         let dir = Executables.temporaryFolder("terminal")
         let run = dir.appendingPathComponent("run")
-        let args = ["--run-dir", run.path, "--scenario", "sleep", "--steps", String(steps), "--work-us", "50000"]
+        let args = ["--run-dir", run.path, "--scenario", "gated", "--steps", String(steps), "--work-us", "50000"]
         let launch = try Background(Self.runMPI, ["--debug", "--mpi", "2", "--threads", "2", "--", "StepFlowProbe"] + args,
                                     environment: ["PROBE_RUN_DIR": run.path, "STEPFLOW_SKIP_BUILD": "1"], newProcessGroup: true)
         return Job(launch: launch, dir: dir, run: run, args: args)
@@ -122,31 +123,32 @@ import Testing
         expectNothingLeft(job, processes)
         let stopped = try status(job.run)
         #expect(stopped.status == "aborted", "\(job.launch.text)")
-        #expect(stopped.counts["running"] == 0 && (stopped.counts["finished"] ?? 0) < 400, "\(stopped.counts)")
+        #expect(stopped.counts["running"] == 0 && (stopped.counts["finished"] ?? 0) < 401, "\(stopped.counts)")
         expectNoMPIRunNoise(job.launch.text)
     }
 
-    @Test("Ctrl-C twice, 200 ms apart: exit 130 within seconds, nothing left, --continue finishes the run")
+    @Test("Ctrl-C twice, 200 ms apart: exit 130, the run stopped mid-way, nothing left, --continue finishes the run")
     func ctrlCTwice() throws {
         let job = try start(steps: 300)
         defer { try? FileManager.default.removeItem(at: job.dir) }
         let processes = try processes(job)
-        let first = Date()
         job.launch.signalGroup(SIGINT)
+        // Any gap under mpirun's 5 s makes the second Ctrl-C the "exit at once" one.
         usleep(200_000)
         job.launch.signalGroup(SIGINT)
+        // A launch that hung would be killed by the wait and exit 137, not 130.
         #expect(job.launch.wait(timeout: 30) == 130, "\(job.launch.text)")
-        let took = Date().timeIntervalSince(first)
-        // The ranks end at once; mpirun follows within about a second (it notices them gone on its
-        // own schedule).
-        #expect(took < 5, "the launch took \(took) s after the first Ctrl-C")
+        // Stopped, not run to its end: the steps' own record, where the test's clock would measure load.
+        let stopped = try status(job.run)
+        #expect((stopped.counts["finished"] ?? 0) < 301, "\(stopped.counts)")
         expectNothingLeft(job, processes)
         expectNoMPIRunNoise(job.launch.text)
         // The ranks were killed: what rank 0 had committed is kept, and --continue finishes the rest.
+        FileManager.default.createFile(atPath: job.run.appendingPathComponent("go").path, contents: nil)
         let resumed = try MPILaunch.run(np: 2, "StepFlowProbe", job.args + ["--threads", "2", "--continue"],
                                         environment: ["PROBE_RUN_DIR": job.run.path])
         #expect(resumed.code == 0, "\(resumed.stdout)\n\(resumed.stderr)")
-        #expect(try status(job.run).counts["finished"] == 300)
+        #expect(try status(job.run).counts["finished"] == 301)
     }
 
     @Test("A clean error from rank 0 through run_mpi.sh: exit 2, its one message, no mpirun banner")

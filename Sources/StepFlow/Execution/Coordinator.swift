@@ -224,24 +224,6 @@ package final class Coordinator: Sendable {
         var stoppedForTimeLimit = false
         if let launchDeadline { state.withScheduler { $0.setLaunchDeadline(launchDeadline.time) } }
         while true {
-            if let launchDeadline, !stoppedForTimeLimit {
-                // Nothing runs and what is ready would outlast the deadline: stop now, not at the deadline.
-                let onlyTooLong = !hookActive && state.withScheduler { $0.inFlight == 0 && $0.heldForTimeLimit > 0 }
-                if onlyTooLong || Date().timeIntervalSince1970 >= launchDeadline.time {
-                    stoppedForTimeLimit = true
-                    let left = state.withScheduler { s in
-                        s.stopForTimeLimit()
-                        return s.graph.unfinishedCount - s.inFlight
-                    }
-                    transport.takeBackUnstarted()
-                    let why = onlyTooLong ? "every step ready to start is expected to run past the launch deadline (\(launchDeadline.why))"
-                                          : launchDeadline.why
-                    // With nothing left the run simply finishes: no message, exit 0.
-                    if left > 0 {
-                        hookError = "stopped starting steps: \(why). Running steps finished; \(left) step(s) left for a resubmission with --continue"
-                    }
-                }
-            }
             if !signalHandled, let signal = signalSource?() {
                 if box.state.silentRanks == nil {
                     let ranks = state.withScheduler { s in
@@ -265,21 +247,26 @@ package final class Coordinator: Sendable {
                 }
             }
             dispatch()
+            // Right after the dispatch, so "every ready step is too long" is what it just found with
+            // every slot that is free now, not what an earlier dispatch left aside.
+            if let launchDeadline, !stoppedForTimeLimit,
+               let stop = state.withScheduler({ $0.stopAtLaunchDeadline(now: Date().timeIntervalSince1970, why: launchDeadline.why, hookActive: hookActive) }) {
+                stoppedForTimeLimit = true
+                transport.takeBackUnstarted()
+                // With nothing left the run simply finishes: no message, exit 0.
+                if let message = stop.message { hookError = message }
+            }
             if let broken = box.state.broken {
                 hookError = broken
                 outcome = .failed
                 break
             }
-            if box.state.silentRanks == nil || signalHandled, let done = state.withScheduler({ $0.outcome() }) {
-                // A run that stops at a failure (S7) does not wait for the hook: nothing it releases
-                // could run (a step recorded failed by the crash limit stops its dependents too).
-                if case .stalled = done, hookActive, hookError == nil,
-                   state.withScheduler({ $0.config.failurePolicy != .stop || $0.graph.count(.failed) == 0 }) {
-                    // Only the hook can release what is left: wait for it.
-                } else {
-                    outcome = done
-                    break
-                }
+            // A run that stops at a failure (S7) does not wait for the hook: nothing it releases could
+            // run (a step recorded failed by the crash limit stops its dependents too).
+            if box.state.silentRanks == nil || signalHandled,
+               let done = state.withScheduler({ $0.endingOutcome(hookWaiting: hookActive && hookError == nil) }) {
+                outcome = done
+                break
             }
             let now = clock.now
             var wait = hookActive ? min(nextHook - now, .milliseconds(250)) : .milliseconds(250)
@@ -316,10 +303,7 @@ package final class Coordinator: Sendable {
                 notesShown = all.count
             }
         }
-        // A run that stops with failed steps is failed, even when it also holds waiting steps that the
-        // failed step would have released (S7); a hook that threw fails the run too.
-        if case .stalled = outcome, state.withScheduler({ $0.graph.count(.failed) > 0 }) { outcome = .failed }
-        if hookError != nil, outcome == .finished { outcome = .failed }
+        outcome = state.withScheduler { [outcome, hookError] in $0.recordedOutcome(outcome, hookError: hookError) }
         if case .aborted = outcome {
             // Commit first: after a signal the launcher may end every rank soon (mpirun: one second).
             handOffChanged()

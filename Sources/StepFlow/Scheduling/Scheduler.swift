@@ -325,6 +325,49 @@ package struct Scheduler: Sendable {
 }
 
 extension Scheduler {
+    /// The outcome once the run is over; nil while it goes on. A stalled run waits while a live
+    /// `stepsCheck` hook could still release its steps (`hookWaiting`), except after a failure that
+    /// stops the run (S7): nothing the hook releases could run then.
+    public mutating func endingOutcome(hookWaiting: Bool) -> RunOutcome? {
+        guard let done = outcome() else { return nil }
+        if case .stalled = done, hookWaiting, config.failurePolicy != .stop || graph.count(.failed) == 0 { return nil }
+        return done
+    }
+
+    /// The outcome recorded for an ended run: one that stops with failed steps is failed, even when it
+    /// also holds waiting steps the failed step would have released (S7); a hook that threw fails a
+    /// run whose steps all finished.
+    public func recordedOutcome(_ outcome: RunOutcome, hookError: String?) -> RunOutcome {
+        if case .stalled = outcome, graph.count(.failed) > 0 { return .failed }
+        if hookError != nil, outcome == .finished { return .failed }
+        return outcome
+    }
+
+    /// Why a run stopped starting steps before its launch deadline; `message` is nil when nothing was
+    /// left to start (the run simply finishes).
+    public struct LaunchDeadlineStop: Sendable, Equatable {
+        public var message: String?
+    }
+
+    /// At `now`, stops starting steps (`stopForTimeLimit`) once the launch deadline has passed, or
+    /// earlier when nothing runs and every ready step is expected to outlast it and no hook could
+    /// insert a shorter one (waiting would only waste the allocation). Returns nil while the run goes
+    /// on; the caller takes back steps sent ahead.
+    /// - Parameter why: where the deadline comes from, for the message.
+    public mutating func stopAtLaunchDeadline(now: Double, why: String, hookActive: Bool) -> LaunchDeadlineStop? {
+        guard let launchDeadline, !timeLimited else { return nil }
+        let onlyTooLong = !hookActive && inFlight == 0 && heldForTimeLimit > 0
+        guard onlyTooLong || now >= launchDeadline else { return nil }
+        stopForTimeLimit()
+        let left = graph.unfinishedCount - inFlight
+        let reason = onlyTooLong ? "every step ready to start is expected to run past the launch deadline (\(why))" : why
+        return LaunchDeadlineStop(message: left > 0
+            ? "stopped starting steps: \(reason). Running steps finished; \(left) step(s) left for a resubmission with --continue"
+            : nil)
+    }
+}
+
+extension Scheduler {
     /// Applies a graph edit for `inserter`: an insert returns the new id.
     @discardableResult
     package mutating func apply(_ edit: GraphEdit, by inserter: Inserter) throws(StepGraphError) -> StepID? {

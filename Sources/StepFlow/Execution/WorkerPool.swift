@@ -1,11 +1,18 @@
 import Collections
+import Dispatch
 import Foundation
 import Synchronization
 
-/// One rank's T workers: dedicated threads that run the steps the rank was sent, at most T slot units
-/// at a time, in the order they came. Workers never talk to other ranks: results go to `report`, graph
-/// edits to `channel`, and the rank's transport carries them (`.started` as a step begins, `.ended`
-/// when it is done).
+/// One rank's T workers: T slots on Dispatch that run the steps the rank was sent, at most T slot
+/// units at a time, in the order they came. Workers never talk to other ranks: results go to `report`,
+/// graph edits to `channel`, and the rank's transport carries them (`.started` as a step begins,
+/// `.ended` when it is done).
+///
+/// Each slot has a serial queue of its own. A slot with nothing to run holds no thread; given a step, it
+/// runs it on its queue and then goes on with the next queued step that fits, so a busy rank pays no
+/// wake-up between steps. Serial queues are served by libdispatch's overcommit pool, which adds a thread
+/// whenever the ones it has are all taken, however many cores there are: a step that blocks (a reply
+/// from rank 0, `Thread.sleep`, file I/O, a command) holds only its own slot.
 package final class WorkerPool: Sendable {
     package let rank: Int
     package let threads: Int
@@ -17,16 +24,30 @@ package final class WorkerPool: Sendable {
     private let state: Mutex<PoolState>
     /// Set when the run is stopped by a signal: running steps see it and end what they wait on.
     private let cancellation = Cancellation()
-    private let wake = NSCondition()
-    private let stopped = DispatchGroup()
+    /// One serial queue per slot, labelled `stepflow-r<rank>-w<slot>`; it only ever holds that slot's
+    /// one run of steps (`serve`), so slots never wait behind each other.
+    private let slotQueues: [DispatchQueue]
+    /// Entered as a slot starts a run of steps, left when the run ends: `shutdown` waits on it.
+    private let serving = DispatchGroup()
+    /// The signal mask of the thread that made the pool, which steps run under: as the pool's own
+    /// threads had it, and not libdispatch's, which blocks SIGINT and SIGTERM and would hand that on to
+    /// any process a step forks without resetting the mask (`system`, `fork`).
+    private let stepSignalMask: SignalMask
 
     private struct PoolState: ~Copyable {
         var pending = Deque<StepAssignment>()
         var busyUnits = 0
-        var shuttingDown = false
+        /// Slots with no step, the most recently freed last: it is the next one given a step.
+        var idleSlots: [Int]
     }
 
-    /// Starts `threads` worker threads for `rank`.
+    /// A step taken from the queue, with the idle slot that will run it.
+    private struct SlotStart {
+        var slot: Int
+        var step: StepAssignment
+    }
+
+    /// Sets up `threads` slots for `rank`; they take threads only while they have steps.
     package init(rank: Int, threads: Int, executor: StepExecutor, runDirectory: URL, launch: Int = 1,
                 channel: any StepRequestChannel, report: @escaping @Sendable (FromRank) -> Void) {
         self.rank = rank
@@ -36,36 +57,29 @@ package final class WorkerPool: Sendable {
         self.launch = launch
         self.channel = channel
         self.report = report
-        self.state = Mutex(PoolState())
-        for slot in 0..<threads {
-            stopped.enter()
-            let thread = Thread { [self] in
-                self.workerLoop(slot: slot)
-                self.stopped.leave()
-            }
-            thread.name = "stepflow-r\(rank)-w\(slot)"
-            thread.start()
-        }
+        // Slot 0 last, so it is the first given a step.
+        self.state = Mutex(PoolState(idleSlots: Array((0..<threads).reversed())))
+        self.slotQueues = (0..<threads).map { DispatchQueue(label: "stepflow-r\(rank)-w\($0)") }
+        self.stepSignalMask = SignalMask.current()
     }
 
     /// Queues steps; they start as slots free up, in order.
     package func submit(_ steps: [StepAssignment]) {
         guard !steps.isEmpty else { return }
-        wake.lock()
-        state.withLock { $0.pending.append(contentsOf: steps) }
-        wake.broadcast()
-        wake.unlock()
+        let starts = state.withLock { s in
+            s.pending.append(contentsOf: steps)
+            return claimStartable(&s, freedSlot: nil).others
+        }
+        starts.forEach(startServing)
     }
 
     /// Hands back every queued step that has not started, reporting each as `.notStarted`.
     package func takeBackUnstarted() {
-        wake.lock()
         let taken = state.withLock { s in
             let all = Array(s.pending)
             s.pending.removeAll()
             return all
         }
-        wake.unlock()
         for step in taken {
             report(.ended(StepOutcome(id: step.id, rank: rank, slot: -1, report: .notStarted, start: nil, end: nil, logPath: nil)))
         }
@@ -75,65 +89,88 @@ package final class WorkerPool: Sendable {
     /// a step already started is left alone (its `.started` report is on its way).
     package func takeBack(_ ids: [StepID]) {
         let wanted = Set(ids)
-        wake.lock()
-        let taken = state.withLock { s in
+        let (taken, starts) = state.withLock { s in
             let out = s.pending.filter { wanted.contains($0.id) }
-            if !out.isEmpty { s.pending.removeAll { wanted.contains($0.id) } }
-            return out
+            guard !out.isEmpty else { return (out, [SlotStart]()) }
+            s.pending.removeAll { wanted.contains($0.id) }
+            // The head may have been a step waiting for room; the one behind it may fit now.
+            return (out, claimStartable(&s, freedSlot: nil).others)
         }
-        wake.unlock()
         for step in taken {
             report(.ended(StepOutcome(id: step.id, rank: rank, slot: -1, report: .notStarted, start: nil, end: nil, logPath: nil)))
         }
+        starts.forEach(startServing)
     }
 
-    /// Drops queued steps and lets the threads end after their current step, without waiting for them
+    /// Drops queued steps and lets the slots end after their current step, without waiting for them
     /// (a signal stopped the run; what still runs is recorded `aborted`).
     package func stopLaunching() {
         cancellation.cancel()
-        wake.lock()
-        state.withLock {
-            $0.pending.removeAll()
-            $0.shuttingDown = true
-        }
-        wake.broadcast()
-        wake.unlock()
+        state.withLock { $0.pending.removeAll() }
     }
 
-    /// Lets queued steps finish, then stops the threads and waits for them.
+    /// Lets queued steps finish, then waits until no slot runs one.
     package func shutdown() {
-        wake.lock()
-        state.withLock { $0.shuttingDown = true }
-        wake.broadcast()
-        wake.unlock()
-        stopped.wait()
+        // Every slot idle means nothing is queued either: a step that fits is started the moment it
+        // is queued or a step ends, and with every slot idle every step fits (1 ≤ threads ≤ T).
+        serving.wait()
     }
 
-    private func workerLoop(slot: Int) {
-        while let step = nextStep() {
-            run(step, slot: slot)
-            wake.lock()
-            state.withLock { $0.busyUnits -= step.threads }
-            wake.broadcast()
-            wake.unlock()
+    /// Under the lock: takes the queued steps that now fit, in order, each for an idle slot. A slot
+    /// that just ended a step (`freedSlot`) gets the first of them as `own`, to run without a hop.
+    private func claimStartable(_ s: inout PoolState, freedSlot: Int?) -> (own: StepAssignment?, others: [SlotStart]) {
+        var own: StepAssignment?
+        var others: [SlotStart] = []
+        while let head = s.pending.first, s.busyUnits + head.threads <= threads {
+            if freedSlot != nil, own == nil {
+                own = head
+            } else if let slot = s.idleSlots.popLast() {
+                others.append(SlotStart(slot: slot, step: head))
+            } else {
+                break  // Not reached while every step takes at least one unit; a slot will free up.
+            }
+            s.pending.removeFirst()
+            s.busyUnits += head.threads
+        }
+        if let freedSlot, own == nil { s.idleSlots.append(freedSlot) }
+        return (own, others)
+    }
+
+    /// Starts a run of steps on an idle slot: on its queue while libdispatch has a thread for it,
+    /// else on a thread of its own (see `DispatchThreads`).
+    private func startServing(_ first: SlotStart) {
+        serving.enter()
+        if DispatchThreads.claim() {
+            slotQueues[first.slot].async { [self] in
+                serve(slot: first.slot, from: first.step)
+                DispatchThreads.release()
+                serving.leave()
+            }
+        } else {
+            let thread = Thread { [self] in
+                serve(slot: first.slot, from: first.step)
+                serving.leave()
+            }
+            thread.name = "stepflow-r\(rank)-w\(first.slot)"
+            thread.start()
         }
     }
 
-    private func nextStep() -> StepAssignment? {
-        wake.lock()
-        defer { wake.unlock() }
+    /// Runs `first`, then every next queued step that fits, until none does; the slot is then idle.
+    private func serve(slot: Int, from first: StepAssignment) {
+        let threadMask = stepSignalMask.apply()
+        defer { threadMask.apply() }
+        var step = first
         while true {
-            let (step, done): (StepAssignment?, Bool) = state.withLock { s in
-                if let head = s.pending.first, s.busyUnits + head.threads <= threads {
-                    s.pending.removeFirst()
-                    s.busyUnits += head.threads
-                    return (head, false)
-                }
-                return (nil, s.shuttingDown && s.pending.isEmpty)
+            run(step, slot: slot)
+            let (next, others) = state.withLock { s in
+                s.busyUnits -= step.threads
+                return claimStartable(&s, freedSlot: slot)
             }
-            if let step { return step }
-            if done { return nil }
-            wake.wait()
+            // Only a step that held several units can make room for more than the one this slot takes.
+            others.forEach(startServing)
+            guard let next else { return }
+            step = next
         }
     }
 
@@ -160,5 +197,46 @@ package final class WorkerPool: Sendable {
         }
         let end = Date().timeIntervalSince1970
         report(.ended(StepOutcome(id: step.id, rank: rank, slot: slot, report: outcome, start: start, end: end, logPath: context.logPath)))
+    }
+}
+
+/// How many threads of libdispatch's overcommit pool the slots of every pool in this process hold.
+/// libdispatch gives that pool at most 255 threads per QoS class (DISPATCH_WORKQ_MAX_PTHREAD_COUNT,
+/// fixed at its build) and every serial queue of the default QoS shares it; a slot queued past that
+/// would wait for a thread, and so for other steps to end, which is how a blocked step starves
+/// another. So slots take at most `limit` of them, leaving the rest to other queues of the process
+/// (Foundation's, a step's own); a slot started past the limit runs on a thread of its own.
+private enum DispatchThreads {
+    static let limit = 192
+    private static let held = Atomic<Int>(0)
+
+    /// Takes one of the `limit` threads; false when all are held.
+    static func claim() -> Bool {
+        if held.wrappingAdd(1, ordering: .relaxed).newValue <= limit { return true }
+        held.wrappingSubtract(1, ordering: .relaxed)
+        return false
+    }
+
+    static func release() { held.wrappingSubtract(1, ordering: .relaxed) }
+}
+
+/// A thread's set of blocked signals.
+private struct SignalMask: Sendable {
+    private var set: sigset_t
+
+    /// The calling thread's mask.
+    static func current() -> SignalMask {
+        var set = sigset_t()
+        pthread_sigmask(SIG_SETMASK, nil, &set)
+        return SignalMask(set: set)
+    }
+
+    /// Makes this the calling thread's mask; returns the mask it had.
+    @discardableResult
+    func apply() -> SignalMask {
+        var old = sigset_t()
+        var new = set
+        pthread_sigmask(SIG_SETMASK, &new, &old)
+        return SignalMask(set: old)
     }
 }

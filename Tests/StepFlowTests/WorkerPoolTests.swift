@@ -1,0 +1,269 @@
+import Foundation
+import Synchronization
+import Testing
+@testable import StepFlow
+
+/// A rank's T slots on their own: slots never starve each other, steps start in order and as room
+/// frees up, and the pool's calls (take back, stop, shutdown) do what they say. Every wait here has a
+/// deadline, so a pool that cannot run its steps fails the test instead of hanging it.
+@Suite struct WorkerPoolTests {
+    /// Long enough that only a pool that cannot run a step fails; a failing case ends after it.
+    static let deadline: Double = 60
+
+    @Test("T steps that each wait until all T have started all finish: a blocked slot never starves another",
+          arguments: [(pools: 1, threads: 4), (pools: 1, threads: 8),
+                      // Past libdispatch's 255 overcommit threads, in one pool and across pools of a process.
+                      (pools: 1, threads: 300), (pools: 3, threads: 100)])
+    func blockedSlotsDoNotStarve(pools: Int, threads: Int) throws {
+        let total = pools * threads
+        let gate = Gate(parties: total)
+        let recorders = (0..<pools).map { _ in Recorder() }
+        let executor = StepExecutor(functions: ["meet": { _ in try gate.arriveAndWait(timeout: Self.deadline) }])
+        let made = (0..<pools).map { rank in
+            WorkerPool(rank: rank, threads: threads, executor: executor, runDirectory: Self.scratch(), channel: Self.noChannel,
+                       report: recorders[rank].record)
+        }
+        for (rank, pool) in made.enumerated() {
+            pool.submit((1...threads).map { Self.step(rank * threads + $0, "meet") })
+        }
+        for recorder in recorders { #expect(recorder.waitForEnded(threads, timeout: Self.deadline)) }
+        gate.open()  // After a failure, lets the steps still waiting go, so the pools can shut down.
+        made.forEach { $0.shutdown() }
+        #expect(gate.arrived == total)
+        for recorder in recorders {
+            #expect(recorder.outcomes.allSatisfy { $0.report == .finished }, "\(recorder.outcomes.filter { $0.report != .finished })")
+            #expect(recorder.outcomes.map(\.slot).sorted() == Array(0..<threads), "each step on a slot of its own")
+        }
+    }
+
+    @Test("T steps that each ask rank 0 to insert a step, then wait for each other, all finish", arguments: [4, 8])
+    func replyWaitsDoNotStarve(threads: Int) throws {
+        let gate = Gate(parties: 2 * threads)
+        var h = Harness(threads: threads, ranks: 2)
+        h.functions = [
+            "child": { _ in },
+            "meet": { step in
+                try step.insertFunctionStep("child", prerequisites: [])
+                try gate.arriveAndWait(timeout: Self.deadline)
+            },
+        ]
+        let report = try h.run { steps in
+            for _ in 0..<(2 * threads) { try steps.insertFunctionStep("meet", prerequisites: []) }
+        }
+        #expect(report.outcome == .finished)
+        #expect(report.records.count == 4 * threads)
+    }
+
+    @Test("Steps start in the order they came: a step that needs every slot waits for room and holds back the steps behind it")
+    func wideStepHoldsBackTheQueue() throws {
+        let recorder = Recorder()
+        let release = Gate(parties: 1)
+        let executor = StepExecutor(functions: [
+            "hold": { _ in try release.waitUntilOpen(timeout: Self.deadline) },
+            "quick": { _ in },
+        ])
+        let pool = WorkerPool(rank: 0, threads: 3, executor: executor, runDirectory: Self.scratch(), channel: Self.noChannel,
+                              report: recorder.record)
+        pool.submit([Self.step(1, "hold"), Self.step(2, "hold"), Self.step(3, "quick", threads: 3), Self.step(4, "quick")])
+        #expect(recorder.waitForStarted(2, timeout: Self.deadline))
+        Thread.sleep(forTimeInterval: 0.2)
+        #expect(recorder.startedIDs.sorted() == [1, 2], "step 3 needs all 3 slots; step 4 fits but comes after it")
+        release.open()
+        pool.shutdown()
+        #expect(recorder.startedIDs.suffix(2) == [3, 4])
+        let ended = recorder.outcomes
+        let three = try #require(ended.first { $0.id == 3 })
+        #expect(ended.filter { [1, 2].contains($0.id) }.allSatisfy { $0.end! <= three.start! })
+        #expect(recorder.outcomes.allSatisfy { $0.report == .finished })
+    }
+
+    @Test("Taking back the step that waits for room lets the step behind it start")
+    func takeBackUnblocksTheQueue() throws {
+        let recorder = Recorder()
+        let release = Gate(parties: 1)
+        let executor = StepExecutor(functions: [
+            "hold": { _ in try release.waitUntilOpen(timeout: Self.deadline) },
+            "quick": { _ in },
+        ])
+        let pool = WorkerPool(rank: 0, threads: 2, executor: executor, runDirectory: Self.scratch(), channel: Self.noChannel,
+                              report: recorder.record)
+        pool.submit([Self.step(1, "hold"), Self.step(2, "quick", threads: 2), Self.step(3, "quick")])
+        #expect(recorder.waitForStarted(1, timeout: Self.deadline))
+        Thread.sleep(forTimeInterval: 0.2)  // The other slot has settled to wait for room by now.
+        pool.takeBack([2])
+        #expect(recorder.waitForEnded(2, timeout: Self.deadline), "step 2 handed back, step 3 run")
+        #expect(recorder.outcomes.first { $0.id == 2 }?.report == .notStarted)
+        #expect(recorder.outcomes.first { $0.id == 3 }?.report == .finished)
+        release.open()
+        pool.shutdown()
+        #expect(recorder.outcomes.count == 3)
+    }
+
+    @Test("takeBackUnstarted hands back the queue; shutdown waits for the running steps")
+    func takeBackUnstartedAndShutdown() throws {
+        let recorder = Recorder()
+        let release = Gate(parties: 1)
+        let executor = StepExecutor(functions: ["hold": { _ in try release.waitUntilOpen(timeout: Self.deadline) }])
+        let pool = WorkerPool(rank: 0, threads: 2, executor: executor, runDirectory: Self.scratch(), channel: Self.noChannel,
+                              report: recorder.record)
+        pool.submit((1...5).map { Self.step($0, "hold") })
+        #expect(recorder.waitForStarted(2, timeout: Self.deadline))
+        pool.takeBackUnstarted()
+        #expect(recorder.outcomes.map(\.id).sorted() == [3, 4, 5])
+        #expect(recorder.outcomes.allSatisfy { $0.report == .notStarted && $0.slot == -1 })
+        DispatchQueue.global().asyncAfter(deadline: .now() + 0.2) { release.open() }
+        pool.shutdown()
+        #expect(recorder.outcomes.filter { $0.report == .finished }.map(\.id).sorted() == [1, 2])
+    }
+
+    @Test("stopLaunching drops the queue and cancels the running steps without waiting for them")
+    func stopLaunching() throws {
+        let recorder = Recorder()
+        let executor = StepExecutor(functions: ["untilCancelled": { step in
+            let end = Date().addingTimeInterval(Self.deadline)
+            while !step.cancellation.isCancelled {
+                guard Date() < end else { throw Boom() }
+                Thread.sleep(forTimeInterval: 0.005)
+            }
+        }])
+        let pool = WorkerPool(rank: 0, threads: 2, executor: executor, runDirectory: Self.scratch(), channel: Self.noChannel,
+                              report: recorder.record)
+        pool.submit((1...4).map { Self.step($0, "untilCancelled") })
+        #expect(recorder.waitForStarted(2, timeout: Self.deadline))
+        pool.stopLaunching()
+        #expect(recorder.waitForEnded(2, timeout: Self.deadline))
+        pool.shutdown()
+        #expect(recorder.startedIDs == [1, 2], "steps 3 and 4 were dropped")
+        #expect(recorder.outcomes.map(\.id).sorted() == [1, 2])
+        #expect(recorder.outcomes.allSatisfy { $0.report == .finished })
+    }
+
+    @Test("Steps run with the signal mask of the thread that made the pool (SIGINT and SIGTERM not blocked)")
+    func stepsKeepTheCreatorsSignalMask() throws {
+        let recorder = Recorder()
+        let blocked = Mutex<[Bool]>([])
+        let executor = StepExecutor(functions: ["mask": { _ in
+            var current = sigset_t()
+            pthread_sigmask(SIG_SETMASK, nil, &current)
+            blocked.withLock { $0.append(sigismember(&current, SIGTERM) == 1 || sigismember(&current, SIGINT) == 1) }
+        }])
+        // Made on a thread of ours whose mask leaves both unblocked, as rank 0's main thread after
+        // SignalWatch.install; the test's own thread may be a Dispatch worker, which blocks them.
+        let made = Mutex<WorkerPool?>(nil)
+        let ready = DispatchSemaphore(value: 0)
+        Thread {
+            var set = sigset_t()
+            sigemptyset(&set)
+            sigaddset(&set, SIGINT)
+            sigaddset(&set, SIGTERM)
+            pthread_sigmask(SIG_UNBLOCK, &set, nil)
+            made.withLock {
+                $0 = WorkerPool(rank: 0, threads: 2, executor: executor, runDirectory: Self.scratch(), channel: Self.noChannel,
+                                report: recorder.record)
+            }
+            ready.signal()
+        }.start()
+        #expect(ready.wait(timeout: .now() + Self.deadline) == .success)
+        let pool = try #require(made.withLock { $0 })
+        pool.submit((1...4).map { Self.step($0, "mask") })
+        pool.shutdown()
+        #expect(blocked.withLock { $0 } == [false, false, false, false])
+    }
+
+    // MARK: - Helpers
+
+    static func step(_ id: StepID, _ function: String, threads: Int = 1) -> StepAssignment {
+        StepAssignment(id: id, function: function, args: [], threads: threads, gpus: [], attempt: 1)
+    }
+
+    /// The steps here never ask rank 0 for anything.
+    static let noChannel = TokenRequestChannel(replies: ReplyTable(), push: { _ in })
+
+    static func scratch() -> URL {
+        FileManager.default.temporaryDirectory.appendingPathComponent("stepflow-pool-test-\(UUID().uuidString)")
+    }
+}
+
+/// Waits until `parties` threads have arrived, or until opened.
+private final class Gate: Sendable {
+    private let parties: Int
+    private let count = Mutex<(arrived: Int, open: Bool)>((0, false))
+    private let condition = NSCondition()
+
+    init(parties: Int) { self.parties = parties }
+
+    var arrived: Int { count.withLock { $0.arrived } }
+
+    /// Arrives, then waits until every party has arrived; throws past `timeout` seconds.
+    func arriveAndWait(timeout: Double) throws {
+        condition.lock()
+        defer { condition.unlock() }
+        let all = count.withLock { c in
+            c.arrived += 1
+            if c.arrived >= parties { c.open = true }
+            return c.open
+        }
+        if all { condition.broadcast(); return }
+        try waitLocked(timeout: timeout)
+    }
+
+    /// Waits until opened; throws past `timeout` seconds.
+    func waitUntilOpen(timeout: Double) throws {
+        condition.lock()
+        defer { condition.unlock() }
+        try waitLocked(timeout: timeout)
+    }
+
+    func open() {
+        condition.lock()
+        count.withLock { $0.open = true }
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    private func waitLocked(timeout: Double) throws {
+        let end = Date().addingTimeInterval(timeout)
+        while !count.withLock({ $0.open }) {
+            if !condition.wait(until: end) { throw GateTimeout() }
+        }
+    }
+}
+
+private struct GateTimeout: Error, CustomStringConvertible {
+    var description: String { "the other steps never arrived" }
+}
+
+/// What a pool reported, with waits for it.
+private final class Recorder: Sendable {
+    private let events = Mutex<(started: [StepStart], ended: [StepOutcome])>(([], []))
+    private let condition = NSCondition()
+
+    var startedIDs: [StepID] { events.withLock { $0.started.map(\.id) } }
+    var outcomes: [StepOutcome] { events.withLock { $0.ended } }
+
+    func record(_ event: FromRank) {
+        condition.lock()
+        events.withLock {
+            switch event {
+            case .started(let s): $0.started.append(s)
+            case .ended(let o): $0.ended.append(o)
+            default: break
+            }
+        }
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    func waitForStarted(_ n: Int, timeout: Double) -> Bool { wait(timeout) { $0.started.count >= n } }
+    func waitForEnded(_ n: Int, timeout: Double) -> Bool { wait(timeout) { $0.ended.count >= n } }
+
+    private func wait(_ timeout: Double, until done: ((started: [StepStart], ended: [StepOutcome])) -> Bool) -> Bool {
+        let end = Date().addingTimeInterval(timeout)
+        condition.lock()
+        defer { condition.unlock() }
+        while !events.withLock({ done($0) }) {
+            if !condition.wait(until: end) { return events.withLock { done($0) } }
+        }
+        return true
+    }
+}

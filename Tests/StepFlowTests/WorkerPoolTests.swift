@@ -133,7 +133,7 @@ import Testing
         pool.stopLaunching()
         #expect(recorder.waitForEnded(2, timeout: Self.deadline))
         pool.shutdown()
-        #expect(recorder.startedIDs == [1, 2], "steps 3 and 4 were dropped")
+        #expect(recorder.startedIDs.sorted() == [1, 2], "steps 3 and 4 were dropped (1 and 2 start on two slots at once, in either order)")
         #expect(recorder.outcomes.map(\.id).sorted() == [1, 2])
         #expect(recorder.outcomes.allSatisfy { $0.report == .finished })
     }

@@ -121,18 +121,21 @@ package final class WorkerPool: Sendable {
     private func claimStartable(_ s: inout PoolState, freedSlot: Int?) -> (own: StepAssignment?, others: [SlotStart]) {
         var own: StepAssignment?
         var others: [SlotStart] = []
-        while let head = s.pending.first, s.busyUnits + head.threads <= threads {
-            if freedSlot != nil, own == nil {
-                own = head
+        // A flag rather than `own == nil`, which compiles to StepAssignment's `==`, copies and all:
+        // this runs once per step, under the lock. Steps are moved out of the queue, never copied.
+        var ownWanted = freedSlot != nil
+        while let needed = s.pending.first?.threads, s.busyUnits + needed <= threads {
+            if ownWanted {
+                own = s.pending.removeFirst()
+                ownWanted = false
             } else if let slot = s.idleSlots.popLast() {
-                others.append(SlotStart(slot: slot, step: head))
+                others.append(SlotStart(slot: slot, step: s.pending.removeFirst()))
             } else {
                 break  // Not reached while every step takes at least one unit; a slot will free up.
             }
-            s.pending.removeFirst()
-            s.busyUnits += head.threads
+            s.busyUnits += needed
         }
-        if let freedSlot, own == nil { s.idleSlots.append(freedSlot) }
+        if let freedSlot, ownWanted { s.idleSlots.append(freedSlot) }
         return (own, others)
     }
 

@@ -37,8 +37,10 @@ package final class WorkerPool: Sendable {
     private struct PoolState: ~Copyable {
         var pending = Deque<StepAssignment>()
         var busyUnits = 0
-        /// Slots with no step, the most recently freed last: it is the next one given a step.
-        var idleSlots: [Int]
+        /// Slots with no step, the longest idle first: it is the next one given a step. A slot's queue
+        /// has no thread of its own, so reusing the last one gains nothing, and taking turns spreads
+        /// steps that arrive one at a time over the slots, as the run's records show them.
+        var idleSlots: Deque<Int>
     }
 
     /// A step taken from the queue, with the idle slot that will run it.
@@ -57,8 +59,7 @@ package final class WorkerPool: Sendable {
         self.launch = launch
         self.channel = channel
         self.report = report
-        // Slot 0 last, so it is the first given a step.
-        self.state = Mutex(PoolState(idleSlots: Array((0..<threads).reversed())))
+        self.state = Mutex(PoolState(idleSlots: Deque(0..<threads)))
         self.slotQueues = (0..<threads).map { DispatchQueue(label: "stepflow-r\(rank)-w\($0)") }
         self.stepSignalMask = SignalMask.current()
     }
@@ -128,7 +129,7 @@ package final class WorkerPool: Sendable {
             if ownWanted {
                 own = s.pending.removeFirst()
                 ownWanted = false
-            } else if let slot = s.idleSlots.popLast() {
+            } else if let slot = s.idleSlots.popFirst() {
                 others.append(SlotStart(slot: slot, step: s.pending.removeFirst()))
             } else {
                 break  // Not reached while every step takes at least one unit; a slot will free up.

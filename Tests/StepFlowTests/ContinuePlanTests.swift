@@ -151,4 +151,42 @@ import Testing
         let plan = try ContinuePlan(current: [record(1, "f", .new, args: args)], previous: stored.steps)
         #expect(plan.keptFinished == 1)
     }
+
+    @Test("S8: rows written with constant text (statuses, inserters, no arguments, no prerequisites) read back as written")
+    func constantColumnsRoundTrip() throws {
+        #expect(WireCodec.encode(arguments: []) == [0])
+        let dir = Executables.temporaryFolder("constcols")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let store = try RunStore.create(runDirectory: dir, protocolName: "P", params: [], threads: 1, mpi: 1)
+        let inserters: [Inserter] = [.protocolSteps, .stepsCheck, .step(1)]
+        var written: [StepRecord] = []
+        for (i, status) in StepStatus.allCases.enumerated() {
+            let id = i + 1
+            written.append(record(id, "f\(id)", status, args: i % 2 == 0 ? [] : [.string("a\"b"), .int(id)],
+                                  prerequisites: i % 3 == 0 ? [] : Array(1..<id), by: id == 1 ? .protocolSteps : inserters[i % 3]))
+        }
+        store.record(written)
+        #expect(store.finish(status: "finished") == nil)
+        let stored = try RunStore.read(runDirectory: dir).steps
+        #expect(stored.map(\.status) == written.map(\.status))
+        #expect(stored.map(\.spec.args) == written.map(\.spec.args))
+        #expect(stored.map(\.prerequisites) == written.map(\.prerequisites))
+        #expect(stored.map(\.insertedBy) == written.map(\.insertedBy))
+        #expect(stored.map(\.spec.function) == written.map(\.spec.function))
+    }
+}
+
+/// Rank 0 keeps a record per step: its size is memory per step (issue 11 measured it at a million steps).
+@Suite struct StepRecordSizeTests {
+    @Test("A step record stays within 152 bytes (optional rank, slot and times stored without their flags)")
+    func recordSize() {
+        #expect(MemoryLayout<StepRecord>.stride <= 152, "StepRecord is \(MemoryLayout<StepRecord>.stride) bytes")
+        var r = StepRecord(id: 1, spec: StepSpec(function: "f"), prerequisites: [], insertedBy: .protocolSteps, status: .new)
+        #expect(r.rank == nil && r.slot == nil && r.start == nil && r.end == nil)
+        r.rank = 3; r.slot = 0; r.start = 0; r.end = 1.5
+        #expect(r.rank == 3 && r.slot == 0 && r.start == 0 && r.end == 1.5)
+        r.rank = nil; r.start = nil
+        #expect(r.rank == nil && r.start == nil)
+    }
 }

@@ -32,16 +32,12 @@ package struct StatusCommand: ParsableCommand {
             throw ExitCode(2)
         }
         if json {
-            var doc = RunDocument.json(protocolName: stored.protocolName, status: liveness.status(stored), threads: stored.threads,
-                                       mpi: stored.mpi, started: stored.started, ended: stored.ended, steps: stored.steps)
-            if var run = doc["run"] as? [String: Any] {
-                run["owner"] = liveness.owner.map { owner -> [String: Any] in
-                    ["host": owner.host ?? NSNull(), "pid": owner.pid.map { Int($0) } ?? NSNull(),
-                     "started": owner.started?.timeIntervalSince1970 ?? NSNull()]
-                } ?? NSNull()
-                doc["run"] = run
+            let owner = liveness.owner.map { owner in
+                (host: owner.host, pid: owner.pid.map { Int($0) }, started: owner.started?.timeIntervalSince1970)
             }
-            print(String(decoding: try RunDocument.data(doc), as: UTF8.self))
+            let header = RunDocument.Header(protocolName: stored.protocolName, status: liveness.status(stored), threads: stored.threads,
+                                            mpi: stored.mpi, started: stored.started, ended: stored.ended, owner: .some(owner))
+            print(RunDocument.text(header, steps: stored.steps))
         } else {
             print(Self.table(stored, liveness: liveness, runDirectory: dir))
         }

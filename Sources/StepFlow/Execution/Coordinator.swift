@@ -315,7 +315,8 @@ package final class Coordinator: Sendable {
         handOffChanged()
         if let journal, !notYetWritten.isEmpty {
             journal.record(state.withScheduler { s in
-                notYetWritten.map { s.graph.record($0) }.filter { $0.status == .new || $0.status == .waiting }
+                // Filter ids first: copying every protocol step's record to keep a few held 200 bytes a step.
+                notYetWritten.filter { [.new, .waiting].contains(s.graph.status($0)) }.map { s.graph.record($0) }
             })
         }
         if let failure = journal?.sync() { journalFailure = failure }
@@ -334,8 +335,8 @@ package final class Coordinator: Sendable {
     /// Hands the steps changed since the last hand-off to the journal.
     private func handOffChanged() {
         guard let journal else { return }
-        let records = state.withScheduler { s in s.takeChanged().map { s.graph.record($0) } }
-        journal.record(records)
+        let ids = state.withScheduler { $0.takeChanged() }
+        journal.record(ids: ids) { [state] chunk in state.withScheduler { s in chunk.map { s.graph.record($0) } } }
     }
 
     private func dispatch() {

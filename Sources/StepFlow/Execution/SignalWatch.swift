@@ -66,8 +66,14 @@ package enum SignalWatch {
 package protocol RunJournal: Sendable {
     /// Queues records to be committed in order.
     func record(_ steps: [StepRecord])
+    /// Queues steps by id, to be committed in order with what `source` returns for them when they
+    /// are written: their state then, which is at least as new as when they were queued.
+    func record(ids: [StepID], from source: @escaping RecordSource)
     /// Waits until everything queued is committed; returns the failure to report, if any.
     @discardableResult func sync() -> String?
 }
+
+/// Returns the current records of the given steps; called on the journal's own thread.
+package typealias RecordSource = @Sendable (ArraySlice<StepID>) -> [StepRecord]
 
 extension RunStore: RunJournal {}

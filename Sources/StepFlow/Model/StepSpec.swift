@@ -2,26 +2,58 @@
 package struct StepSpec: Hashable, Sendable {
     package var function: String
     package var args: [StepValue]
-    /// Slots the step occupies on one rank (1 ≤ threads ≤ T).
-    package var threads: Int
+    // Stored narrow (rank 0 keeps a spec per step); the accessors below keep the plain types.
+    private var storedExpectedSeconds = Double.nan
+    private var storedThreads: Int32
+    private var storedRetries: Int32
     package var needsGPU: Bool
-    /// How many more times a failed attempt is tried before the step is `failed`.
-    package var retries: Int
     /// A waiting step never runs until it is released (S4).
     package var wait: Bool
+
+    /// Slots the step occupies on one rank (1 ≤ threads ≤ T).
+    package var threads: Int {
+        get { Int(storedThreads) }
+        set { storedThreads = Int32(clamping: newValue) }
+    }
+
+    /// How many more times a failed attempt is tried before the step is `failed`.
+    package var retries: Int {
+        get { Int(storedRetries) }
+        set { storedRetries = Int32(clamping: newValue) }
+    }
+
     /// How long the step is expected to take, in seconds: near the end of an allocation
     /// (`--stop-before`), a step that would not finish in the time left is not started.
-    package var expectedSeconds: Double?
+    package var expectedSeconds: Double? {
+        get { storedExpectedSeconds.isNaN ? nil : storedExpectedSeconds }
+        set { storedExpectedSeconds = newValue ?? .nan }
+    }
 
     package init(function: String, args: [StepValue] = [], threads: Int = 1, needsGPU: Bool = false,
                 retries: Int = 0, wait: Bool = false, expectedSeconds: Double? = nil) {
         self.function = function
         self.args = args
-        self.threads = threads
+        self.storedThreads = Int32(clamping: threads)
         self.needsGPU = needsGPU
-        self.retries = retries
+        self.storedRetries = Int32(clamping: retries)
         self.wait = wait
         self.expectedSeconds = expectedSeconds
+    }
+
+    // NaN is not equal to itself: compare and hash the expected time through its optional.
+    package static func == (a: StepSpec, b: StepSpec) -> Bool {
+        a.function == b.function && a.args == b.args && a.threads == b.threads && a.needsGPU == b.needsGPU
+            && a.retries == b.retries && a.wait == b.wait && a.expectedSeconds == b.expectedSeconds
+    }
+
+    package func hash(into hasher: inout Hasher) {
+        hasher.combine(function)
+        hasher.combine(args)
+        hasher.combine(threads)
+        hasher.combine(needsGPU)
+        hasher.combine(retries)
+        hasher.combine(wait)
+        hasher.combine(expectedSeconds)
     }
 }
 
@@ -59,16 +91,14 @@ public struct StepRecord: Sendable {
     private var storedReleasedBy: Int32 = 0
     private var storedInsertPrerequisiteCount: Int32
     private var storedAttempts: Int32 = 0
-    /// The rank that ran its last attempt; nil if it never started.
-    public package(set) var rank: Int?
-    /// The worker slot (0..<T) on `rank` that ran its last attempt.
-    public package(set) var slot: Int?
     /// The GPU ids it held (`needsGPU`).
     public package(set) var gpus: [Int] = []
-    /// When its last attempt started, in seconds since the epoch.
-    public package(set) var start: Double?
-    /// When its last attempt ended, in seconds since the epoch.
-    public package(set) var end: Double?
+    /// Optional numbers are stored without their flag (a sentinel stands for nil): rank 0 keeps a
+    /// record per step, and `Int?` and `Double?` take 16 bytes each where these take 4 or 8.
+    private var storedRank: Int32 = -1
+    private var storedSlot: Int32 = -1
+    private var storedStart = Double.nan
+    private var storedEnd = Double.nan
     /// Why it failed: the error its function threw, or why the engine recorded it failed (such as
     /// `--crash-limit`); nil for a step that did not fail.
     public package(set) var error: String?
@@ -83,6 +113,30 @@ public struct StepRecord: Sendable {
         self.insertedBy = insertedBy
         self.status = status
         self.storedInsertPrerequisiteCount = Int32(clamping: insertPrerequisiteCount ?? prerequisites.count)
+    }
+
+    /// The rank that ran its last attempt; nil if it never started.
+    public package(set) var rank: Int? {
+        get { storedRank < 0 ? nil : Int(storedRank) }
+        set { storedRank = newValue.map { Int32(clamping: $0) } ?? -1 }
+    }
+
+    /// The worker slot (0..<T) on `rank` that ran its last attempt.
+    public package(set) var slot: Int? {
+        get { storedSlot < 0 ? nil : Int(storedSlot) }
+        set { storedSlot = newValue.map { Int32(clamping: $0) } ?? -1 }
+    }
+
+    /// When its last attempt started, in seconds since the epoch.
+    public package(set) var start: Double? {
+        get { storedStart.isNaN ? nil : storedStart }
+        set { storedStart = newValue ?? .nan }
+    }
+
+    /// When its last attempt ended, in seconds since the epoch.
+    public package(set) var end: Double? {
+        get { storedEnd.isNaN ? nil : storedEnd }
+        set { storedEnd = newValue ?? .nan }
     }
 
     /// How many attempts ran (retries included).

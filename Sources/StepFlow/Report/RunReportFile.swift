@@ -3,31 +3,131 @@ import Foundation
 /// The JSON document of a run — `status --json` prints it and `<run-dir>/report.json` holds it:
 /// `{"run": {"protocol", "status", "threads", "mpi", "started", "ended", "counts"}, "steps": [{"id",
 /// "function", "args", "prerequisites", "status", "rank", "slot", "attempts", "start", "end",
-/// "insertedBy", "error", "log"}]}`, times in seconds since the epoch.
+/// "insertedBy", "error", "log"}]}`, times in seconds since the epoch, keys in sorted order.
+///
+/// Written as text, a chunk at a time: building Foundation objects for every step and serializing them
+/// held about 6 KB a step at the run's end and cost more instructions than running the steps.
 package enum RunDocument {
-    package static func json(protocolName: String, status: String, threads: Int, mpi: Int, started: Double?,
-                            ended: Double?, steps: [StepRecord]) -> [String: Any] {
-        var counts: [String: Int] = [:]
-        for s in StepStatus.allCases { counts[s.rawValue] = 0 }
-        for r in steps { counts[r.status.rawValue, default: 0] += 1 }
-        let run: [String: Any] = [
-            "protocol": protocolName, "status": status, "threads": threads, "mpi": mpi,
-            "started": started ?? NSNull(), "ended": ended ?? NSNull(), "counts": counts,
-        ]
-        return ["run": run, "steps": steps.map(step)]
+    /// The run's header fields.
+    package struct Header {
+        package var protocolName: String
+        package var status: String
+        package var threads: Int
+        package var mpi: Int
+        package var started: Double?
+        package var ended: Double?
+        /// Who holds the run directory's lock (`status --json`); nil leaves the key out.
+        package var owner: (host: String?, pid: Int?, started: Double?)??
+
+        package init(protocolName: String, status: String, threads: Int, mpi: Int, started: Double?, ended: Double?,
+                     owner: (host: String?, pid: Int?, started: Double?)?? = nil) {
+            self.protocolName = protocolName
+            self.status = status
+            self.threads = threads
+            self.mpi = mpi
+            self.started = started
+            self.ended = ended
+            self.owner = owner
+        }
     }
 
-    static func step(_ r: StepRecord) -> [String: Any] {
-        [
-            "id": r.id, "function": r.spec.function, "args": r.spec.args.map(\.jsonObject),
-            "prerequisites": r.prerequisites, "status": r.status.rawValue, "attempts": r.attempts,
-            "rank": r.rank ?? NSNull(), "slot": r.slot ?? NSNull(), "start": r.start ?? NSNull(), "end": r.end ?? NSNull(),
-            "insertedBy": r.insertedBy.stepID ?? NSNull(), "error": r.error ?? NSNull(), "log": r.logPath ?? NSNull(),
-        ]
+    /// Text is handed to `sink` whenever this many bytes have gathered.
+    static let chunkBytes = 1 << 16
+
+    /// Writes the document for `steps` to `sink`, a chunk of UTF-8 text at a time.
+    /// - Throws: whatever `sink` throws.
+    package static func write(_ header: Header, steps: [StepRecord], to sink: ([UInt8]) throws -> Void) throws {
+        var out = JSONBytes()
+        out.reserve(chunkBytes + 4096)
+        out.raw("{\"run\":{\"counts\":{")
+        var counts = [Int](repeating: 0, count: StepStatus.allCases.count)
+        let statuses = StepStatus.allCases
+        for r in steps { counts[statuses.firstIndex(of: r.status)!] += 1 }
+        let sortedCounts = zip(statuses.map(\.rawValue), counts).sorted { $0.0 < $1.0 }
+        for (i, (name, count)) in sortedCounts.enumerated() {
+            if i > 0 { out.raw(",") }
+            out.string(name)
+            out.raw(":")
+            out.int(count)
+        }
+        out.raw("},\"ended\":")
+        out.double(header.ended)
+        out.raw(",\"mpi\":")
+        out.int(header.mpi)
+        if let owner = header.owner {
+            out.raw(",\"owner\":")
+            if let owner {
+                out.raw("{\"host\":")
+                out.string(owner.host)
+                out.raw(",\"pid\":")
+                out.int(owner.pid)
+                out.raw(",\"started\":")
+                out.double(owner.started)
+                out.raw("}")
+            } else {
+                out.raw("null")
+            }
+        }
+        out.raw(",\"protocol\":")
+        out.string(header.protocolName)
+        out.raw(",\"started\":")
+        out.double(header.started)
+        out.raw(",\"status\":")
+        out.string(header.status)
+        out.raw(",\"threads\":")
+        out.int(header.threads)
+        out.raw("},\"steps\":[")
+        for (i, r) in steps.enumerated() {
+            if i > 0 { out.raw(",") }
+            appendStep(r, to: &out)
+            if out.bytes.count >= chunkBytes {
+                try sink(out.bytes)
+                out.bytes.removeAll(keepingCapacity: true)
+            }
+        }
+        out.raw("]}")
+        try sink(out.bytes)
     }
 
-    package static func data(_ document: [String: Any]) throws -> Data {
-        try JSONSerialization.data(withJSONObject: document, options: [.sortedKeys])
+    /// The whole document as one string (`status --json`).
+    package static func text(_ header: Header, steps: [StepRecord]) -> String {
+        var bytes: [UInt8] = []
+        // The sink never throws.
+        try? write(header, steps: steps) { bytes += $0 }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    static func appendStep(_ r: StepRecord, to out: inout JSONBytes) {
+        out.raw("{\"args\":")
+        out.values(r.spec.args)
+        out.raw(",\"attempts\":")
+        out.int(r.attempts)
+        out.raw(",\"end\":")
+        out.double(r.end)
+        out.raw(",\"error\":")
+        out.string(r.error)
+        out.raw(",\"function\":")
+        out.string(r.spec.function)
+        out.raw(",\"id\":")
+        out.int(r.id)
+        out.raw(",\"insertedBy\":")
+        out.int(r.insertedBy.stepID)
+        out.raw(",\"log\":")
+        out.string(r.logPath)
+        out.raw(",\"prerequisites\":[")
+        for (i, p) in r.prerequisites.enumerated() {
+            if i > 0 { out.raw(",") }
+            out.int(p)
+        }
+        out.raw("],\"rank\":")
+        out.int(r.rank)
+        out.raw(",\"slot\":")
+        out.int(r.slot)
+        out.raw(",\"start\":")
+        out.double(r.start)
+        out.raw(",\"status\":")
+        out.string(r.status.rawValue)
+        out.raw("}")
     }
 }
 
@@ -35,16 +135,35 @@ package enum RunDocument {
 package enum RunReportFile {
     package static let name = "report.json"
 
-    package static func json(_ report: RunReport, protocolName: String) -> [String: Any] {
-        RunDocument.json(protocolName: protocolName, status: report.outcome.statusName, threads: report.config.threadsPerRank,
-                         mpi: report.config.ranks, started: report.started, ended: report.started + report.wallSeconds,
-                         steps: report.records)
+    package static func header(_ report: RunReport, protocolName: String) -> RunDocument.Header {
+        RunDocument.Header(protocolName: protocolName, status: report.outcome.statusName, threads: report.config.threadsPerRank,
+                           mpi: report.config.ranks, started: report.started, ended: report.started + report.wallSeconds)
     }
 
-    /// Writes the report atomically into the run directory.
+    /// Writes the report into the run directory: into a temporary file first, renamed over
+    /// `report.json` once complete, so a reader never sees half a report.
+    /// - Throws: the file system's error when the file cannot be created, written or renamed.
     package static func write(_ report: RunReport, protocolName: String, to runDirectory: URL) throws {
-        try RunDocument.data(json(report, protocolName: protocolName))
-            .write(to: runDirectory.appendingPathComponent(name), options: .atomic)
+        let final = runDirectory.appendingPathComponent(name)
+        let partial = runDirectory.appendingPathComponent(".\(name).\(getpid()).partial")
+        guard FileManager.default.createFile(atPath: partial.path, contents: nil) else {
+            throw CocoaError(.fileWriteNoPermission, userInfo: [NSFilePathErrorKey: partial.path])
+        }
+        do {
+            let handle = try FileHandle(forWritingTo: partial)
+            defer { try? handle.close() }
+            try RunDocument.write(header(report, protocolName: protocolName), steps: report.records) {
+                try handle.write(contentsOf: $0)
+            }
+            try handle.synchronize()
+            guard rename(partial.path, final.path) == 0 else {
+                throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: final.path,
+                                                              NSLocalizedDescriptionKey: String(cString: strerror(errno))])
+            }
+        } catch {
+            unlink(partial.path)
+            throw error
+        }
     }
 }
 

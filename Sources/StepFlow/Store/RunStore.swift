@@ -63,14 +63,24 @@ package final class RunStore: Sendable {
     /// The journal the database uses here, and why (see `DatabaseJournal`).
     package let journal: (mode: DatabaseJournal, reason: String)
     private let db: DatabaseQueue
-    private let queue = Mutex<(pending: [[StepRecord]], handed: Int, committed: Int, closing: Bool, failure: String?)>(([], 0, 0, false, nil))
+    /// What `record` hands the writer: records, or ids whose records the writer reads when it writes
+    /// them (a handed-over copy of every record held 200 bytes a step while the writer caught up).
+    private enum Batch {
+        case records([StepRecord])
+        case ids([StepID], RecordSource)
+    }
+    /// Records read from a `RecordSource` at a time: the copies held at once.
+    static let sourceChunk = 1024
+    private let queue = Mutex<(pending: [Batch], handed: Int, committed: Int, closing: Bool, failure: String?)>(([], 0, 0, false, nil))
     private let wake = NSCondition()
     private let writerDone = DispatchSemaphore(value: 0)
 
     package static func path(in runDirectory: URL) -> String { runDirectory.path + "/" + fileName }
 
     /// Opens the database of a run to read it (`status`), without writing and without blocking a live run.
-    package static func read(runDirectory: URL) throws(RunStoreError) -> StoredRun {
+    /// With `steps: false` only the run's row is read (the steps come back empty): what a caller that
+    /// only needs the protocol's name pays for a million-step run is one row, not a million.
+    package static func read(runDirectory: URL, steps readSteps: Bool = true) throws(RunStoreError) -> StoredRun {
         let path = path(in: runDirectory)
         guard FileManager.default.fileExists(atPath: path) else { throw .noRun(path: path) }
         let reader: DatabaseQueue
@@ -82,7 +92,7 @@ package final class RunStore: Sendable {
         } catch {
             throw .unreadable(path: path, reason: Self.reason(error))
         }
-        return try load(reader, path: path)
+        return try load(reader, path: path, steps: readSteps)
     }
 
     /// What the run directory holds: nil when there is no database yet. Never changes the file.
@@ -146,9 +156,19 @@ package final class RunStore: Sendable {
     /// Hands step records to the writer; they are committed within one batch, in order.
     package func record(_ steps: [StepRecord]) {
         guard !steps.isEmpty else { return }
+        hand(.records(steps))
+    }
+
+    /// Hands steps to the writer by id; it reads their records from `source` as it writes them.
+    package func record(ids: [StepID], from source: @escaping RecordSource) {
+        guard !ids.isEmpty else { return }
+        hand(.ids(ids, source))
+    }
+
+    private func hand(_ batch: Batch) {
         wake.lock()
         queue.withLock {
-            $0.pending.append(steps)
+            $0.pending.append(batch)
             $0.handed += 1
         }
         wake.signal()
@@ -200,7 +220,7 @@ package final class RunStore: Sendable {
         var written: [Bool] = []
         while true {
             wake.lock()
-            var batches: [[StepRecord]] = []
+            var batches: [Batch] = []
             var closing = false
             while true {
                 (batches, closing) = queue.withLock { q in
@@ -220,14 +240,22 @@ package final class RunStore: Sendable {
                     try db.write { db in
                         let writer = try StepRowWriter(db)
                         defer { writer.finish() }
+                        func write(_ r: StepRecord) throws {
+                            if r.id > marks.count { marks += Array(repeating: false, count: max(r.id - marks.count, marks.count)) }
+                            if r.isDropped {
+                                try writer.delete(r.id)
+                            } else {
+                                try writer.write(r, firstTime: !marks[r.id - 1])
+                                marks[r.id - 1] = true
+                            }
+                        }
                         for batch in batches {
-                            for r in batch {
-                                if r.id > marks.count { marks += Array(repeating: false, count: max(r.id - marks.count, marks.count)) }
-                                if r.isDropped {
-                                    try writer.delete(r.id)
-                                } else {
-                                    try writer.write(r, firstTime: !marks[r.id - 1])
-                                    marks[r.id - 1] = true
+                            switch batch {
+                            case .records(let records):
+                                for r in records { try write(r) }
+                            case .ids(let ids, let source):
+                                for start in stride(from: 0, to: ids.count, by: Self.sourceChunk) {
+                                    for r in source(ids[start..<min(start + Self.sourceChunk, ids.count)]) { try write(r) }
                                 }
                             }
                         }
@@ -296,7 +324,7 @@ package final class RunStore: Sendable {
         """
 
 
-    private static func load(_ reader: DatabaseQueue, path: String) throws(RunStoreError) -> StoredRun {
+    private static func load(_ reader: DatabaseQueue, path: String, steps readSteps: Bool = true) throws(RunStoreError) -> StoredRun {
         do {
             return try reader.read { db -> StoredRun in
                 let version = try Int.fetchOne(db, sql: "PRAGMA user_version") ?? 0
@@ -306,7 +334,7 @@ package final class RunStore: Sendable {
                 }
                 let cells = Cells(path: path)
                 var steps: [StepRecord] = []
-                for row in try Row.fetchAll(db, sql: "SELECT * FROM step ORDER BY id") {
+                for row in try Row.fetchAll(db, sql: readSteps ? "SELECT * FROM step ORDER BY id" : "SELECT * FROM step WHERE 0") {
                     let id: Int = try cells.required(row, "id", "a step")
                     let at = "step \(id)"
                     let kind: String = try cells.required(row, "inserter", at)

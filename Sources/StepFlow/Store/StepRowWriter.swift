@@ -70,8 +70,8 @@ struct StepRowWriter {
         let int = { (i: Int32, v: Int?) in Self.int(handle, i, v) }
         let double = { (i: Int32, v: Double?) in Self.double(handle, i, v) }
         sqlite3_bind_int64(handle, 1, Int64(r.id))
-        text(4, JSONText.ids(r.prerequisites))
-        text(5, r.status.rawValue)
+        if r.prerequisites.isEmpty { Self.constant(handle, 4, "[]") } else { text(4, JSONText.ids(r.prerequisites)) }
+        Self.constant(handle, 5, Self.statusText(r.status))
         int(12, r.rank)
         int(13, r.slot)
         sqlite3_bind_int64(handle, 14, Int64(r.attempts))
@@ -93,18 +93,46 @@ struct StepRowWriter {
         int(21, r.crashes == 0 ? nil : r.crashes)
         double(22, r.spec.expectedSeconds)
         text(2, r.spec.function)
-        let args = WireCodec.encode(arguments: r.spec.args)
-        _ = args.withUnsafeBytes { sqlite3_bind_blob(handle, 3, $0.baseAddress, Int32($0.count), Self.transient) }
+        if r.spec.args.isEmpty {
+            sqlite3_bind_blob(handle, 3, Self.noArguments.utf8Start, 1, nil)
+        } else {
+            let args = WireCodec.encode(arguments: r.spec.args)
+            _ = args.withUnsafeBytes { sqlite3_bind_blob(handle, 3, $0.baseAddress, Int32($0.count), Self.transient) }
+        }
         sqlite3_bind_int64(handle, 6, r.spec.wait ? 1 : 0)
         sqlite3_bind_int64(handle, 7, Int64(r.spec.threads))
         sqlite3_bind_int64(handle, 8, r.spec.needsGPU ? 1 : 0)
         sqlite3_bind_int64(handle, 9, Int64(r.spec.retries))
         switch r.insertedBy {
-        case .protocolSteps: text(10, "protocol")
-        case .stepsCheck: text(10, "stepsCheck")
-        case .step: text(10, "step")
+        case .protocolSteps: Self.constant(handle, 10, "protocol")
+        case .stepsCheck: Self.constant(handle, 10, "stepsCheck")
+        case .step: Self.constant(handle, 10, "step")
         }
         int(11, r.insertedBy.stepID)
+    }
+
+    /// `WireCodec.encode(arguments: [])`: a count of zero (checked by StepRowWriterTests). Static,
+    /// so SQLite reads it in place.
+    static let noArguments: StaticString = "\u{0}"
+
+    private static func statusText(_ status: StepStatus) -> StaticString {
+        switch status {
+        case .new: return "new"
+        case .waiting: return "waiting"
+        case .running: return "running"
+        case .finished: return "finished"
+        case .failed: return "failed"
+        case .aborted: return "aborted"
+        case .skipped: return "skipped"
+        }
+    }
+
+    /// Binds text that lives as long as the program: SQLite uses it in place (no copy, no allocation),
+    /// which matters on a path taken for every step.
+    private static func constant(_ handle: OpaquePointer, _ index: Int32, _ value: StaticString) {
+        value.utf8Start.withMemoryRebound(to: CChar.self, capacity: value.utf8CodeUnitCount) {
+            _ = sqlite3_bind_text(handle, index, $0, Int32(value.utf8CodeUnitCount), nil)
+        }
     }
 
     private static func text(_ handle: OpaquePointer, _ index: Int32, _ value: String?) {

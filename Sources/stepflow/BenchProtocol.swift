@@ -12,7 +12,8 @@ enum BenchShape: String, ExpressibleByArgument, CaseIterable, Sendable {
     case diamond
     /// Each step after 0–3 random earlier steps among the last 100 (seeded).
     case random
-    /// One step that sleeps while every other rank waits: idle cost.
+    /// One step that sleeps `--idle-ms` while every other rank waits, then an empty step after it:
+    /// the idle cost of waiting ranks, and how long the engine takes to wake up after a long idle.
     case idle
 }
 
@@ -45,6 +46,11 @@ struct BenchProtocol: StepProtocol {
 
     static let protocolName = "Bench"
 
+    /// The idle shape's sleeping step and the step after it. Ids are numbered 1, 2, … in the order
+    /// `insertAllSteps` inserts, so they are known before the run.
+    static let idleSleeperID: StepID = 1
+    static let idleWakeID: StepID = 2
+
     static let functions: StepFunctions<BenchProtocol> = [
         "noop": { _, _ in },
         "work": { p, _ in usleep(UInt32(p.params.workMicroseconds)) },
@@ -73,7 +79,9 @@ struct BenchProtocol: StepProtocol {
                 try steps.insertFunctionStep(body, arguments: [], prerequisites: prereqs)
             }
         case .idle:
-            try steps.insertFunctionStep("idle", arguments: [], prerequisites: [])
+            let sleeper = try steps.insertFunctionStep("idle", arguments: [], prerequisites: [])
+            let next = try steps.insertFunctionStep("noop", arguments: [], prerequisites: [sleeper])
+            precondition(sleeper == Self.idleSleeperID && next == Self.idleWakeID, "the idle shape's steps are numbered 1, 2")
         }
     }
 }

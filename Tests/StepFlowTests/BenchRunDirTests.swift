@@ -9,18 +9,7 @@ import Testing
         try Executables.run("stepflow", ["bench", "--steps", "200", "--idle-ms", "20", "--raw-tasks", "10", "--run-dir", dir.path] + extra)
     }
 
-    /// Every file under `dir` (relative path → bytes) and every folder (relative path → nil).
-    func snapshot(_ dir: URL) -> [String: Data?] {
-        var out: [String: Data?] = [:]
-        let base = dir.resolvingSymlinksInPath().path
-        guard let walker = FileManager.default.enumerator(atPath: base) else { return out }
-        while let relative = walker.nextObject() as? String {
-            var isDir: ObjCBool = false
-            _ = FileManager.default.fileExists(atPath: base + "/" + relative, isDirectory: &isDir)
-            out[relative] = isDir.boolValue ? .some(nil) : FileManager.default.contents(atPath: base + "/" + relative)
-        }
-        return out
-    }
+    func snapshot(_ dir: URL) -> [String: Data?] { FolderSnapshot.of(dir) }
 
     @Test("A folder holding a file the benchmark did not write is refused (exit 2); the file stays")
     func foreignFileRefused() throws {

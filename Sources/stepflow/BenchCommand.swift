@@ -172,9 +172,10 @@ struct BenchCommand: ParsableCommand {
                          + (sampledPerStep.map { String(format: "%.0f bytes per step above baseline", $0) } ?? "n/a"))
         }
 
-        if bench.workMicroseconds > 0 {
+        if bench.workMicroseconds > 0 || (bench.shape == .mixed && bench.longWorkMicroseconds > 0) {
             let ideal = BenchFigures.idealMakespan(shape: bench.shape, steps: main.steps, slots: Double(main.ranks * main.threads),
-                                                   work: Double(bench.workMicroseconds) / 1e6)
+                                                   work: Double(bench.workMicroseconds) / 1e6,
+                                                   longWork: Double(bench.longWorkMicroseconds) / 1e6)
             result["ideal_s"] = ideal
             result["makespan_over_ideal"] = main.wallSeconds / ideal
         }

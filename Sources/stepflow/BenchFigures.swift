@@ -5,8 +5,13 @@ import StepFlow
 enum BenchFigures {
     /// The shortest possible wall time of `steps` steps of `work` seconds each on `slots` slots
     /// (M ranks × T threads), with no overhead: what `makespan_over_ideal` divides by.
-    static func idealMakespan(shape: BenchShape, steps: Int, slots: Double, work: Double) -> Double {
+    /// For `mixed` (`longWork` every other step) it is a lower bound: all the work spread evenly, or
+    /// the longest step, whichever is longer.
+    static func idealMakespan(shape: BenchShape, steps: Int, slots: Double, work: Double, longWork: Double = 0) -> Double {
         switch shape {
+        case .mixed:
+            let long = Double((steps + 1) / 2), short = Double(steps / 2)
+            return max((long * longWork + short * work) / slots, steps > 0 ? longWork : 0, steps > 1 ? work : 0)
         case .chain: return Double(steps) * work
         case .diamond: return 2 * work + (Double(max(steps - 2, 0)) / slots).rounded(.up) * work
         case .idle: return work

@@ -15,6 +15,9 @@ enum BenchShape: String, ExpressibleByArgument, CaseIterable, Sendable {
     /// One step that sleeps `--idle-ms` while every other rank waits, then an empty step after it:
     /// the idle cost of waiting ranks, and how long the engine takes to wake up after a long idle.
     case idle
+    /// N independent steps, long (`--long-work-us`) and short (`--work-us`) alternately: packing, where
+    /// sending ahead must not queue a short step behind a long one while another slot idles.
+    case mixed
 }
 
 /// N steps of a given shape whose bodies do nothing, or sleep `workMicroseconds`.
@@ -26,6 +29,8 @@ struct BenchProtocol: StepProtocol {
         var steps: Int = 100_000
         @Option(name: .customLong("work-us"), help: "Each step sleeps this many microseconds (0: empty steps).")
         var workMicroseconds: Int = 0
+        @Option(name: .customLong("long-work-us"), help: "With --shape mixed: how long every other step sleeps, in microseconds.")
+        var longWorkMicroseconds: Int = 200_000
         @Option(name: .customLong("idle-ms"), help: "How long the idle measurement waits.")
         var idleMilliseconds: Int = 1000
 
@@ -34,6 +39,9 @@ struct BenchProtocol: StepProtocol {
             guard steps <= 50_000_000 else { throw ValidationError("--steps must be at most 50000000 (got \(steps)); rank 0 keeps every step in memory.") }
             guard (0...60_000_000).contains(workMicroseconds) else {
                 throw ValidationError("--work-us must be between 0 and 60000000 (one minute) (got \(workMicroseconds)).")
+            }
+            guard (0...60_000_000).contains(longWorkMicroseconds) else {
+                throw ValidationError("--long-work-us must be between 0 and 60000000 (one minute) (got \(longWorkMicroseconds)).")
             }
             guard (0...600_000).contains(idleMilliseconds) else {
                 throw ValidationError("--idle-ms must be between 0 and 600000 (ten minutes) (got \(idleMilliseconds)).")
@@ -55,6 +63,7 @@ struct BenchProtocol: StepProtocol {
         "noop": { _, _ in },
         "work": { p, _ in usleep(UInt32(p.params.workMicroseconds)) },
         "idle": { p, _ in usleep(UInt32(p.params.idleMilliseconds * 1000)) },
+        "long": { p, _ in usleep(UInt32(p.params.longWorkMicroseconds)) },
     ]
 
     mutating func insertAllSteps(_ steps: StepInserter) throws {
@@ -78,6 +87,8 @@ struct BenchProtocol: StepProtocol {
                 let prereqs = (0..<k).map { _ in max(1, i - Int.random(in: 0..<100, using: &rng)) }
                 try steps.insertFunctionStep(body, arguments: [], prerequisites: prereqs)
             }
+        case .mixed:
+            for i in 0..<n { try steps.insertFunctionStep(i % 2 == 0 ? "long" : body, arguments: [], prerequisites: []) }
         case .idle:
             let sleeper = try steps.insertFunctionStep("idle", arguments: [], prerequisites: [])
             let next = try steps.insertFunctionStep("noop", arguments: [], prerequisites: [sleeper])

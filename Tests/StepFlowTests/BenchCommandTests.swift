@@ -123,6 +123,8 @@ import Testing
     /// (shape, steps, threads, expected ideal makespan in units of --work-us)
     static let idealCases: [(String, Int, Int, Double)] = [
         ("independent", 5, 2, 3), ("random", 4, 2, 2), ("chain", 4, 2, 4), ("diamond", 10, 2, 2 + 4), ("diamond", 2, 1, 2),
+        // mixed: 3 long steps of 3 ms and 2 short of 1 ms on 2 slots: (9 + 2) / 2 units.
+        ("mixed", 5, 2, 5.5),
     ]
 
     @Test("ideal_s is the makespan of the shape's steps on M × T slots with no overhead", arguments: idealCases)
@@ -130,7 +132,7 @@ import Testing
         let dir = Executables.temporaryFolder("bench-ideal")
         defer { try? FileManager.default.removeItem(at: dir) }
         let result = try bench(dir, ["--json", "--shape", c.0, "--steps", String(c.1), "--threads", String(c.2),
-                                     "--work-us", "1000", "--no-store-cost"])
+                                     "--work-us", "1000", "--long-work-us", "3000", "--no-store-cost"])
         #expect(result.code == 0, "\(result.stderr)")
         let r = try #require(try json(result) as? [String: Any])
         #expect(abs((number(r, "ideal_s") ?? -1) - c.3 * 0.001) < 1e-12, "\(r)")

@@ -44,6 +44,22 @@ import Testing
         #expect(s.nextAssignments().count == 6)
     }
 
+    @Test("S6: short steps are sent further ahead; steps of 50 ms or more are not sent ahead at all")
+    func prefetchFollowsStepTime() throws {
+        var s = Scheduler(config: SchedulerConfig(ranks: 2, threadsPerRank: 1, prefetch: 2))
+        for _ in 0..<100 { try s.insert(spec(), prerequisites: [], insertedBy: .protocolSteps) }
+        s.adaptPrefetch(meanStepSeconds: 0.000_01)
+        #expect(s.nextAssignments().count == 2 * (1 + 32))
+        var t = Scheduler(config: SchedulerConfig(ranks: 2, threadsPerRank: 1, prefetch: 2))
+        for _ in 0..<100 { try t.insert(spec(), prerequisites: [], insertedBy: .protocolSteps) }
+        t.adaptPrefetch(meanStepSeconds: 0.02)
+        #expect(t.nextAssignments().count == 2 * (1 + 2))
+        var u = Scheduler(config: SchedulerConfig(ranks: 2, threadsPerRank: 1, prefetch: 2))
+        for _ in 0..<100 { try u.insert(spec(), prerequisites: [], insertedBy: .protocolSteps) }
+        u.adaptPrefetch(meanStepSeconds: 0.2)
+        #expect(u.nextAssignments().count == 2, "one step per slot, none queued behind a long one")
+    }
+
     @Test("S2/S4: a step becomes ready when its last prerequisite finishes, and a waiting one only once released")
     func readiness() throws {
         var s = Scheduler(config: SchedulerConfig(threadsPerRank: 4))

@@ -468,19 +468,21 @@ package struct ProgressSnapshot: Sendable, Equatable {
     package var final: Bool
 }
 
-/// The mean duration of recent steps, refreshed every 64 steps, to size how far ahead steps are sent.
+/// The mean duration of recent steps, to size how far ahead steps are sent: refreshed after the
+/// first 8 steps, then 16 and 32, then every 64, so a run of long steps stops sending ahead early.
 final class StepTimeAverage: Sendable {
-    private let state = Mutex<(sum: Double, count: Int, mean: Double)>((0, 0, 0))
+    private let state = Mutex<(sum: Double, count: Int, window: Int, mean: Double)>((0, 0, 8, 0))
 
     /// Adds a duration; returns true when the mean was refreshed.
     func add(_ seconds: Double) -> Bool {
         state.withLock { s in
             s.sum += seconds
             s.count += 1
-            guard s.count == 64 else { return false }
-            s.mean = s.sum / 64
+            guard s.count == s.window else { return false }
+            s.mean = s.sum / Double(s.window)
             s.sum = 0
             s.count = 0
+            s.window = min(s.window * 2, 64)
             return true
         }
     }

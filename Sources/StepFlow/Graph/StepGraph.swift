@@ -15,7 +15,7 @@ package struct StepGraph: Sendable {
     var dependents: [[Int32]] = []
     /// Ready steps, lowest id first. Entries are checked when popped, because a queued step can
     /// gain a prerequisite (`addPrerequisites`) before it is dispatched.
-    var ready = Heap<Int>()
+    var ready = ReadyQueue()
     var queued: [Bool] = []
     var countByStatus = [Int](repeating: 0, count: StepStatus.allCases.count)
     /// Sets of prerequisites for steps that gained many at run time (a streaming close step), so

@@ -12,8 +12,16 @@ enum JSONText {
         return out + "]"
     }
 
+    /// Written for every step with prerequisites: appending to one string (short ones stay inline,
+    /// with no allocation) instead of mapping to strings and joining them.
     static func ids(_ ids: [Int]) -> String {
-        "[" + ids.map(String.init).joined(separator: ",") + "]"
+        var out = "["
+        for (i, id) in ids.enumerated() {
+            if i > 0 { out += "," }
+            out += String(id)
+        }
+        out += "]"
+        return out
     }
 
     static func append(_ v: StepValue, to out: inout String) {

@@ -51,7 +51,22 @@ struct StepRowWriter {
         let handle = firstTime ? insert : r.spec.wait ? updateWaiting : update
         sqlite3_reset(handle)
         bind(r, to: handle, whole: firstTime, release: firstTime || r.spec.wait)
-        let rc = sqlite3_step(handle)
+        let rc: Int32
+        if firstTime {
+            // The function name is bound in place for the length of the step (SQLITE_STATIC: no copy);
+            // every later write of this statement binds it again.
+            var function = r.spec.function
+            rc = function.withUTF8 { utf8 in
+                if utf8.isEmpty {
+                    Self.constant(handle, 2, "")
+                } else {
+                    _ = utf8.withMemoryRebound(to: CChar.self) { sqlite3_bind_text(handle, 2, $0.baseAddress, Int32(utf8.count), nil) }
+                }
+                return sqlite3_step(handle)
+            }
+        } else {
+            rc = sqlite3_step(handle)
+        }
         guard rc == SQLITE_DONE else {
             throw DatabaseError(resultCode: ResultCode(rawValue: rc), message: String(cString: sqlite3_errmsg(sqlite3_db_handle(handle))))
         }
@@ -92,7 +107,6 @@ struct StepRowWriter {
         guard whole else { return }
         int(21, r.crashes == 0 ? nil : r.crashes)
         double(22, r.spec.expectedSeconds)
-        text(2, r.spec.function)
         if r.spec.args.isEmpty {
             sqlite3_bind_blob(handle, 3, Self.noArguments.utf8Start, 1, nil)
         } else {

@@ -94,7 +94,7 @@ import Testing
         }]
         // One step per rank: on rank 1 the refusal comes back over the wire.
         let report = try h.run { steps in for _ in 0..<ranks { try steps.insertFunctionStep("s", prerequisites: []) } }
-        #expect(report.outcome == .finished && report.records.map(\.rank) == Array(0..<ranks))
+        #expect(report.outcome == .finished && Set(report.records.compactMap(\.rank)) == Set(0..<ranks))
         let seen = messages.withLock { $0 }
         #expect(seen.count == ranks && seen.allSatisfy { $0.contains("step 99 does not exist") }, "\(seen)")
     }

@@ -37,6 +37,19 @@ import Testing
         #expect(a.map(\.rank) == [0, 1, 2, 0, 1, 2])
     }
 
+    @Test("S6: among equally loaded ranks, the rank that reported last gets the next step (a chain stays on a polling rank)")
+    func warmWorkerRankFirst() throws {
+        var s = Scheduler(config: SchedulerConfig(ranks: 4, threadsPerRank: 1))
+        var previous = try s.insert(spec(), prerequisites: [], insertedBy: .protocolSteps)
+        for _ in 0..<5 { previous = try s.insert(spec(), prerequisites: [previous], insertedBy: .protocolSteps) }
+        var ranks: [Int] = []
+        while let a = s.nextAssignments().first {
+            ranks.append(a.rank)
+            s.stepEnded(a.step, .finished)
+        }
+        #expect(ranks.count == 6 && ranks.allSatisfy { $0 == ranks[0] }, "\(ranks)")
+    }
+
     @Test("S6: a prefetch credit sends steps ahead beyond the T slots")
     func prefetchCredit() throws {
         var s = Scheduler(config: SchedulerConfig(ranks: 2, threadsPerRank: 1, prefetch: 2))

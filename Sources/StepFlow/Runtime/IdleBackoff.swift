@@ -9,7 +9,9 @@ import Foundation
 /// - after `longIdle` (20 ms) without activity, sleep `idleSleep` (1 ms): a rank with nothing to do stays
 ///   under 5% of a core, and wakes within a millisecond.
 package struct IdleBackoff: Sendable {
-    package static let spinWindow: Duration = .microseconds(100)
+    /// `STEPFLOW_SPIN_US` overrides it (to measure what polling costs ranks that share cores).
+    package static let spinWindow: Duration = .microseconds(
+        ProcessInfo.processInfo.environment["STEPFLOW_SPIN_US"].flatMap { Int($0) }.map { max($0, 0) } ?? 100)
     package static let activeSleep: Duration = .microseconds(200)
     package static let longIdle: Duration = .milliseconds(20)
     /// `STEPFLOW_IDLE_SLEEP_US` overrides it (to measure the trade-off between idle CPU and wake-up).

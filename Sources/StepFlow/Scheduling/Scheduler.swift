@@ -172,8 +172,11 @@ package struct Scheduler: Sendable {
                 heldForTimeLimit += 1
                 continue
             }
-            // Least-loaded rank; among equals the warm rank (the last to report: a chain's next link
-            // starts without waking a sleeping rank), then round-robin from the rank after the last one used.
+            // Least-loaded rank. Among equals the warm rank (the last to report: its loop is polling, so
+            // a chain's next link starts without waking a sleeping rank), then round-robin from the rank
+            // after the last one used. Measured on 4 ranks sharing 2 cores, a 10k chain: 154 µs a link
+            // round-robin, ~19 µs warm (the chain stays on rank 0, which the coordinator keeps awake),
+            // 82 µs when rank 0 was never the warm one (a worker's loop and pool thread wake slower).
             var best = -1
             for k in 1...config.ranks {
                 let r = (lastRank + k) % config.ranks

@@ -10,7 +10,7 @@ import Testing
     final class FailingJournal: RunJournal {
         let failing = Atomic<Bool>(false)
         func record(_ steps: [StepRecord]) {}
-        func record(ids: [StepID], from source: @escaping RecordSource) { _ = source(ids[...]) }
+        func record(pulling changes: @escaping ChangeSource) { _ = changes() }
         func sync() -> String? { failing.load(ordering: .relaxed) ? "disk I/O error (simulated)" : nil }
     }
 

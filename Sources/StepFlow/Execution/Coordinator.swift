@@ -332,11 +332,11 @@ package final class Coordinator: Sendable {
         return report
     }
 
-    /// Hands the steps changed since the last hand-off to the journal.
+    /// Queues a pull of the steps changed since the last one: the journal copies them when it writes
+    /// them, all at one moment, so each commit is a state the run was in (S8, S12).
     private func handOffChanged() {
         guard let journal else { return }
-        let ids = state.withScheduler { $0.takeChanged() }
-        journal.record(ids: ids) { [state] chunk in state.withScheduler { s in chunk.map { s.graph.record($0) } } }
+        journal.record(pulling: { [state] in state.withScheduler { s in s.takeChanged().map { s.graph.record($0) } } })
     }
 
     private func dispatch() {

@@ -66,14 +66,18 @@ package enum SignalWatch {
 package protocol RunJournal: Sendable {
     /// Queues records to be committed in order.
     func record(_ steps: [StepRecord])
-    /// Queues steps by id, to be committed in order with what `source` returns for them when they
-    /// are written: their state then, which is at least as new as when they were queued.
-    func record(ids: [StepID], from source: @escaping RecordSource)
+    /// Queues a pull: when the journal writes it, it calls `changes` once and commits what it returns.
+    /// `changes` takes the steps changed since its last call and copies their records in one go (one
+    /// lock hold), so every commit is a state the run was in: a step is never recorded finished
+    /// without the steps it inserted or released. Pulling when written, not when queued, keeps one
+    /// copy of the changed records at a time instead of one per queued batch.
+    func record(pulling changes: @escaping ChangeSource)
     /// Waits until everything queued is committed; returns the failure to report, if any.
     @discardableResult func sync() -> String?
 }
 
-/// Returns the current records of the given steps; called on the journal's own thread.
-package typealias RecordSource = @Sendable (ArraySlice<StepID>) -> [StepRecord]
+/// Takes the steps changed since its last call and returns their records, all read at one moment;
+/// called on the journal's own thread.
+package typealias ChangeSource = @Sendable () -> [StepRecord]
 
 extension RunStore: RunJournal {}

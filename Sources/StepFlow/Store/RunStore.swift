@@ -63,14 +63,12 @@ package final class RunStore: Sendable {
     /// The journal the database uses here, and why (see `DatabaseJournal`).
     package let journal: (mode: DatabaseJournal, reason: String)
     private let db: DatabaseQueue
-    /// What `record` hands the writer: records, or ids whose records the writer reads when it writes
-    /// them (a handed-over copy of every record held 200 bytes a step while the writer caught up).
+    /// What `record` hands the writer: records, or a pull of the changes at the moment it is written
+    /// (a copy of every queued batch held 200 bytes a step while the writer caught up).
     private enum Batch {
         case records([StepRecord])
-        case ids([StepID], RecordSource)
+        case pull(ChangeSource)
     }
-    /// Records read from a `RecordSource` at a time: the copies held at once.
-    static let sourceChunk = 1024
     private let queue = Mutex<(pending: [Batch], handed: Int, committed: Int, closing: Bool, failure: String?)>(([], 0, 0, false, nil))
     private let wake = NSCondition()
     private let writerDone = DispatchSemaphore(value: 0)
@@ -159,10 +157,10 @@ package final class RunStore: Sendable {
         hand(.records(steps))
     }
 
-    /// Hands steps to the writer by id; it reads their records from `source` as it writes them.
-    package func record(ids: [StepID], from source: @escaping RecordSource) {
-        guard !ids.isEmpty else { return }
-        hand(.ids(ids, source))
+    /// Queues a pull of the changed steps: the writer calls `changes` when it gets to it and commits
+    /// everything it returns in one transaction.
+    package func record(pulling changes: @escaping ChangeSource) {
+        hand(.pull(changes))
     }
 
     private func hand(_ batch: Batch) {
@@ -253,10 +251,8 @@ package final class RunStore: Sendable {
                             switch batch {
                             case .records(let records):
                                 for r in records { try write(r) }
-                            case .ids(let ids, let source):
-                                for start in stride(from: 0, to: ids.count, by: Self.sourceChunk) {
-                                    for r in source(ids[start..<min(start + Self.sourceChunk, ids.count)]) { try write(r) }
-                                }
+                            case .pull(let changes):
+                                for r in changes() { try write(r) }
                             }
                         }
                     }

@@ -44,20 +44,11 @@ enum JSONText {
         }
     }
 
+    /// Escapes as `JSONBytes.string` does (one escaping rule for every JSON the project writes).
     static func appendString(_ s: String, to out: inout String) {
-        out += "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where u.value < 0x20: out += String(format: "\\u%04x", u.value)
-            default: out.unicodeScalars.append(u)
-            }
-        }
-        out += "\""
+        var bytes = JSONBytes()
+        bytes.string(s)
+        out += String(decoding: bytes.bytes, as: UTF8.self)
     }
 
     /// Parses what `values` wrote for a list of strings (the recorded command line).

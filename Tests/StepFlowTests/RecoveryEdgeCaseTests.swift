@@ -191,7 +191,8 @@ import Testing
         #expect(throws: Never.self) { try ContinuePlan(current: [rec(1, "spawn", .new)], previous: g.liveRecords) }
     }
 
-    func v1Database(_ rows: [(Int, String, String, String, Int, Int?)]) throws -> URL {
+    /// A run database as schema 1 wrote it, holding `rows` (id, function, prerequisites, status, wait, inserter).
+    static func v1Database(_ rows: [(Int, String, String, String, Int, Int?)]) throws -> URL {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("review-v1-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         let q = try DatabaseQueue(path: RunStore.path(in: dir))
@@ -218,7 +219,7 @@ import Testing
 
     @Test("v1 run: close (its only prerequisite the finished download, released by it) is not released again")
     func v1ReleaseLost() throws {
-        let dir = try v1Database([(1, "download", "[]", "finished", 0, nil), (2, "close", "[1]", "aborted", 1, nil)])
+        let dir = try Self.v1Database([(1, "download", "[]", "finished", 0, nil), (2, "close", "[1]", "aborted", 1, nil)])
         defer { try? FileManager.default.removeItem(at: dir) }
         let stored = try RunStore.read(runDirectory: dir)
         let plan = try ContinuePlan(current: [rec(1, "download", .new), rec(2, "close", .waiting, prerequisites: [1], wait: true)],
@@ -229,7 +230,7 @@ import Testing
     @Test("v1 run: a protocol step with prerequisites added at run time counts as 'changed', loses them and runs before them")
     func v1AddedPrerequisitesCountAsChanged() throws {
         // download (finished) inserted register 3 (not run yet when the job died) and added it to merge.
-        let dir = try v1Database([(1, "download", "[]", "finished", 0, nil), (2, "merge", "[1,3]", "new", 0, nil),
+        let dir = try Self.v1Database([(1, "download", "[]", "finished", 0, nil), (2, "merge", "[1,3]", "new", 0, nil),
                                   (3, "register", "[]", "new", 0, 1)])
         defer { try? FileManager.default.removeItem(at: dir) }
         let stored = try RunStore.read(runDirectory: dir)

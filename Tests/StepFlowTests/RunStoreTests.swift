@@ -167,7 +167,7 @@ struct OtherProtocol: StepProtocol {
     }
 
     @Test("A run.db of another protocol, a newer schema, a corrupt or a truncated file: a clear error, exit 2, the file untouched",
-          arguments: ["other-protocol", "newer-schema", "corrupt", "truncated", "damaged-cell", "bad-arguments"])
+          arguments: ["other-protocol", "newer-schema", "corrupt", "truncated", "cut-log-row", "unknown-log-entry"])
     func badDatabase(kind: String) throws {
         let dir = Executables.temporaryFolder("baddb")
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -180,10 +180,12 @@ struct OtherProtocol: StepProtocol {
             let db = try DatabaseQueue(path: path)
             try db.writeWithoutTransaction { try $0.execute(sql: "PRAGMA user_version = 99") }
             try db.close()
-        case "damaged-cell", "bad-arguments":
+        case "cut-log-row", "unknown-log-entry":
             _ = try ProtocolRunner.runLocal(try proto(), settings: settings(dir))
             let db = try DatabaseQueue(path: path)
-            let damage = kind == "damaged-cell" ? "UPDATE step SET threads = 'many' WHERE id = 2" : "UPDATE step SET args = x'FF07' WHERE id = 2"
+            let damage = kind == "cut-log-row"
+                ? "UPDATE step_log SET steps = substr(steps, 1, length(steps) - 5) WHERE seq = (SELECT max(seq) FROM step_log)"
+                : "UPDATE step_log SET steps = x'01FF07' WHERE seq = (SELECT min(seq) FROM step_log)"
             try db.writeWithoutTransaction { try $0.execute(sql: damage) }
             try db.close()
         case "truncated":
@@ -199,7 +201,7 @@ struct OtherProtocol: StepProtocol {
         let before = Self.fileDigest(path)
         let expected = ["other-protocol": "holds a run of protocol 'OtherProtocol'", "newer-schema": "newer StepFlow",
                         "corrupt": "is not a StepFlow run database", "truncated": "is not a StepFlow run database",
-                        "damaged-cell": "step 2: column 'threads' holds", "bad-arguments": "step 2's arguments cannot be read"][kind]!
+                        "cut-log-row": "cannot be read (the step log", "unknown-log-entry": "unknown step entry kind 255"][kind]!
         for mode in [RunMode.new, .continueRun] {
             #expect {
                 try ProtocolRunner.runLocal(try proto(), settings: settings(dir, mode))

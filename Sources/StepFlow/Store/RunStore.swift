@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import GRDBSQLite
 import Synchronization
 
 /// Why the run database cannot be used. The file is left as it was.
@@ -48,14 +49,15 @@ package struct StoredRun: Sendable {
 }
 
 /// The run database (S8): `<run-dir>/run.db`, SQLite in WAL mode, owned by rank 0. Step records are
-/// written behind the run by a thread of their own, many to a transaction; `sync()` waits until
-/// everything handed over is committed, so a status is on disk before the run reports it.
+/// written behind the run by a thread of their own, each transaction one `step_log` row of every
+/// step it changed (`StepLog`); `sync()` waits until everything handed over is committed, so a
+/// status is on disk before the run reports it.
 package final class RunStore: Sendable {
     package static let fileName = "run.db"
     /// 2 added what continuing a growing graph needs (S12): insert-time prerequisites (NULL: all of
-    /// them), releases, crashes (NULL: none), launches. A version 1 database is upgraded when a run
-    /// continues in it.
-    package static let schemaVersion = 2
+    /// them), releases, crashes (NULL: none), launches. 3 keeps steps in `step_log` (`StepLog`), a row
+    /// per commit instead of a row per step. An older database is upgraded when a run continues in it.
+    package static let schemaVersion = 3
 
     package let path: String
     /// This launch's number in the run: 1 for a new run, one more for each `--continue`.
@@ -214,8 +216,7 @@ package final class RunStore: Sendable {
     }
 
     private func writerLoop() {
-        // Steps this writer wrote already; a first write replaces whatever row `reopen` left.
-        var written: [Bool] = []
+        let row = StepLog.Row()
         while true {
             wake.lock()
             var batches: [Batch] = []
@@ -232,33 +233,19 @@ package final class RunStore: Sendable {
             wake.unlock()
             if !batches.isEmpty {
                 var failure: String?
-                do {
-                    // Marked written only once the transaction commits: a rolled-back row must be inserted again.
-                    var marks = written
-                    try db.write { db in
-                        let writer = try StepRowWriter(db)
-                        defer { writer.finish() }
-                        func write(_ r: StepRecord) throws {
-                            if r.id > marks.count { marks += Array(repeating: false, count: max(r.id - marks.count, marks.count)) }
-                            if r.isDropped {
-                                try writer.delete(r.id)
-                            } else {
-                                try writer.write(r, firstTime: !marks[r.id - 1])
-                                marks[r.id - 1] = true
-                            }
-                        }
-                        for batch in batches {
-                            switch batch {
-                            case .records(let records):
-                                for r in records { try write(r) }
-                            case .pull(let changes):
-                                for r in changes() { try write(r) }
-                            }
-                        }
+                row.clear()
+                for batch in batches {
+                    switch batch {
+                    case .records(let records): for r in records { row.append(r) }
+                    case .pull(let changes): for r in changes() { row.append(r) }
                     }
-                    written = marks
-                } catch {
-                    failure = Self.reason(error)
+                }
+                if !row.isEmpty {
+                    do {
+                        try db.write { db in try self.appendLog(row.bytes, db) }
+                    } catch {
+                        failure = Self.reason(error)
+                    }
                 }
                 wake.lock()
                 queue.withLock {
@@ -271,6 +258,22 @@ package final class RunStore: Sendable {
             if closing && batches.isEmpty { break }
         }
         writerDone.signal()
+    }
+
+    /// Appends one row of `StepLog` bytes, bound in place.
+    private func appendLog(_ bytes: UnsafeRawBufferPointer, _ db: Database) throws {
+        guard bytes.count <= Int(Int32.max) else {
+            throw RunStoreError.write(path: path, reason: "\(bytes.count) bytes of step changes in one commit, more than SQLite takes in one value")
+        }
+        let statement = try db.cachedStatement(sql: "INSERT INTO step_log (steps) VALUES (?)")
+        let handle = statement.sqliteStatement
+        sqlite3_reset(handle)
+        sqlite3_bind_blob(handle, 1, bytes.baseAddress, Int32(bytes.count), nil)
+        let rc = sqlite3_step(handle)
+        sqlite3_reset(handle)
+        guard rc == SQLITE_DONE else {
+            throw DatabaseError(resultCode: ResultCode(rawValue: rc), message: String(cString: sqlite3_errmsg(sqlite3_db_handle(handle))))
+        }
     }
 
     private func writeRun(protocolName: String, params: [String], threads: Int, mpi: Int, replaceSteps: [StepRecord]?) throws(RunStoreError) {
@@ -286,10 +289,11 @@ package final class RunStore: Sendable {
                       mpi = excluded.mpi, started = excluded.started, ended = NULL, launches = excluded.launches
                     """, arguments: [protocolName, JSONText.values(params.map { .string($0) }), threads, mpi, Date().timeIntervalSince1970, launch])
                 if let replaceSteps {
-                    try db.execute(sql: "DELETE FROM step")
-                    let writer = try StepRowWriter(db)
-                    defer { writer.finish() }
-                    for r in replaceSteps where !r.isDropped { try writer.write(r, firstTime: true) }
+                    // The continued graph in one row: what the old rows said is in it.
+                    try db.execute(sql: "DELETE FROM step; DELETE FROM step_log")
+                    let row = StepLog.Row()
+                    for r in replaceSteps where !r.isDropped { row.append(r) }
+                    try self.appendLog(row.bytes, db)
                 }
             }
         } catch let error as RunStoreError {
@@ -309,6 +313,7 @@ package final class RunStore: Sendable {
           retries INTEGER NOT NULL, inserter TEXT NOT NULL, inserted_by INTEGER, rank INTEGER, slot INTEGER,
           attempts INTEGER NOT NULL, start REAL, "end" REAL, error TEXT, log TEXT,
           insert_prerequisites INTEGER, released_by INTEGER, crashes INTEGER, expected REAL);
+        CREATE TABLE IF NOT EXISTS step_log (seq INTEGER PRIMARY KEY, steps BLOB NOT NULL);
         """
 
     static let upgradeFrom1 = """
@@ -384,6 +389,9 @@ package final class RunStore: Sendable {
                     r.logPath = try cells.optional(row, "log", at)
                     steps.append(r)
                 }
+                if readSteps, try db.tableExists("step_log") {
+                    steps = try applyLog(db, to: steps, path: path)
+                }
                 let params = JSONText.parseStrings(try cells.optional(run, "params", "the run") ?? "[]") ?? []
                 return StoredRun(protocolName: try cells.required(run, "protocol", "the run"), params: params,
                                  status: try cells.required(run, "status", "the run"), threads: try cells.required(run, "threads", "the run"),
@@ -396,6 +404,34 @@ package final class RunStore: Sendable {
         } catch {
             throw .unreadable(path: path, reason: reason(error))
         }
+    }
+
+    /// The steps of `step` rows (schemas 1 and 2) with the rows of `step_log` applied in order: the
+    /// last entry of a step is the step. Returns them in id order.
+    private static func applyLog(_ db: Database, to rows: [StepRecord], path: String) throws -> [StepRecord] {
+        var byID: [StepID: StepRecord] = [:]
+        byID.reserveCapacity(rows.count)
+        for r in rows { byID[r.id] = r }
+        let cursor = try Row.fetchCursor(db, sql: "SELECT seq, steps FROM step_log ORDER BY seq")
+        while let row = try cursor.next() {
+            let seq: Int64 = row[0]
+            guard let data = row[1] as Data? else {
+                throw RunStoreError.unreadable(path: path, reason: "step log row \(seq) is empty")
+            }
+            let entries: [StepLog.Entry]
+            do {
+                entries = try StepLog.decode([UInt8](data))
+            } catch {
+                throw RunStoreError.unreadable(path: path, reason: "step log row \(seq) cannot be read (\(error.problem), at byte \(error.offset))")
+            }
+            for entry in entries {
+                switch entry {
+                case .step(let r): byID[r.id] = r
+                case .dropped(let id): byID[id] = nil
+                }
+            }
+        }
+        return byID.values.sorted { $0.id < $1.id }
     }
 
     /// Reads cells of a database that may be damaged: a missing, NULL or mistyped cell is an error

@@ -1,0 +1,235 @@
+/// How the run database keeps steps (schema 3): every transaction of the writer appends one row to
+/// `step_log` holding, as bytes, every step it changed; the run is the rows applied in order.
+///
+/// A row per step (the `step` table of schemas 1 and 2) cost SQLite ~7,000 instructions a step, a
+/// core on its own at 400,000 steps a second; appending the same records as one value per commit
+/// costs a few hundred. The bytes are `WireWriter`'s: the codec ranks already use, checked on read.
+enum StepLog {
+    /// The first byte of every row: a later layout gets a new number, and this build refuses it.
+    static let layout: UInt8 = 1
+
+    /// What one row says about one step.
+    enum Entry {
+        case step(StepRecord)
+        /// Its inserter no longer inserts it (S12): it is out of the run.
+        case dropped(StepID)
+    }
+
+    /// One row's bytes: `records` in order (dropped steps as such).
+    static func encode(_ records: some Sequence<StepRecord>) -> [UInt8] {
+        let row = Row()
+        for r in records { row.append(r) }
+        return Array(row.bytes)
+    }
+
+    /// A row being written: its bytes, grown as records are added. Records are written through a
+    /// pointer into room reserved for each (its size bounded first): appending to an array checked
+    /// capacity and uniqueness at every byte, and the writer encodes every step of the run.
+    final class Row {
+        private var base: UnsafeMutableRawPointer
+        private var capacity: Int
+        private(set) var count = 0
+
+        init(capacity: Int = 1 << 16) {
+            self.capacity = capacity
+            base = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 8)
+            clear()
+        }
+
+        deinit { base.deallocate() }
+
+        /// Empties the row, keeping its memory, and starts it with the layout byte.
+        func clear() {
+            base.storeBytes(of: layout, as: UInt8.self)
+            count = 1
+        }
+
+        /// Whether no record was added since `clear`.
+        var isEmpty: Bool { count <= 1 }
+
+        var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }
+
+        func append(_ r: StepRecord) {
+            guard !r.isDropped else {
+                var w = reserve(11)
+                w.byte(0)
+                w.varint(UInt64(r.id))
+                count = w.offset(from: base)
+                return
+            }
+            // Arguments are rare on the hot path and nest: the wire codec writes them, the same bytes.
+            let args = r.spec.args.isEmpty ? nil : WireCodec.encode(arguments: r.spec.args)
+            let bound = 200 + r.spec.function.utf8.count + (args?.count ?? 1) + 10 * r.prerequisites.count
+                + (r.error?.utf8.count ?? 0) + (r.logPath?.utf8.count ?? 0)
+            var w = reserve(bound)
+            w.byte(1)
+            w.varint(UInt64(r.id))
+            w.byte(UInt8(r.status.ordinal))
+            w.string(r.spec.function)
+            if let args { args.withUnsafeBytes { w.raw($0) } } else { w.byte(0) }
+            w.byte((r.spec.wait ? 1 : 0) | (r.spec.needsGPU ? 2 : 0))
+            w.int(r.spec.threads)
+            w.int(r.spec.retries)
+            w.optionalDouble(r.spec.expectedSeconds)
+            w.varint(UInt64(r.prerequisites.count))
+            for p in r.prerequisites { w.int(p) }
+            w.int(r.insertPrerequisiteCount)
+            w.int(code(r.insertedBy))
+            w.int(r.releasedBy.map(code) ?? 0)
+            w.int(r.crashes)
+            w.int(r.rank ?? -1)
+            w.int(r.slot ?? -1)
+            w.int(r.attempts)
+            w.optionalDouble(r.start)
+            w.optionalDouble(r.end)
+            w.optionalString(r.error)
+            w.optionalString(r.logPath)
+            count = w.offset(from: base)
+        }
+
+        /// A writer at the end of the row with at least `bytes` of room after it.
+        private func reserve(_ bytes: Int) -> Cursor {
+            if count + bytes > capacity {
+                let grown = max(capacity * 2, count + bytes)
+                let moved = UnsafeMutableRawPointer.allocate(byteCount: grown, alignment: 8)
+                moved.copyMemory(from: base, byteCount: count)
+                base.deallocate()
+                base = moved
+                capacity = grown
+            }
+            return Cursor(at: base + count)
+        }
+    }
+
+    /// Writes `WireWriter`'s encodings (LEB128, zigzag, little-endian doubles, length-prefixed UTF-8)
+    /// into room its caller reserved.
+    private struct Cursor {
+        var at: UnsafeMutableRawPointer
+
+        func offset(from base: UnsafeMutableRawPointer) -> Int { at - base }
+
+        mutating func byte(_ b: UInt8) {
+            at.storeBytes(of: b, as: UInt8.self)
+            at += 1
+        }
+
+        mutating func varint(_ v: UInt64) {
+            var v = v
+            while v >= 0x80 {
+                byte(UInt8(truncatingIfNeeded: v) | 0x80)
+                v >>= 7
+            }
+            byte(UInt8(v))
+        }
+
+        mutating func int(_ v: Int) { varint(UInt64(bitPattern: Int64(v)) << 1 ^ UInt64(bitPattern: Int64(v) >> 63)) }
+
+        mutating func optionalDouble(_ d: Double?) {
+            guard let d else { byte(0); return }
+            byte(1)
+            at.storeBytes(of: d.bitPattern.littleEndian, as: UInt64.self)
+            at += 8
+        }
+
+        mutating func raw(_ bytes: UnsafeRawBufferPointer) {
+            guard let from = bytes.baseAddress, bytes.count > 0 else { return }
+            at.copyMemory(from: from, byteCount: bytes.count)
+            at += bytes.count
+        }
+
+        mutating func string(_ s: String) {
+            var s = s
+            s.withUTF8 { utf8 in
+                varint(UInt64(utf8.count))
+                raw(UnsafeRawBufferPointer(utf8))
+            }
+        }
+
+        mutating func optionalString(_ s: String?) {
+            guard let s else { byte(0); return }
+            byte(1)
+            string(s)
+        }
+    }
+
+    /// Reads one row. Throws `WireError` for anything `encode` did not write.
+    static func decode(_ bytes: [UInt8]) throws(WireError) -> [Entry] {
+        try bytes.withUnsafeBufferPointer { buffer throws(WireError) in
+            var r = WireReader(buffer: buffer)
+            let version = try r.byte("step log layout")
+            guard version == layout else { throw .unknownKind(field: "step log layout", kind: version, offset: 0) }
+            var out: [Entry] = []
+            while r.left > 0 { out.append(try read(from: &r)) }
+            return out
+        }
+    }
+
+    private static func read(from r: inout WireReader) throws(WireError) -> Entry {
+        let kindAt = r.offset
+        let kind = try r.byte("step entry kind")
+        let idAt = r.offset
+        let rawID = try r.varint("step id")
+        guard rawID >= 1, rawID <= UInt64(Int32.max) else { throw .outOfRange(field: "step id", value: rawID, offset: idAt) }
+        let id = Int(rawID)
+        switch kind {
+        case 0: return .dropped(id)
+        case 1: break
+        default: throw .unknownKind(field: "step entry kind", kind: kind, offset: kindAt)
+        }
+        let statusAt = r.offset
+        let statusByte = try r.byte("step status")
+        guard Int(statusByte) < StepStatus.allCases.count else { throw .unknownKind(field: "step status", kind: statusByte, offset: statusAt) }
+        let function = try r.string("step function")
+        let args = try r.values("step argument count")
+        let flagsAt = r.offset
+        let flags = try r.byte("step flags")
+        guard flags < 4 else { throw .unknownKind(field: "step flags", kind: flags, offset: flagsAt) }
+        let spec = StepSpec(function: function, args: args, threads: try r.int("step threads"), needsGPU: flags & 2 != 0,
+                            retries: try r.int("step retries"), wait: flags & 1 != 0, expectedSeconds: try r.optionalDouble("step expected time"))
+        let prerequisites = try r.ints("step prerequisites")
+        let insertCount = try r.int("step insert-time prerequisite count")
+        let inserterAt = r.offset
+        let inserterCode = try r.int("step inserter")
+        guard let insertedBy = inserter(inserterCode) else {
+            throw .outOfRange(field: "step inserter", value: UInt64(bitPattern: Int64(inserterCode)), offset: inserterAt)
+        }
+        let releasedAt = r.offset
+        let released = try r.int("step releaser")
+        var record = StepRecord(id: id, spec: spec, prerequisites: prerequisites, insertedBy: insertedBy,
+                                status: StepStatus.allCases[Int(statusByte)],
+                                insertPrerequisiteCount: min(max(insertCount, 0), prerequisites.count))
+        if released != 0 {
+            guard let by = inserter(released) else { throw .outOfRange(field: "step releaser", value: UInt64(bitPattern: Int64(released)), offset: releasedAt) }
+            record.releasedBy = by
+        }
+        record.crashes = max(try r.int("step crashes"), 0)
+        let rank = try r.int("step rank")
+        record.rank = rank < 0 ? nil : rank
+        let slot = try r.int("step slot")
+        record.slot = slot < 0 ? nil : slot
+        record.attempts = max(try r.int("step attempts"), 0)
+        record.start = try r.optionalDouble("step start")
+        record.end = try r.optionalDouble("step end")
+        record.error = try r.optionalString("step error")
+        record.logPath = try r.optionalString("step log path")
+        return .step(record)
+    }
+
+    /// -1 insertAllSteps, -2 the stepsCheck hook, n > 0 step n (0 stands for "nobody" where it may).
+    private static func code(_ inserter: Inserter) -> Int {
+        switch inserter {
+        case .protocolSteps: return -1
+        case .stepsCheck: return -2
+        case .step(let id): return id
+        }
+    }
+
+    private static func inserter(_ code: Int) -> Inserter? {
+        switch code {
+        case -1: return .protocolSteps
+        case -2: return .stepsCheck
+        case let id where id > 0: return .step(id)
+        default: return nil
+        }
+    }
+}

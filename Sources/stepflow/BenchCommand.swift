@@ -17,6 +17,8 @@ struct BenchCommand: ParsableCommand {
 
             One launch measures, in order: the raw MPI message rate; the run; the same run again with the store off, \
             in <run-dir>/no-store (store_cost = 1 - steps/s with the store ÷ steps/s without; --no-store-cost skips it); \
+            --repeats more such pairs, in <run-dir>/repeat-<n> and no-store-<n>, every other pair store-off first \
+            (steps/s, the ratio and store_cost are medians over the pairs; memory is the first run's); \
             and an idle run in <run-dir>/idle, where one step sleeps --idle-ms while the other ranks wait and a second \
             step waits for it (idle CPU of every rank while the step sleeps; idle_wake_us, from the sleeping step's end \
             to the next step's start).
@@ -40,6 +42,8 @@ struct BenchCommand: ParsableCommand {
     var noStore = false
     @Flag(name: .customLong("no-store-cost"), help: "Skip the second, store-off run that measures what the store costs.")
     var noStoreCost = false
+    @Option(help: "Runs of the shape (each with its store-off twin), whose medians are reported: a run of 0.3 s on a shared machine varies by a third from one to the next.")
+    var repeats: Int = 3
     @Flag(help: "Print one JSON object (with --compare: an array) instead of text.")
     var json = false
     @Option(name: .customLong("raw-tasks"), help: "Messages in the raw MPI measurement.")
@@ -57,6 +61,7 @@ struct BenchCommand: ParsableCommand {
     func validate() throws {
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1 (got \(threads)).") }
         if let mpi, mpi < 1 { throw ValidationError("--mpi must be at least 1 (got \(mpi)).") }
+        if repeats < 1 || repeats > 100 { throw ValidationError("--repeats must be 1 to 100 (got \(repeats)).") }
         if compare {
             if threads != nil { throw ValidationError("--threads does not apply with --compare; give the thread counts with --compare-threads.") }
             _ = try Self.threadCounts(compareThreads)
@@ -120,35 +125,53 @@ struct BenchCommand: ParsableCommand {
             throw ExitCode(1)
         }
 
-        var noStoreRun: BenchRunFigures?
-        if !noStore && !noStoreCost {
-            var offSettings = settings
-            offSettings.storeEnabled = false
-            offSettings.runDirectory = directory.appendingPathComponent(BenchRunDirectory.noStoreFolder)
-            noStoreRun = try Self.runOnce(bench, settings: offSettings, world: world).map(BenchRunFigures.init)
-            _ = Self.waitForEveryRank(world)
+        // The first run (with the store unless --no-store) is `main`; the store-off twins follow, then
+        // the further pairs of --repeats, every other one store-off first so neither always goes first.
+        // Each starts as the first did, with the memory earlier runs freed given back: reusing it
+        // (no page faults) made later runs up to a third faster than a fresh process.
+        var runs: [Bool: [BenchRunFigures]] = [!noStore: main.map { [$0] } ?? []]
+        let measuresCost = !noStore && !noStoreCost
+        for n in 1...repeats {
+            var order: [Bool] = n == 1 ? [] : [!noStore]
+            if measuresCost { order.insert(false, at: n % 2 == 0 ? 0 : order.count) }
+            for store in order {
+                var again = settings
+                again.storeEnabled = store
+                again.runDirectory = directory.appendingPathComponent(n == 1 ? BenchRunDirectory.noStoreFolder
+                                                                      : BenchRunDirectory.repeatFolder(n, store: store))
+                BenchProcess.releaseFreedMemory()
+                let figures = try Self.runOnce(bench, settings: again, world: world).map(BenchRunFigures.init)
+                if let figures { runs[store, default: []].append(figures) }
+                _ = Self.waitForEveryRank(world)
+            }
         }
+        let noStoreRuns = measuresCost ? runs[false] ?? [] : []
 
         let idle = try measureIdle(settings: settings, directory: directory, sampler: sampler, world: world)
         guard world.rank == 0, let main else { return }
 
+        let mainRuns = runs[!noStore] ?? [main]
+        let rate = BenchFigures.median(mainRuns.map(\.stepsPerSecond)) ?? main.stepsPerSecond
+        let wall = BenchFigures.median(mainRuns.map(\.wallSeconds)) ?? main.wallSeconds
         var result: [String: Any] = [
             "shape": bench.shape.rawValue, "steps": main.steps, "mpi": main.ranks, "threads": main.threads,
-            "work_us": bench.workMicroseconds, "store": !noStore,
-            "wall_s": main.wallSeconds, "steps_per_s": main.stepsPerSecond, "us_per_step": main.microsecondsPerStep,
+            "work_us": bench.workMicroseconds, "store": !noStore, "repeats": mainRuns.count,
+            "wall_s": wall, "steps_per_s": rate, "us_per_step": 1e6 / max(rate, 1e-9),
+            "steps_per_s_runs": mainRuns.map(\.stepsPerSecond),
             "rank0_peak_rss_bytes": peakRSS, "rank0_rss_bytes_per_step": Double(peakRSS) / Double(main.steps),
             "idle_ms": bench.idleMilliseconds, "idle_cpu_percent_max_rank": idle.cpuShares.max().map { $0 * 100 } ?? NSNull(),
             "idle_cpu_percent_by_rank": idle.cpuShares.map { $0 * 100 }, "idle_cpu_window": idle.window,
         ]
         var notes: [String] = []
         result["raw_mpi_per_s"] = raw ?? NSNull()
-        result["ratio"] = raw.map { main.stepsPerSecond / $0 } ?? NSNull()
+        result["ratio"] = raw.map { rate / $0 } ?? NSNull()
 
-        result["steps_per_s_no_store"] = noStoreRun.flatMap { $0.finished ? $0.stepsPerSecond : nil } ?? NSNull()
-        result["store_cost"] = noStoreRun.flatMap {
-            $0.finished ? BenchFigures.storeCost(stepsPerSecondWithStore: main.stepsPerSecond, withoutStore: $0.stepsPerSecond) : nil
-        } ?? NSNull()
-        if let noStoreRun, !noStoreRun.finished { notes.append("the store-off run did not finish (\(noStoreRun.outcome)): no store cost") }
+        let offRate = noStoreRuns.allSatisfy(\.finished) ? BenchFigures.median(noStoreRuns.map(\.stepsPerSecond)) : nil
+        result["steps_per_s_no_store"] = offRate ?? NSNull()
+        result["steps_per_s_no_store_runs"] = noStoreRuns.map(\.stepsPerSecond)
+        result["store_cost"] = offRate.flatMap { BenchFigures.storeCost(stepsPerSecondWithStore: rate, withoutStore: $0) } ?? NSNull()
+        if let failed = noStoreRuns.first(where: { !$0.finished }) { notes.append("a store-off run did not finish (\(failed.outcome)): no store cost") }
+        if let failed = mainRuns.first(where: { !$0.finished }) { notes.append("a repeated run did not finish (\(failed.outcome))") }
 
         result["idle_wake_us"] = idle.wake?.microseconds ?? NSNull()
         result["idle_wake_from_rank"] = idle.wake?.fromRank ?? NSNull()
@@ -177,7 +200,7 @@ struct BenchCommand: ParsableCommand {
                                                    work: Double(bench.workMicroseconds) / 1e6,
                                                    longWork: Double(bench.longWorkMicroseconds) / 1e6)
             result["ideal_s"] = ideal
-            result["makespan_over_ideal"] = main.wallSeconds / ideal
+            result["makespan_over_ideal"] = wall / ideal
         }
         result["notes"] = notes
         if json {
@@ -334,7 +357,8 @@ struct BenchCommand: ParsableCommand {
         }
         var lines = [
             "stepflow bench: \(r["steps"]!) \(r["shape"]!) steps on mpi=\(r["mpi"]!) × threads=\(r["threads"]!), work \(r["work_us"]!) µs, store \((r["store"] as! Bool) ? "on" : "off")",
-            "  steps/s          \(f("steps_per_s", 0))   (\(f("us_per_step", 2)) µs per step, wall \(f("wall_s", 3)) s)",
+            "  steps/s          \(f("steps_per_s", 0))   (\(f("us_per_step", 2)) µs per step, wall \(f("wall_s", 3)) s; median of \(r["repeats"]!) runs: "
+                + ((r["steps_per_s_runs"] as? [Double]) ?? []).map { String(format: "%.0f", $0) }.joined(separator: " ") + ")",
             "  raw MPI tasks/s  \(f("raw_mpi_per_s", 0))   ratio \(f("ratio", 3))",
         ]
         if r["store_cost"] is NSNumber {

@@ -19,6 +19,14 @@ enum BenchFigures {
         }
     }
 
+    /// The middle value (the mean of the two middle ones for an even count); nil for none.
+    static func median(_ values: [Double]) -> Double? {
+        guard !values.isEmpty else { return nil }
+        let sorted = values.sorted()
+        let middle = sorted.count / 2
+        return sorted.count % 2 == 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
+    }
+
     /// What the run database costs in throughput, as a fraction: 1 − (steps/s with the store) ÷
     /// (steps/s without it). 0.25 means the store makes the run 25 % slower; a small negative value
     /// is noise (the store-on run happened to be faster). Nil when either rate is not positive.

@@ -44,13 +44,20 @@ enum BenchRunDirectory {
     /// The same shape run again with the store off, to measure what the store costs.
     static let noStoreFolder = "no-store"
 
+    /// `--repeats`' further runs of the shape, the n-th (n ≥ 2) with the store and without.
+    static func repeatFolder(_ n: Int, store: Bool) -> String { (store ? "repeat-" : "no-store-") + String(n) }
+
     /// `--compare`'s run of one shape at `threads` threads per rank.
     static func compareFolder(shape: BenchShape, threads: Int) -> String { "compare-\(shape.rawValue)-t\(threads)" }
 
     /// Whether `name` is a run a benchmark launch keeps inside its run directory besides its own:
-    /// `idle`, `no-store`, or `compare-<shape>-t<threads>` (a shape `--compare` runs, threads ≥ 1).
+    /// `idle`, `no-store`, `repeat-<n>` and `no-store-<n>` (n ≥ 2), or `compare-<shape>-t<threads>`
+    /// (a shape `--compare` runs, threads ≥ 1).
     static func isBenchmarkRunFolder(_ name: String) -> Bool {
         if name == idleFolder || name == noStoreFolder { return true }
+        for prefix in ["repeat-", "no-store-"] where name.hasPrefix(prefix) {
+            if let n = Int(name.dropFirst(prefix.count)), n >= 2, String(n) == name.dropFirst(prefix.count) { return true }
+        }
         return BenchShape.allCases.contains { shape in
             let prefix = "compare-\(shape.rawValue)-t"
             guard shape != .idle, name.hasPrefix(prefix) else { return false }

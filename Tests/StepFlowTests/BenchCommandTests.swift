@@ -42,7 +42,8 @@ import Testing
         let single = try bench(dir, [])
         #expect(single.code == 0, "\(single.stderr)")
         #expect(entries(dir).isDisjoint(with: compareRuns), "\(entries(dir))")
-        #expect(entries(dir).isSuperset(of: ["run.db", "report.json", "idle", "no-store"]), "\(entries(dir))")
+        #expect(entries(dir).isSuperset(of: ["run.db", "report.json", "idle", "no-store", "repeat-2", "no-store-2", "repeat-3", "no-store-3"]),
+                "\(entries(dir))")
         #expect(try RunStore.read(runDirectory: dir.appendingPathComponent("idle")).steps.count == 2)
 
         // And back: a compare run clears those.
@@ -70,7 +71,7 @@ import Testing
 
     @Test("Folders only named like a benchmark's sub-runs, or sub-run names that are files, are refused",
           arguments: ["compare-idle-t1/", "compare-independent-t0/", "compare-independent-t/", "compare-square-t1/",
-                      "compare-independent-t1x/", "idle", "no-store"])
+                      "compare-independent-t1x/", "idle", "no-store", "repeat-1/", "repeat-02/", "no-store-x/", "repeat-2"])
     func lookalikesRefused(_ name: String) throws {
         let dir = Executables.temporaryFolder("bench-lookalike")
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -166,10 +167,18 @@ import Testing
         #expect(idle.steps.map { $0["function"] as? String } == ["idle", "noop"])
         #expect(idle.steps[1]["prerequisites"] as? [Int] == [1])
         #expect(idle.statuses == ["finished", "finished"])
-        // The store-off run wrote its report but no database.
-        let noStore = dir.appendingPathComponent("no-store")
-        #expect(try ReportJSON(runDirectory: noStore).steps.count == 2000)
-        #expect(!entries(noStore).contains("run.db"))
+        // The store-off runs wrote their reports but no database.
+        for folder in ["no-store", "no-store-2", "no-store-3"] {
+            let noStore = dir.appendingPathComponent(folder)
+            #expect(try ReportJSON(runDirectory: noStore).steps.count == 2000, "\(folder)")
+            #expect(!entries(noStore).contains("run.db"), "\(folder)")
+        }
+        #expect(try RunStore.read(runDirectory: dir.appendingPathComponent("repeat-3")).steps.count == 2000)
+        // Three runs each way (the default --repeats); the figures are their medians.
+        let on = try #require(r["steps_per_s_runs"] as? [Double]), off = try #require(r["steps_per_s_no_store_runs"] as? [Double])
+        #expect(on.count == 3 && off.count == 3 && r["repeats"] as? Int == 3)
+        #expect(number(r, "steps_per_s") == on.sorted()[1] && number(r, "steps_per_s_no_store") == off.sorted()[1])
+        #expect(abs((number(r, "store_cost") ?? 9) - (1 - on.sorted()[1] / off.sorted()[1])) < 1e-12)
     }
 
     @Test("With --no-store or --no-store-cost there is no store-off run and store_cost is null", arguments: ["--no-store", "--no-store-cost"])
@@ -220,6 +229,16 @@ import Testing
         let lines = text.stdout.split(separator: "\n")
         #expect(lines.count == 2 + 6, "\(text.stdout)")
         #expect(lines.filter { $0.contains(" %") }.count == 6, "each row shows its store cost: \(text.stdout)")
+    }
+
+    @Test("--repeats outside 1...100 is refused before touching the run directory", arguments: ["0", "101", "-1"])
+    func repeatsValidation(_ value: String) throws {
+        let dir = Executables.temporaryFolder("bench-repeats-bad")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let result = try bench(dir, ["--repeats", value])
+        #expect(result.code != 0)
+        #expect(result.stderr.contains("--repeats"), "\(result.stderr)")
+        #expect(entries(dir).isEmpty)
     }
 
     @Test("--compare refuses --threads, thread counts below 1 and the idle shape, before touching the run directory",

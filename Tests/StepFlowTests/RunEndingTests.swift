@@ -10,7 +10,7 @@ import Testing
     final class FailingJournal: RunJournal {
         let failing = Atomic<Bool>(false)
         func record(_ steps: [StepRecord]) {}
-        func record(pulling changes: @escaping ChangeSource) { _ = changes() }
+        func record(pulling changes: @escaping ChangeSource) { changes { _ in } }
         func sync() -> String? { failing.load(ordering: .relaxed) ? "disk I/O error (simulated)" : nil }
     }
 

@@ -336,7 +336,7 @@ package final class Coordinator: Sendable {
     /// them, all at one moment, so each commit is a state the run was in (S8, S12).
     private func handOffChanged() {
         guard let journal else { return }
-        journal.record(pulling: { [state] in state.withScheduler { s in s.takeChanged().map { s.graph.record($0) } } })
+        journal.record(pulling: { [state] visit in state.withScheduler { s in s.visitChanged(visit) } })
     }
 
     private func dispatch() {

@@ -441,6 +441,17 @@ package struct StepGraph: Sendable {
         return ids
     }
 
+    /// Shows `visit` the record of every step changed since the last `takeChanged` or `visitChanged`,
+    /// in place, and forgets them. The pointer is valid only during the call.
+    package mutating func visitChanged(_ visit: (UnsafePointer<StepRecord>) -> Void) {
+        records.withUnsafeBufferPointer { records in
+            guard let first = records.baseAddress else { return }
+            for id in changed { visit(first + Int(id) - 1) }
+        }
+        for id in changed { isChanged[Int(id) - 1] = false }
+        changed.removeAll(keepingCapacity: true)
+    }
+
     mutating func markChanged(_ id: StepID) {
         guard !isChanged[id - 1] else { return }
         isChanged[id - 1] = true

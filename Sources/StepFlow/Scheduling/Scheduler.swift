@@ -295,6 +295,9 @@ package struct Scheduler: Sendable {
     /// The steps changed since the last call (for the run database).
     package mutating func takeChanged() -> [StepID] { graph.takeChanged() }
 
+    /// Shows `visit` every step changed since the last call, in place (`StepGraph.visitChanged`).
+    package mutating func visitChanged(_ visit: (UnsafePointer<StepRecord>) -> Void) { graph.visitChanged(visit) }
+
     /// Stop at once because of a signal (S10): nothing new is launched and every running step is
     /// `aborted` now, without waiting for it; steps sent ahead that had not started are `new` again.
     /// Reports that come later are ignored.

@@ -237,7 +237,7 @@ package final class RunStore: Sendable {
                 for batch in batches {
                     switch batch {
                     case .records(let records): for r in records { row.append(r) }
-                    case .pull(let changes): for r in changes() { row.append(r) }
+                    case .pull(let changes): changes { row.append($0) }
                     }
                 }
                 if !row.isEmpty {

@@ -50,40 +50,45 @@ enum StepLog {
         var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }
 
         func append(_ r: StepRecord) {
-            guard !r.isDropped else {
+            withUnsafePointer(to: r) { append($0) }
+        }
+
+        /// Appends the record `p` points to, reading it in place.
+        func append(_ p: UnsafePointer<StepRecord>) {
+            guard !p.pointee.isDropped else {
                 var w = reserve(11)
                 w.byte(0)
-                w.varint(UInt64(r.id))
+                w.varint(UInt64(p.pointee.id))
                 count = w.offset(from: base)
                 return
             }
             // Arguments are rare on the hot path and nest: the wire codec writes them, the same bytes.
-            let args = r.spec.args.isEmpty ? nil : WireCodec.encode(arguments: r.spec.args)
-            let bound = 200 + r.spec.function.utf8.count + (args?.count ?? 1) + 10 * r.prerequisites.count
-                + (r.error?.utf8.count ?? 0) + (r.logPath?.utf8.count ?? 0)
+            let args = p.pointee.spec.args.isEmpty ? nil : WireCodec.encode(arguments: p.pointee.spec.args)
+            let bound = 200 + p.pointee.spec.function.utf8.count + (args?.count ?? 1) + 10 * p.pointee.prerequisites.count
+                + (p.pointee.error?.utf8.count ?? 0) + (p.pointee.logPath?.utf8.count ?? 0)
             var w = reserve(bound)
             w.byte(1)
-            w.varint(UInt64(r.id))
-            w.byte(UInt8(r.status.ordinal))
-            w.string(r.spec.function)
+            w.varint(UInt64(p.pointee.id))
+            w.byte(UInt8(p.pointee.status.ordinal))
+            w.string(p.pointee.spec.function)
             if let args { args.withUnsafeBytes { w.raw($0) } } else { w.byte(0) }
-            w.byte((r.spec.wait ? 1 : 0) | (r.spec.needsGPU ? 2 : 0))
-            w.int(r.spec.threads)
-            w.int(r.spec.retries)
-            w.optionalDouble(r.spec.expectedSeconds)
-            w.varint(UInt64(r.prerequisites.count))
-            for p in r.prerequisites { w.int(p) }
-            w.int(r.insertPrerequisiteCount)
-            w.int(code(r.insertedBy))
-            w.int(r.releasedBy.map(code) ?? 0)
-            w.int(r.crashes)
-            w.int(r.rank ?? -1)
-            w.int(r.slot ?? -1)
-            w.int(r.attempts)
-            w.optionalDouble(r.start)
-            w.optionalDouble(r.end)
-            w.optionalString(r.error)
-            w.optionalString(r.logPath)
+            w.byte((p.pointee.spec.wait ? 1 : 0) | (p.pointee.spec.needsGPU ? 2 : 0))
+            w.int(p.pointee.spec.threads)
+            w.int(p.pointee.spec.retries)
+            w.optionalDouble(p.pointee.spec.expectedSeconds)
+            w.varint(UInt64(p.pointee.prerequisites.count))
+            for p in p.pointee.prerequisites { w.int(p) }
+            w.int(p.pointee.insertPrerequisiteCount)
+            w.int(code(p.pointee.insertedBy))
+            w.int(p.pointee.releasedBy.map(code) ?? 0)
+            w.int(p.pointee.crashes)
+            w.int(p.pointee.rank ?? -1)
+            w.int(p.pointee.slot ?? -1)
+            w.int(p.pointee.attempts)
+            w.optionalDouble(p.pointee.start)
+            w.optionalDouble(p.pointee.end)
+            w.optionalString(p.pointee.error)
+            w.optionalString(p.pointee.logPath)
             count = w.offset(from: base)
         }
 

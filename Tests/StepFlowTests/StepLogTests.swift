@@ -93,6 +93,10 @@ import Testing
         #expect(Self.same(stored.steps[1], second))
         #expect(Self.same(stored.steps[0], first[0]) && Self.same(stored.steps[2], first[3]))
         #expect(stored.schemaVersion == 3)
+        // A commit is one row of every changed step; SQLite's cost for it goes by the page.
+        let reader = try DatabaseQueue(path: RunStore.path(in: dir))
+        defer { try? reader.close() }
+        #expect(try reader.read { try Int.fetchOne($0, sql: "PRAGMA page_size") } == 65536)
     }
 
     @Test("S9: a database of an older StepFlow (a row per step) is read as it is, and continuing in it rewrites it as the log")

@@ -170,8 +170,10 @@ package final class Coordinator: Sendable {
         /// After a signal: the worker ranks with started steps that have not yet shown they are alive.
         var silentRanks: (signal: Int32, ranks: Set<Int>, deadline: ContinuousClock.Instant)?
     }
-    /// How often changed steps go to the journal (S8: batched, never per step).
-    static let journalInterval: Duration = .milliseconds(100)
+    /// How often changed steps go to the journal (S8: batched, never per step). The last hand-off is
+    /// waited for when the run ends: at 100 ms it held up to 100,000 steps of a fast run, ~5 ms to
+    /// write; at 25 ms a quarter (the store's cost measured ~2 points lower on mpi=2).
+    static let journalInterval: Duration = .milliseconds(25)
     /// How often progress is reported; the journal is synced first, so what is shown is committed.
     static let progressInterval: Duration = .milliseconds(500)
     /// How long, after a signal, a worker rank has to show it is alive; a live one answers within

@@ -27,6 +27,31 @@ package enum FromRank: Sendable, Equatable {
     case alive
 }
 
+extension FromRank {
+    /// `reports` without the start of each step that also ended in them: the end carries the start
+    /// time and slot, so rank 0 learns the same, and for steps of microseconds it reads and applies
+    /// half the messages. Nothing a start settles is left waiting: a step that sends a graph edit
+    /// waits for rank 0's answer, so its start and end are never in one batch with an edit between.
+    package static func droppingStartsOfEndedSteps(_ reports: [FromRank]) -> [FromRank] {
+        var startAt: [StepID: Int] = [:]
+        var dropped: [Int] = []
+        for (i, report) in reports.enumerated() {
+            switch report {
+            case .started(let s): startAt[s.id] = i
+            case .ended(let o): if let j = startAt.removeValue(forKey: o.id) { dropped.append(j) }
+            case .request, .alive: break
+            }
+        }
+        guard !dropped.isEmpty else { return reports }
+        var keep = [Bool](repeating: true, count: reports.count)
+        for j in dropped { keep[j] = false }
+        var out: [FromRank] = []
+        out.reserveCapacity(reports.count - dropped.count)
+        for (i, report) in reports.enumerated() where keep[i] { out.append(report) }
+        return out
+    }
+}
+
 /// What rank 0 sends a rank so it can run a step.
 package struct StepAssignment: Sendable, Equatable {
     package var id: StepID

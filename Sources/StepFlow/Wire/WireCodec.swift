@@ -169,28 +169,83 @@ protocol WireMessage: Sendable, Equatable {
     static func read(from r: inout WireReader) throws(WireError) -> Self
 }
 
-struct WireWriter {
-    var bytes: [UInt8] = []
+/// Writes a frame into memory of its own, grown as needed: appending to an array checked its
+/// capacity and uniqueness at every byte, and every step crosses the codec twice each way.
+/// Not copyable: it owns its memory.
+struct WireWriter: ~Copyable {
+    private var base: UnsafeMutableRawPointer
+    private var capacity: Int
+    /// Bytes written so far.
+    private(set) var count = 0
 
-    init() { bytes.reserveCapacity(256) }
+    init(capacity: Int = 256) {
+        self.capacity = max(capacity, 16)
+        base = UnsafeMutableRawPointer.allocate(byteCount: self.capacity, alignment: 8)
+    }
 
-    mutating func byte(_ b: UInt8) { bytes.append(b) }
+    deinit { base.deallocate() }
 
+    /// What was written.
+    var bytes: [UInt8] { Array(written) }
+
+    /// What was written, valid until the next write.
+    var written: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }
+
+    /// Forgets what was written, keeping the memory.
+    mutating func removeAll() { count = 0 }
+
+    @inline(__always)
+    private mutating func reserve(_ n: Int) {
+        guard count + n > capacity else { return }
+        let grown = max(capacity * 2, count + n)
+        let moved = UnsafeMutableRawPointer.allocate(byteCount: grown, alignment: 8)
+        moved.copyMemory(from: base, byteCount: count)
+        base.deallocate()
+        base = moved
+        capacity = grown
+    }
+
+    @inline(__always)
+    mutating func byte(_ b: UInt8) {
+        reserve(1)
+        base.storeBytes(of: b, toByteOffset: count, as: UInt8.self)
+        count += 1
+    }
+
+    @inline(__always)
     mutating func varint(_ v: UInt64) {
+        reserve(10)
         var v = v
+        var at = count
         while v >= 0x80 {
-            bytes.append(UInt8(v & 0x7F) | 0x80)
+            base.storeBytes(of: UInt8(truncatingIfNeeded: v) | 0x80, toByteOffset: at, as: UInt8.self)
+            at += 1
             v >>= 7
         }
-        bytes.append(UInt8(v))
+        base.storeBytes(of: UInt8(v), toByteOffset: at, as: UInt8.self)
+        count = at + 1
     }
 
+    @inline(__always)
     mutating func int(_ v: Int) { varint(UInt64(bitPattern: Int64(v)) << 1 ^ UInt64(bitPattern: Int64(v) >> 63)) }
 
+    @inline(__always)
     mutating func double(_ d: Double) {
-        withUnsafeBytes(of: d.bitPattern.littleEndian) { bytes.append(contentsOf: $0) }
+        reserve(8)
+        base.storeBytes(of: d.bitPattern.littleEndian, toByteOffset: count, as: UInt64.self)
+        count += 8
     }
 
+    /// Bytes as they are, without a length.
+    @inline(__always)
+    mutating func raw(_ bytes: UnsafeRawBufferPointer) {
+        guard let from = bytes.baseAddress, bytes.count > 0 else { return }
+        reserve(bytes.count)
+        (base + count).copyMemory(from: from, byteCount: bytes.count)
+        count += bytes.count
+    }
+
+    @inline(__always)
     mutating func optionalDouble(_ d: Double?) {
         if let d { byte(1); double(d) } else { byte(0) }
     }
@@ -199,7 +254,7 @@ struct WireWriter {
         var s = s
         s.withUTF8 { utf8 in
             varint(UInt64(utf8.count))
-            bytes.append(contentsOf: utf8)
+            raw(UnsafeRawBufferPointer(utf8))
         }
     }
 

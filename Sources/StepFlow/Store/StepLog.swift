@@ -22,32 +22,27 @@ enum StepLog {
         return Array(row.bytes)
     }
 
-    /// A row being written: its bytes, grown as records are added. Records are written through a
-    /// pointer into room reserved for each (its size bounded first): appending to an array checked
-    /// capacity and uniqueness at every byte, and the writer encodes every step of the run.
+    /// A row being written: its bytes, grown as records are added, in the wire codec's writer (its
+    /// memory reused from one commit to the next). Each record is bounded first and written through
+    /// one cursor: the writer encodes every step of the run, under the scheduler's lock.
     final class Row {
-        private var base: UnsafeMutableRawPointer
-        private var capacity: Int
-        private(set) var count = 0
+        // Unchecked: a row is used by one thread (the writer's, or a caller's local one), and the
+        // dynamic exclusivity check on every record was a fifth of its cost.
+        @exclusivity(unchecked) private var w = WireWriter(capacity: 1 << 16)
 
-        init(capacity: Int = 1 << 16) {
-            self.capacity = capacity
-            base = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 8)
-            clear()
-        }
-
-        deinit { base.deallocate() }
+        init() { clear() }
 
         /// Empties the row, keeping its memory, and starts it with the layout byte.
         func clear() {
-            base.storeBytes(of: layout, as: UInt8.self)
-            count = 1
+            w.removeAll()
+            w.byte(layout)
         }
 
         /// Whether no record was added since `clear`.
-        var isEmpty: Bool { count <= 1 }
+        var isEmpty: Bool { w.count <= 1 }
 
-        var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }
+        /// The row's bytes, valid until the next change.
+        var bytes: UnsafeRawBufferPointer { w.written }
 
         func append(_ r: StepRecord) {
             withUnsafePointer(to: r) { append($0) }
@@ -56,104 +51,40 @@ enum StepLog {
         /// Appends the record `p` points to, reading it in place.
         func append(_ p: UnsafePointer<StepRecord>) {
             guard !p.pointee.isDropped else {
-                var w = reserve(11)
-                w.byte(0)
-                w.varint(UInt64(p.pointee.id))
-                count = w.offset(from: base)
+                w.withRoom(11) { c in
+                    c.byte(0)
+                    c.varint(UInt64(p.pointee.id))
+                }
                 return
             }
             // Arguments are rare on the hot path and nest: the wire codec writes them, the same bytes.
             let args = p.pointee.spec.args.isEmpty ? nil : WireCodec.encode(arguments: p.pointee.spec.args)
             let bound = 200 + p.pointee.spec.function.utf8.count + (args?.count ?? 1) + 10 * p.pointee.prerequisites.count
                 + (p.pointee.error?.utf8.count ?? 0) + (p.pointee.logPath?.utf8.count ?? 0)
-            var w = reserve(bound)
-            w.byte(1)
-            w.varint(UInt64(p.pointee.id))
-            w.byte(UInt8(p.pointee.status.ordinal))
-            w.string(p.pointee.spec.function)
-            if let args { args.withUnsafeBytes { w.raw($0) } } else { w.byte(0) }
-            w.byte((p.pointee.spec.wait ? 1 : 0) | (p.pointee.spec.needsGPU ? 2 : 0))
-            w.int(p.pointee.spec.threads)
-            w.int(p.pointee.spec.retries)
-            w.optionalDouble(p.pointee.spec.expectedSeconds)
-            w.varint(UInt64(p.pointee.prerequisites.count))
-            for p in p.pointee.prerequisites { w.int(p) }
-            w.int(p.pointee.insertPrerequisiteCount)
-            w.int(code(p.pointee.insertedBy))
-            w.int(p.pointee.releasedBy.map(code) ?? 0)
-            w.int(p.pointee.crashes)
-            w.int(p.pointee.rank ?? -1)
-            w.int(p.pointee.slot ?? -1)
-            w.int(p.pointee.attempts)
-            w.optionalDouble(p.pointee.start)
-            w.optionalDouble(p.pointee.end)
-            w.optionalString(p.pointee.error)
-            w.optionalString(p.pointee.logPath)
-            count = w.offset(from: base)
-        }
-
-        /// A writer at the end of the row with at least `bytes` of room after it.
-        private func reserve(_ bytes: Int) -> Cursor {
-            if count + bytes > capacity {
-                let grown = max(capacity * 2, count + bytes)
-                let moved = UnsafeMutableRawPointer.allocate(byteCount: grown, alignment: 8)
-                moved.copyMemory(from: base, byteCount: count)
-                base.deallocate()
-                base = moved
-                capacity = grown
+            w.withRoom(bound) { c in
+                c.byte(1)
+                c.varint(UInt64(p.pointee.id))
+                c.byte(UInt8(p.pointee.status.ordinal))
+                c.string(p.pointee.spec.function)
+                if let args { args.withUnsafeBytes { c.raw($0) } } else { c.byte(0) }
+                c.byte((p.pointee.spec.wait ? 1 : 0) | (p.pointee.spec.needsGPU ? 2 : 0))
+                c.int(p.pointee.spec.threads)
+                c.int(p.pointee.spec.retries)
+                c.optionalDouble(p.pointee.spec.expectedSeconds)
+                c.varint(UInt64(p.pointee.prerequisites.count))
+                for p in p.pointee.prerequisites { c.int(p) }
+                c.int(p.pointee.insertPrerequisiteCount)
+                c.int(code(p.pointee.insertedBy))
+                c.int(p.pointee.releasedBy.map(code) ?? 0)
+                c.int(p.pointee.crashes)
+                c.int(p.pointee.rank ?? -1)
+                c.int(p.pointee.slot ?? -1)
+                c.int(p.pointee.attempts)
+                c.optionalDouble(p.pointee.start)
+                c.optionalDouble(p.pointee.end)
+                c.optionalString(p.pointee.error)
+                c.optionalString(p.pointee.logPath)
             }
-            return Cursor(at: base + count)
-        }
-    }
-
-    /// Writes `WireWriter`'s encodings (LEB128, zigzag, little-endian doubles, length-prefixed UTF-8)
-    /// into room its caller reserved.
-    private struct Cursor {
-        var at: UnsafeMutableRawPointer
-
-        func offset(from base: UnsafeMutableRawPointer) -> Int { at - base }
-
-        mutating func byte(_ b: UInt8) {
-            at.storeBytes(of: b, as: UInt8.self)
-            at += 1
-        }
-
-        mutating func varint(_ v: UInt64) {
-            var v = v
-            while v >= 0x80 {
-                byte(UInt8(truncatingIfNeeded: v) | 0x80)
-                v >>= 7
-            }
-            byte(UInt8(v))
-        }
-
-        mutating func int(_ v: Int) { varint(UInt64(bitPattern: Int64(v)) << 1 ^ UInt64(bitPattern: Int64(v) >> 63)) }
-
-        mutating func optionalDouble(_ d: Double?) {
-            guard let d else { byte(0); return }
-            byte(1)
-            at.storeBytes(of: d.bitPattern.littleEndian, as: UInt64.self)
-            at += 8
-        }
-
-        mutating func raw(_ bytes: UnsafeRawBufferPointer) {
-            guard let from = bytes.baseAddress, bytes.count > 0 else { return }
-            at.copyMemory(from: from, byteCount: bytes.count)
-            at += bytes.count
-        }
-
-        mutating func string(_ s: String) {
-            var s = s
-            s.withUTF8 { utf8 in
-                varint(UInt64(utf8.count))
-                raw(UnsafeRawBufferPointer(utf8))
-            }
-        }
-
-        mutating func optionalString(_ s: String?) {
-            guard let s else { byte(0); return }
-            byte(1)
-            string(s)
         }
     }
 

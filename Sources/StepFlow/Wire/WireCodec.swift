@@ -205,62 +205,40 @@ struct WireWriter: ~Copyable {
         capacity = grown
     }
 
+    /// Makes room for at most `bound` bytes, then lets `body` write them through a cursor that does
+    /// not check for room byte by byte (what a writer of many fields bounds once).
     @inline(__always)
-    mutating func byte(_ b: UInt8) {
-        reserve(1)
-        base.storeBytes(of: b, toByteOffset: count, as: UInt8.self)
-        count += 1
+    mutating func withRoom(_ bound: Int, _ body: (inout WireCursor) -> Void) {
+        reserve(bound)
+        var cursor = WireCursor(at: base + count)
+        body(&cursor)
+        count = cursor.at - base
     }
 
     @inline(__always)
-    mutating func varint(_ v: UInt64) {
-        reserve(10)
-        var v = v
-        var at = count
-        while v >= 0x80 {
-            base.storeBytes(of: UInt8(truncatingIfNeeded: v) | 0x80, toByteOffset: at, as: UInt8.self)
-            at += 1
-            v >>= 7
-        }
-        base.storeBytes(of: UInt8(v), toByteOffset: at, as: UInt8.self)
-        count = at + 1
-    }
+    mutating func byte(_ b: UInt8) { withRoom(1) { $0.byte(b) } }
 
     @inline(__always)
-    mutating func int(_ v: Int) { varint(UInt64(bitPattern: Int64(v)) << 1 ^ UInt64(bitPattern: Int64(v) >> 63)) }
+    mutating func varint(_ v: UInt64) { withRoom(10) { $0.varint(v) } }
 
     @inline(__always)
-    mutating func double(_ d: Double) {
-        reserve(8)
-        base.storeBytes(of: d.bitPattern.littleEndian, toByteOffset: count, as: UInt64.self)
-        count += 8
-    }
+    mutating func int(_ v: Int) { withRoom(10) { $0.int(v) } }
+
+    @inline(__always)
+    mutating func double(_ d: Double) { withRoom(8) { $0.double(d) } }
 
     /// Bytes as they are, without a length.
     @inline(__always)
-    mutating func raw(_ bytes: UnsafeRawBufferPointer) {
-        guard let from = bytes.baseAddress, bytes.count > 0 else { return }
-        reserve(bytes.count)
-        (base + count).copyMemory(from: from, byteCount: bytes.count)
-        count += bytes.count
-    }
+    mutating func raw(_ bytes: UnsafeRawBufferPointer) { withRoom(bytes.count) { $0.raw(bytes) } }
 
     @inline(__always)
     mutating func optionalDouble(_ d: Double?) {
         if let d { byte(1); double(d) } else { byte(0) }
     }
 
-    mutating func string(_ s: String) {
-        var s = s
-        s.withUTF8 { utf8 in
-            varint(UInt64(utf8.count))
-            raw(UnsafeRawBufferPointer(utf8))
-        }
-    }
+    mutating func string(_ s: String) { withRoom(10 + s.utf8.count) { $0.string(s) } }
 
-    mutating func optionalString(_ s: String?) {
-        if let s { byte(1); string(s) } else { byte(0) }
-    }
+    mutating func optionalString(_ s: String?) { withRoom(11 + (s?.utf8.count ?? 0)) { $0.optionalString(s) } }
 
     mutating func ints(_ a: [Int]) {
         varint(UInt64(a.count))
@@ -287,6 +265,62 @@ struct WireWriter: ~Copyable {
 
     mutating func location(_ l: SourceLocation?) {
         if let l { byte(1); string(l.file); int(l.line) } else { byte(0) }
+    }
+}
+
+/// Writes `WireWriter`'s encodings (LEB128 counts, zigzag integers, little-endian doubles,
+/// length-prefixed UTF-8) into room `WireWriter.withRoom` made: nothing is checked here.
+struct WireCursor {
+    fileprivate(set) var at: UnsafeMutableRawPointer
+
+    @inline(__always)
+    mutating func byte(_ b: UInt8) {
+        at.storeBytes(of: b, as: UInt8.self)
+        at += 1
+    }
+
+    @inline(__always)
+    mutating func varint(_ v: UInt64) {
+        var v = v
+        while v >= 0x80 {
+            byte(UInt8(truncatingIfNeeded: v) | 0x80)
+            v >>= 7
+        }
+        byte(UInt8(v))
+    }
+
+    @inline(__always)
+    mutating func int(_ v: Int) { varint(UInt64(bitPattern: Int64(v)) << 1 ^ UInt64(bitPattern: Int64(v) >> 63)) }
+
+    @inline(__always)
+    mutating func double(_ d: Double) {
+        at.storeBytes(of: d.bitPattern.littleEndian, as: UInt64.self)
+        at += 8
+    }
+
+    @inline(__always)
+    mutating func optionalDouble(_ d: Double?) {
+        if let d { byte(1); double(d) } else { byte(0) }
+    }
+
+    @inline(__always)
+    mutating func raw(_ bytes: UnsafeRawBufferPointer) {
+        guard let from = bytes.baseAddress, bytes.count > 0 else { return }
+        at.copyMemory(from: from, byteCount: bytes.count)
+        at += bytes.count
+    }
+
+    /// At most 10 bytes and the string's UTF-8.
+    mutating func string(_ s: String) {
+        var s = s
+        s.withUTF8 { utf8 in
+            varint(UInt64(utf8.count))
+            raw(UnsafeRawBufferPointer(utf8))
+        }
+    }
+
+    mutating func optionalString(_ s: String?) {
+        if let s { byte(1); string(s) } else { byte(0) }
     }
 }
 

@@ -8,8 +8,13 @@ import Testing
         .ended(StepOutcome(id: id, rank: 1, slot: 0, report: report, start: start, end: end, logPath: nil))
     }
 
+    /// What a worker rank's frame carries for `reports`: encoded as the rank sends them, read back as rank 0 does.
+    static func sent(_ reports: [FromRank]) throws -> [FromRank] {
+        try WireCodec.decode(WireCodec.encode(reports, skipping: FromRank.startsOfEndedSteps(in: reports)), as: FromRank.self)
+    }
+
     @Test("A step that started and ended in one batch is sent as its end alone (which carries the start); every other report stays, in order")
-    func startsOfEndedStepsDropped() {
+    func startsOfEndedStepsDropped() throws {
         let reports: [FromRank] = [
             Self.started(1, at: 1), Self.started(2, at: 2), .alive, Self.ended(1, start: 1, end: 1.5),
             Self.ended(3, .notStarted, start: nil, end: nil),
@@ -17,10 +22,24 @@ import Testing
             // A second attempt of step 4 in the same batch: its start pairs with its own end.
             Self.started(4, at: 6),
         ]
-        let sent = FromRank.droppingStartsOfEndedSteps(reports)
+        let sent = try Self.sent(reports)
         #expect(sent == [Self.started(2, at: 2), .alive, Self.ended(1, start: 1, end: 1.5), Self.ended(3, .notStarted, start: nil, end: nil),
                          Self.ended(4, .failed(error: "x"), start: 4, end: 5), Self.started(4, at: 6)])
-        #expect(FromRank.droppingStartsOfEndedSteps([Self.started(9, at: 9)]) == [Self.started(9, at: 9)])
-        #expect(FromRank.droppingStartsOfEndedSteps([]).isEmpty)
+        #expect(try Self.sent([Self.started(9, at: 9)]) == [Self.started(9, at: 9)])
+        #expect(try Self.sent([]).isEmpty)
+    }
+
+    @Test("A start found within the pairing window is dropped; one further back stays, and rank 0 then reads both")
+    func startsBeyondTheWindowStay() throws {
+        let others = (100..<(100 + FromRank.startPairingWindow)).map { Self.started($0, at: Double($0)) }
+        let near = [Self.started(1, at: 1)] + others.dropLast() + [Self.ended(1, start: 1, end: 2)]
+        #expect(try Self.sent(near) == Array(others.dropLast()) + [Self.ended(1, start: 1, end: 2)])
+        let far = [Self.started(1, at: 1)] + others + [Self.ended(1, start: 1, end: 2)]
+        #expect(try Self.sent(far) == far)
+        // Several pairs interleaved, as T slots report them: every start is dropped, the rest keep their order.
+        let interleaved: [FromRank] = [Self.started(1, at: 1), Self.started(2, at: 2), Self.ended(2, start: 2, end: 3),
+                                       Self.started(3, at: 3), Self.ended(1, start: 1, end: 4), Self.ended(3, start: 3, end: 5)]
+        #expect(try Self.sent(interleaved) == [Self.ended(2, start: 2, end: 3), Self.ended(1, start: 1, end: 4),
+                                                                     Self.ended(3, start: 3, end: 5)])
     }
 }

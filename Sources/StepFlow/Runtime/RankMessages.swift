@@ -28,27 +28,47 @@ package enum FromRank: Sendable, Equatable {
 }
 
 extension FromRank {
-    /// `reports` without the start of each step that also ended in them: the end carries the start
-    /// time and slot, so rank 0 learns the same, and for steps of microseconds it reads and applies
-    /// half the messages. Nothing a start settles is left waiting: a step that sends a graph edit
-    /// waits for rank 0's answer, so its start and end are never in one batch with an edit between.
-    package static func droppingStartsOfEndedSteps(_ reports: [FromRank]) -> [FromRank] {
-        var startAt: [StepID: Int] = [:]
-        var dropped: [Int] = []
-        for (i, report) in reports.enumerated() {
-            switch report {
-            case .started(let s): startAt[s.id] = i
-            case .ended(let o): if let j = startAt.removeValue(forKey: o.id) { dropped.append(j) }
-            case .request, .alive: break
+    /// How far back from a step's end `startsOfEndedSteps` looks for its start. A start further back
+    /// stays: rank 0 then reads both, as it would across two batches.
+    static let startPairingWindow = 16
+
+    /// Which of `reports` are starts of steps that also end in them (true at their positions), or
+    /// nil when none are. Such a start need not be sent: the end carries the start time and slot, so
+    /// rank 0 learns the same, and for steps of microseconds it reads and applies half the messages.
+    /// Nothing a start settles is left waiting: a step that sends a graph edit waits for rank 0's
+    /// answer, so its start and end are never in one batch with an edit between.
+    ///
+    /// Only the `startPairingWindow` reports before an end are searched: short steps, the ones this
+    /// saves anything for, end a few reports after they start (the rank's other slots report in
+    /// between). Nothing is copied or hashed: on a worker rank of empty steps this runs once per
+    /// step, and building a filtered copy through a dictionary cost ~1,000 instructions a step.
+    package static func startsOfEndedSteps(in reports: [FromRank]) -> [Bool]? {
+        var paired: [Bool]?
+        for i in reports.indices {
+            guard let id = reports[i].endedStep else { continue }
+            var j = i - 1
+            while j >= max(0, i - startPairingWindow) {
+                if reports[j].startedStep == id, paired?[j] != true {
+                    if paired == nil { paired = [Bool](repeating: false, count: reports.count) }
+                    paired![j] = true
+                    break
+                }
+                j -= 1
             }
         }
-        guard !dropped.isEmpty else { return reports }
-        var keep = [Bool](repeating: true, count: reports.count)
-        for j in dropped { keep[j] = false }
-        var out: [FromRank] = []
-        out.reserveCapacity(reports.count - dropped.count)
-        for (i, report) in reports.enumerated() where keep[i] { out.append(report) }
-        return out
+        return paired
+    }
+
+    /// The step this report says started, if it is a start.
+    private var startedStep: StepID? {
+        if case .started(let s) = self { return s.id }
+        return nil
+    }
+
+    /// The step this report says ended, if it is an end.
+    private var endedStep: StepID? {
+        if case .ended(let o) = self { return o.id }
+        return nil
     }
 }
 

@@ -106,7 +106,7 @@ package final class WorkerRuntime {
     private func sendOutbox(_ events: [FromRank]) -> Bool {
         guard !events.isEmpty else { return false }
         lastSent = ContinuousClock.now
-        messenger.send(WireCodec.encode(FromRank.droppingStartsOfEndedSteps(events)), to: 0)
+        messenger.send(WireCodec.encode(events, skipping: FromRank.startsOfEndedSteps(in: events)), to: 0)
         return true
     }
 }

@@ -122,9 +122,15 @@ package enum WireCodec {
     /// One frame carrying `messages` in order. Arguments nested deeper than `maximumNesting` are
     /// encoded but the receiver refuses the frame; check them with `checkNesting(_:)` first.
     static func encode<Message: WireMessage>(_ messages: [Message]) -> [UInt8] {
+        encode(messages, skipping: nil)
+    }
+
+    /// One frame carrying the messages whose position in `skipping` is not true (all of them when
+    /// it is nil), in order: what a rank sends without first building a filtered copy.
+    static func encode<Message: WireMessage>(_ messages: [Message], skipping: [Bool]?) -> [UInt8] {
         var w = WireWriter()
-        w.varint(UInt64(messages.count))
-        for m in messages { m.write(to: &w) }
+        w.varint(UInt64(skipping.map { flags in flags.lazy.filter { !$0 }.count } ?? messages.count))
+        for i in messages.indices where skipping?[i] != true { messages[i].write(to: &w) }
         return w.bytes
     }
 
@@ -324,7 +330,9 @@ struct WireCursor {
     }
 }
 
-/// Reads a frame. Every read checks the bytes left first; `field` names what is read, for the error.
+/// Reads a frame. Every read checks the bytes left first; `field` names what is read, for the error,
+/// and is only evaluated for one: composing names such as "function name length" on every read cost
+/// a string concatenation, often an allocation, per field.
 struct WireReader {
     let buffer: UnsafeBufferPointer<UInt8>
     var offset = 0
@@ -339,100 +347,100 @@ struct WireReader {
         guard offset == buffer.count else { throw .trailingBytes(count: left, offset: offset) }
     }
 
-    mutating func byte(_ field: String) throws(WireError) -> UInt8 {
-        guard offset < buffer.count else { throw .truncated(field: field, offset: offset, needed: 1, left: 0) }
+    mutating func byte(_ field: @autoclosure () -> String) throws(WireError) -> UInt8 {
+        guard offset < buffer.count else { throw .truncated(field: field(), offset: offset, needed: 1, left: 0) }
         defer { offset += 1 }
         return buffer[offset]
     }
 
     /// A 0/1 byte.
-    mutating func flag(_ field: String) throws(WireError) -> Bool {
+    mutating func flag(_ field: @autoclosure () -> String) throws(WireError) -> Bool {
         let at = offset
-        switch try byte(field) {
+        switch try byte(field()) {
         case 0: return false
         case 1: return true
-        case let v: throw .invalidFlag(field: field, value: v, offset: at)
+        case let v: throw .invalidFlag(field: field(), value: v, offset: at)
         }
     }
 
-    mutating func varint(_ field: String) throws(WireError) -> UInt64 {
+    mutating func varint(_ field: @autoclosure () -> String) throws(WireError) -> UInt64 {
         let start = offset
         var result: UInt64 = 0
         var shift: UInt64 = 0
         while true {
-            guard offset < buffer.count else { throw .truncated(field: field, offset: start, needed: offset - start + 1, left: left + offset - start) }
+            guard offset < buffer.count else { throw .truncated(field: field(), offset: start, needed: offset - start + 1, left: left + offset - start) }
             let b = buffer[offset]
             offset += 1
             // The 10th byte holds bit 63 only: anything above 1 would be shifted out silently.
-            if shift == 63 && b > 1 { throw .varintOverflow(field: field, offset: start) }
+            if shift == 63 && b > 1 { throw .varintOverflow(field: field(), offset: start) }
             result |= UInt64(b & 0x7F) << shift
             if b < 0x80 { return result }
             shift += 7
         }
     }
 
-    mutating func int(_ field: String) throws(WireError) -> Int {
-        let z = try varint(field)
+    mutating func int(_ field: @autoclosure () -> String) throws(WireError) -> Int {
+        let z = try varint(field())
         return Int(Int64(bitPattern: (z >> 1) ^ (0 &- (z & 1))))
     }
 
-    mutating func token(_ field: String) throws(WireError) -> UInt32 {
+    mutating func token(_ field: @autoclosure () -> String) throws(WireError) -> UInt32 {
         let at = offset
-        let v = try varint(field)
-        guard let t = UInt32(exactly: v) else { throw .outOfRange(field: field, value: v, offset: at) }
+        let v = try varint(field())
+        guard let t = UInt32(exactly: v) else { throw .outOfRange(field: field(), value: v, offset: at) }
         return t
     }
 
     /// A count of items that take at least `minimumBytes` each, checked against the bytes left, so a
     /// hostile count never makes the reader allocate or loop past what the frame can hold.
-    mutating func count(_ field: String, minimumBytes: Int) throws(WireError) -> Int {
+    mutating func count(_ field: @autoclosure () -> String, minimumBytes: Int) throws(WireError) -> Int {
         let at = offset
-        let n = try varint(field)
+        let n = try varint(field())
         guard n <= UInt64(left / minimumBytes) else {
-            throw .countPastEnd(field: field, count: n, offset: at, left: left, minimumBytes: minimumBytes)
+            throw .countPastEnd(field: field(), count: n, offset: at, left: left, minimumBytes: minimumBytes)
         }
         return Int(n)
     }
 
-    mutating func double(_ field: String) throws(WireError) -> Double {
-        guard left >= 8 else { throw .truncated(field: field, offset: offset, needed: 8, left: left) }
+    mutating func double(_ field: @autoclosure () -> String) throws(WireError) -> Double {
+        guard left >= 8 else { throw .truncated(field: field(), offset: offset, needed: 8, left: left) }
         var bits: UInt64 = 0
         for i in 0..<8 { bits |= UInt64(buffer[offset + i]) << (8 * UInt64(i)) }
         offset += 8
         return Double(bitPattern: bits)
     }
 
-    mutating func optionalDouble(_ field: String) throws(WireError) -> Double? {
-        try flag(field + " flag") ? try double(field) : nil
+    mutating func optionalDouble(_ field: @autoclosure () -> String) throws(WireError) -> Double? {
+        try flag(field() + " flag") ? try double(field()) : nil
     }
 
-    mutating func string(_ field: String) throws(WireError) -> String {
-        let n = try count(field + " length", minimumBytes: 1)
+    mutating func string(_ field: @autoclosure () -> String) throws(WireError) -> String {
+        let n = try count(field() + " length", minimumBytes: 1)
         let at = offset
         let bytes = UnsafeBufferPointer(rebasing: buffer[at..<at + n])
         offset += n
         // ASCII needs no validation, and names and paths are ASCII: String(validating:) costs ~3× more.
         if !bytes.contains(where: { $0 >= 0x80 }) { return String(decoding: bytes, as: UTF8.self) }
         // Strict: a repaired string (U+FFFD) would decode "successfully" into something never sent.
-        guard let s = String(validating: bytes, as: UTF8.self) else { throw .invalidUTF8(field: field, offset: at, length: n) }
+        guard let s = String(validating: bytes, as: UTF8.self) else { throw .invalidUTF8(field: field(), offset: at, length: n) }
         return s
     }
 
-    mutating func optionalString(_ field: String) throws(WireError) -> String? {
-        try flag(field + " flag") ? try string(field) : nil
+    mutating func optionalString(_ field: @autoclosure () -> String) throws(WireError) -> String? {
+        try flag(field() + " flag") ? try string(field()) : nil
     }
 
-    mutating func ints(_ field: String) throws(WireError) -> [Int] {
-        let n = try count(field + " count", minimumBytes: 1)
+    mutating func ints(_ field: @autoclosure () -> String) throws(WireError) -> [Int] {
+        let n = try count(field() + " count", minimumBytes: 1)
         var out: [Int] = []
         out.reserveCapacity(n)
-        for _ in 0..<n { out.append(try int(field)) }
+        for _ in 0..<n { out.append(try int(field())) }
         return out
     }
 
     /// A count-prefixed list of values (arguments, or an array's items).
-    mutating func values(_ field: String) throws(WireError) -> [StepValue] {
-        let n = try count(field, minimumBytes: 1)
+    mutating func values(_ field: @autoclosure () -> String) throws(WireError) -> [StepValue] {
+        let n = try count(field(), minimumBytes: 1)
         var out: [StepValue] = []
         // Capped: up to `maximumNesting` lists are open at once, and each count is only checked
         // against the bytes left, so reserving it all at every level would multiply the frame's size.
@@ -476,7 +484,7 @@ struct WireReader {
         depth += 1
     }
 
-    mutating func location(_ field: String) throws(WireError) -> SourceLocation? {
-        try flag(field + " flag") ? SourceLocation(file: try string(field + " file"), line: try int(field + " line")) : nil
+    mutating func location(_ field: @autoclosure () -> String) throws(WireError) -> SourceLocation? {
+        try flag(field() + " flag") ? SourceLocation(file: try string(field() + " file"), line: try int(field() + " line")) : nil
     }
 }

@@ -19,7 +19,8 @@ package final class WorkerPool: Sendable {
     private let executor: StepExecutor
     private let runDirectory: URL
     private let launch: Int
-    private let channel: any StepRequestChannel
+    /// Where running steps' graph edits go; one for every step's context.
+    private let editor: any GraphEditor
     private let report: @Sendable (FromRank) -> Void
     private let state: Mutex<PoolState>
     /// Set when the run is stopped by a signal: running steps see it and end what they wait on.
@@ -57,7 +58,7 @@ package final class WorkerPool: Sendable {
         self.executor = executor
         self.runDirectory = runDirectory
         self.launch = launch
-        self.channel = channel
+        self.editor = ChannelEditor(channel: channel)
         self.report = report
         self.state = Mutex(PoolState(idleSlots: Deque(0..<threads)))
         self.slotQueues = (0..<threads).map { DispatchQueue(label: "stepflow-r\(rank)-w\($0)") }
@@ -186,7 +187,7 @@ package final class WorkerPool: Sendable {
         }
         let context = StepContext(id: step.id, function: step.function, args: step.args, rank: rank, slot: slot,
                                   gpus: step.gpus, attempt: step.attempt, runDirectory: runDirectory,
-                                  editor: ChannelEditor(channel: channel), functionNames: executor.functionNames, launch: launch,
+                                  editor: editor, functionNames: executor.functionNames, launch: launch,
                                   threads: step.threads, cancellation: cancellation)
         let start = Date().timeIntervalSince1970
         report(.started(StepStart(id: step.id, rank: rank, slot: slot, start: start)))

@@ -84,7 +84,10 @@ public final class StepContext: StepInserting, Sendable {
     public let launch: Int
     /// The inserter the step's edits go through: steps it inserts have it as their inserter (S12).
     public let steps: StepInserter
-    private let logFile: StepLogFile
+    /// The step's log, opened on the first line written, so steps that log nothing cost no file.
+    /// Kept here rather than in an object of its own: that object cost an allocation and a release
+    /// per step, a tenth of what a worker spends on an empty step.
+    private let logHandle = Mutex<FileHandle?>(nil)
 
     package init(id: StepID, function: String, args: [StepValue], rank: Int, slot: Int, gpus: [Int],
                 attempt: Int, runDirectory: URL, editor: any GraphEditor, functionNames: Set<String>, launch: Int = 1,
@@ -101,7 +104,6 @@ public final class StepContext: StepInserting, Sendable {
         self.cancellation = cancellation
         self.launch = launch
         self.steps = StepInserter(.step(id), editor: editor, functionNames: functionNames)
-        self.logFile = StepLogFile(runDirectory: runDirectory, step: id, launch: launch)
     }
 
     /// True once the run is stopping (a signal, a time limit): a step that waits on something long
@@ -111,19 +113,18 @@ public final class StepContext: StepInserting, Sendable {
     /// Where the step's log is (`logs/step-<id>.log`, or `logs/launch-<n>/…`), whether or not
     /// anything was written yet. A step that writes it itself must append (O_APPEND): the logger
     /// appends to the same file.
-    public var logFilePath: String { logFile.path }
+    public var logFilePath: String { StepLogFile.path(runDirectory: runDirectory, step: id, launch: launch) }
 
     /// A logger whose lines go to `<run-dir>/logs/step-<id>.log` (created on the first line); in a
     /// continued run's later launches, `<run-dir>/logs/launch-<n>/step-<id>.log`.
     public var logger: Logger {
-        let file = logFile
-        var logger = Logger(label: "step-\(id)") { _ in StepLogHandler(file: file) }
+        var logger = Logger(label: "step-\(id)") { [self] _ in StepLogHandler(context: self) }
         logger[metadataKey: "step"] = "\(id)"
         return logger
     }
 
     /// The step's log file, once something was written to it.
-    public var logPath: String? { logFile.exists ? logFile.path : nil }
+    public var logPath: String? { logHandle.withLock { $0 != nil } ? logFilePath : nil }
 
     /// The argument at `index`, or nil past the end.
     public func arg(_ index: Int) -> StepValue? { index < args.count ? args[index] : nil }
@@ -139,7 +140,19 @@ public final class StepContext: StepInserting, Sendable {
     }
 
     /// Writes a line to the step's log.
-    func appendToLog(_ line: String) { logFile.append(line) }
+    func appendToLog(_ line: String) {
+        logHandle.withLock { h in
+            if h == nil {
+                let path = logFilePath
+                try? FileManager.default.createDirectory(at: URL(fileURLWithPath: path).deletingLastPathComponent(),
+                                                         withIntermediateDirectories: true)
+                // O_APPEND: a step may write to its log with a handle of its own (a command's output).
+                let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
+                h = fd >= 0 ? FileHandle(fileDescriptor: fd, closeOnDealloc: true) : nil
+            }
+            try? h?.write(contentsOf: Data((line + "\n").utf8))
+        }
+    }
 }
 
 /// A step's argument was missing or of the wrong kind.
@@ -155,51 +168,18 @@ package struct StepArgumentError: Error, CustomStringConvertible {
     }
 }
 
-/// A step's log file, opened on the first line written, so steps that log nothing cost no file.
-/// Each launch of a run has its own files (the first `logs/`, later ones `logs/launch-<n>/`): ids
-/// can change between launches of a continued run, and two steps must never share a log.
-final class StepLogFile: Sendable {
-    private let runDirectory: URL
-    private let step: StepID
-    private let launch: Int
-    private let handle = Mutex<FileHandle?>(nil)
-
-    init(runDirectory: URL, step: StepID, launch: Int = 1) {
-        self.runDirectory = runDirectory
-        self.step = step
-        self.launch = launch
-    }
-
-    /// Built only when needed: appending to a file URL costs a stat, too much for every step.
-    var path: String { StepLogFile.path(runDirectory: runDirectory, step: step, launch: launch) }
-
+/// Where a step's log is. Each launch of a run has its own files (the first `logs/`, later ones
+/// `logs/launch-<n>/`): ids can change between launches of a continued run, and two steps must never
+/// share a log.
+enum StepLogFile {
     static func path(runDirectory: URL, step: StepID, launch: Int = 1) -> String {
         launch <= 1 ? runDirectory.path + "/logs/step-\(step).log" : runDirectory.path + "/logs/launch-\(launch)/step-\(step).log"
-    }
-
-    var exists: Bool { handle.withLock { $0 != nil } }
-
-    func append(_ line: String) {
-        handle.withLock { h in
-            if h == nil {
-                let url = URL(fileURLWithPath: path)
-                try? FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-                // O_APPEND: a step may write to its log with a handle of its own (a command's output).
-                let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
-                h = fd >= 0 ? FileHandle(fileDescriptor: fd, closeOnDealloc: true) : nil
-            }
-            try? h?.write(contentsOf: Data((line + "\n").utf8))
-        }
-    }
-
-    deinit {
-        handle.withLock { try? $0?.close() }
     }
 }
 
 /// A swift-log handler that writes to a step's log file.
 struct StepLogHandler: LogHandler {
-    let file: StepLogFile
+    let context: StepContext
     var logLevel: Logger.Level = .info
     var metadata: Logger.Metadata = [:]
 
@@ -210,7 +190,7 @@ struct StepLogHandler: LogHandler {
 
     func log(event: LogEvent) {
         let time = ISO8601DateFormatter.string(from: Date(), timeZone: .current, formatOptions: [.withInternetDateTime, .withFractionalSeconds])
-        file.append("\(time) \(event.level) \(event.message)")
+        context.appendToLog("\(time) \(event.level) \(event.message)")
     }
 }
 

@@ -10,8 +10,13 @@ package protocol StepRequestChannel: Sendable {
 }
 
 /// The graph editor a running step uses: every edit goes to rank 0 through the channel.
-struct ChannelEditor: GraphEditor {
+///
+/// A class, so `any GraphEditor` holds it by reference: as a struct around an existential it was too
+/// large to store inline, and every step's context boxed (and unboxed) a copy of it.
+final class ChannelEditor: GraphEditor {
     let channel: any StepRequestChannel
+
+    init(channel: any StepRequestChannel) { self.channel = channel }
 
     func apply(_ edit: GraphEdit, by inserter: Inserter) throws -> StepID? {
         guard let from = inserter.stepID else { throw GraphEditError("only a running step edits through a channel") }

@@ -300,16 +300,20 @@ package struct StepGraph: Sendable {
 
     /// Dependents of a step now done for them lose one unfinished prerequisite.
     mutating func releaseDependents(of id: StepID) {
-        var work = [id]
-        while let done = work.popLast() {
+        // The work list starts empty (no allocation): it only fills for provisional steps, and this
+        // runs for every step that finishes.
+        var next: StepID? = id
+        var work: [StepID] = []
+        while let done = next {
             let deps = dependents[done - 1]
-            dependents[done - 1] = []
+            if !deps.isEmpty { dependents[done - 1] = [] }
             for d in deps {
                 let d = Int(d)
                 remaining[d - 1] -= 1
                 // A provisional finished step whose last pending prerequisite is done is done too.
                 if isDone(d) { work.append(d) } else { enqueueIfReady(d) }
             }
+            next = work.popLast()
         }
     }
 

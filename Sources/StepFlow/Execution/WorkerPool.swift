@@ -166,8 +166,17 @@ package final class WorkerPool: Sendable {
         let threadMask = stepSignalMask.apply()
         defer { threadMask.apply() }
         var step = first
+        // The last function this slot ran, looked up once: runs of steps are mostly of one function.
+        var last: (function: String, body: StepExecutor.Body)?
         while true {
-            run(step, slot: slot)
+            let body: StepExecutor.Body
+            if let last, last.function == step.function {
+                body = last.body
+            } else {
+                body = executor.body(for: step.function)
+                last = (step.function, body)
+            }
+            run(step, slot: slot, body: body)
             let (next, others) = state.withLock { s in
                 s.busyUnits -= step.threads
                 return claimStartable(&s, freedSlot: slot)
@@ -179,7 +188,7 @@ package final class WorkerPool: Sendable {
         }
     }
 
-    private func run(_ step: StepAssignment, slot: Int) {
+    private func run(_ step: StepAssignment, slot: Int, body: StepExecutor.Body) {
         // Sent ahead before the launch deadline, but its turn came too late to end before it.
         if let startBy = step.startBy, Date().timeIntervalSince1970 > startBy {
             report(.ended(StepOutcome(id: step.id, rank: rank, slot: -1, report: .notStarted, start: nil, end: nil, logPath: nil)))
@@ -193,7 +202,7 @@ package final class WorkerPool: Sendable {
         report(.started(StepStart(id: step.id, rank: rank, slot: slot, start: start)))
         let outcome: Scheduler.Report
         do {
-            try executor.run(context)
+            try body(context)
             outcome = .finished
         } catch {
             let text = ErrorText.sentence(error)

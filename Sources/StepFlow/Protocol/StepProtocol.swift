@@ -110,8 +110,11 @@ public struct StepFunctions<P: StepProtocol>: Sendable, ExpressibleByDictionaryL
 /// Runs a step by function name: a protocol value and its function table, with the type erased, so
 /// the engine's executors need no generics.
 package struct StepExecutor: Sendable {
+    /// A step function with the protocol value bound.
+    package typealias Body = @Sendable (StepContext) throws -> Void
+
     package let functionNames: Set<String>
-    private let body: @Sendable (StepContext) throws -> Void
+    private let functions: [String: Body]
 
     package init<P: StepProtocol>(_ proto: P) {
         // Bound to the protocol value once: a table of the generic `Body` type made every lookup
@@ -120,15 +123,19 @@ package struct StepExecutor: Sendable {
     }
 
     /// An executor over plain closures, for tests and built-in protocols.
-    package init(functions: [String: @Sendable (StepContext) throws -> Void]) {
+    package init(functions: [String: Body]) {
         self.functionNames = Set(functions.keys)
-        self.body = { context in
-            guard let fn = functions[context.function] else {
-                throw StepGraphError.unknownFunction(context.function, known: Array(functions.keys), at: nil)
-            }
-            try fn(context)
-        }
+        self.functions = functions
     }
 
-    package func run(_ context: StepContext) throws { try body(context) }
+    /// What runs a step of `function`: its body, or, for a name the protocol does not register, a
+    /// body that throws `StepGraphError.unknownFunction`. A worker keeps it for the steps after
+    /// (mostly of the same function) instead of hashing the name each time.
+    package func body(for function: String) -> Body {
+        if let fn = functions[function] { return fn }
+        let known = Array(functions.keys)
+        return { _ in throw StepGraphError.unknownFunction(function, known: known, at: nil) }
+    }
+
+    package func run(_ context: StepContext) throws { try body(for: context.function)(context) }
 }

@@ -165,8 +165,11 @@ package struct Scheduler: Sendable {
         defer { graph.putBackReady(setAside) }
         while let id = graph.peekReady() {
             if config.mode == .serial && inFlight > 0 { break }
-            let spec = graph.record(id).spec
-            if let launchDeadline, let now, let expected = spec.expectedSeconds, now + expected > launchDeadline {
+            // The three fields read in place: a copy of the spec (its name and arguments retained and
+            // released) cost ~140 instructions a step.
+            let threads = graph.records[id - 1].spec.threads, needsGPU = graph.records[id - 1].spec.needsGPU
+            let expectedSeconds = graph.records[id - 1].spec.expectedSeconds
+            if let launchDeadline, let now, let expected = expectedSeconds, now + expected > launchDeadline {
                 graph.setAsideReady(id)
                 setAside.append(id)
                 heldForTimeLimit += 1
@@ -180,13 +183,13 @@ package struct Scheduler: Sendable {
             var best = -1
             for k in 1...config.ranks {
                 let r = (lastRank + k) % config.ranks
-                guard load[r] + spec.threads <= capacity, !(spec.needsGPU && freeGPUs[r].isEmpty) else { continue }
+                guard load[r] + threads <= capacity, !(needsGPU && freeGPUs[r].isEmpty) else { continue }
                 if best < 0 || load[r] < load[best] || (load[r] == load[best] && r == warmRank) { best = r }
             }
             guard best >= 0 else {
                 // Every GPU is taken: CPU steps behind it need not wait. A GPU free on a rank without a
                 // free slot keeps the order, so the GPU step gets that slot first.
-                if spec.needsGPU && freeGPUs.allSatisfy(\.isEmpty) {
+                if needsGPU && freeGPUs.allSatisfy(\.isEmpty) {
                     graph.setAsideReady(id)
                     setAside.append(id)
                     continue
@@ -195,13 +198,13 @@ package struct Scheduler: Sendable {
             }
             lastRank = best
             _ = graph.takeReady()
-            load[best] += spec.threads
+            load[best] += threads
             inFlight += 1
             var gpus: [Int] = []
-            if spec.needsGPU { gpus.append(freeGPUs[best].removeFirst()) }
+            if needsGPU { gpus.append(freeGPUs[best].removeFirst()) }
             graph.noteRun(id, rank: best, slot: nil, gpus: gpus, start: nil, end: nil, logPath: nil)
             out.append(Assignment(step: id, rank: best, gpus: gpus, attempt: graph.record(id).attempts,
-                                  startBy: launchDeadline.map { $0 - (spec.expectedSeconds ?? 0) }))
+                                  startBy: launchDeadline.map { $0 - (expectedSeconds ?? 0) }))
         }
         return out
     }

@@ -432,6 +432,7 @@ struct WireReader {
 
     mutating func ints(_ field: @autoclosure () -> String) throws(WireError) -> [Int] {
         let n = try count(field() + " count", minimumBytes: 1)
+        if n == 0 { return [] }
         var out: [Int] = []
         out.reserveCapacity(n)
         for _ in 0..<n { out.append(try int(field())) }
@@ -441,6 +442,8 @@ struct WireReader {
     /// A count-prefixed list of values (arguments, or an array's items).
     mutating func values(_ field: @autoclosure () -> String) throws(WireError) -> [StepValue] {
         let n = try count(field(), minimumBytes: 1)
+        // Most steps have no arguments (and no GPUs): an empty list needs no storage.
+        if n == 0 { return [] }
         var out: [StepValue] = []
         // Capped: up to `maximumNesting` lists are open at once, and each count is only checked
         // against the bytes left, so reserving it all at every level would multiply the frame's size.

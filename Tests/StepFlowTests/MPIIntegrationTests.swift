@@ -117,7 +117,7 @@ import Testing
 
 /// The benchmark runs and reports every figure (values are measured, never asserted: timing is noisy).
 @Suite struct BenchmarkSmokeTests {
-    @Test("stepflow bench --json prints steps/s, the raw MPI rate, their ratio, rank-0 memory and idle CPU")
+    @Test("stepflow bench --json prints steps/s, the raw MPI rate (median of one measurement per pair of runs), their ratio, rank-0 memory and idle CPU")
     func benchJSON() throws {
         let result = try MPILaunch.run(np: 2, "stepflow", ["bench", "--shape", "diamond", "--steps", "3000", "--json",
                                                            "--raw-tasks", "5000", "--idle-ms", "200",
@@ -129,5 +129,11 @@ import Testing
             #expect((json[key] as? NSNumber)?.doubleValue ?? 0 > 0, "\(key) in \(json)")
         }
         #expect(json["steps"] as? Int == 3000 && json["mpi"] as? Int == 2)
+        // The raw rate is measured before each of the 3 pairs of runs; the ratio uses their median.
+        let raws = try #require(json["raw_mpi_per_s_runs"] as? [Double])
+        #expect(raws.count == 3 && raws.allSatisfy { $0 > 0 }, "\(raws)")
+        #expect(json["raw_mpi_per_s"] as? Double == raws.sorted()[1])
+        let rate = try #require(json["steps_per_s"] as? Double), ratio = try #require(json["ratio"] as? Double)
+        #expect(abs(ratio - rate / raws.sorted()[1]) < 1e-9 * ratio)
     }
 }

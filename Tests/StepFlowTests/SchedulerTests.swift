@@ -57,12 +57,23 @@ import Testing
         #expect(s.nextAssignments().count == 6)
     }
 
-    @Test("S6: short steps are sent further ahead; steps of 80 ms or more are not sent ahead at all")
+    @Test("S6: short steps are sent further ahead (under 20 µs: 0.5 ms of work a slot, 32 to 512 steps); steps of 80 ms or more are not sent ahead at all")
     func prefetchFollowsStepTime() throws {
         var s = Scheduler(config: SchedulerConfig(ranks: 2, threadsPerRank: 1, prefetch: 2))
-        for _ in 0..<100 { try s.insert(spec(), prerequisites: [], insertedBy: .protocolSteps) }
+        for _ in 0..<200 { try s.insert(spec(), prerequisites: [], insertedBy: .protocolSteps) }
         s.adaptPrefetch(meanStepSeconds: 0.000_01)
-        #expect(s.nextAssignments().count == 2 * (1 + 32))
+        // Under 20 µs, 0.5 ms of work a slot: 50 steps of 10 µs, at least 32, at most 512.
+        #expect(s.nextAssignments().count == 2 * (1 + 50))
+        for (mean, ahead) in [(0.000_001, 500), (0.000_000_1, 512), (0.000_019, 32)] {
+            var v = Scheduler(config: SchedulerConfig(ranks: 2, threadsPerRank: 1, prefetch: 2))
+            for _ in 0..<2_000 { try v.insert(spec(), prerequisites: [], insertedBy: .protocolSteps) }
+            v.adaptPrefetch(meanStepSeconds: mean)
+            #expect(v.nextAssignments().count == 2 * (1 + ahead), "mean \(mean) s")
+        }
+        var w = Scheduler(config: SchedulerConfig(ranks: 2, threadsPerRank: 4, prefetch: 2))
+        for _ in 0..<2_000 { try w.insert(spec(), prerequisites: [], insertedBy: .protocolSteps) }
+        w.adaptPrefetch(meanStepSeconds: 0.000_01)
+        #expect(w.nextAssignments().count == 2 * (4 + 200), "4 slots drain 4 times faster: 4 × 50 ahead")
         var t = Scheduler(config: SchedulerConfig(ranks: 2, threadsPerRank: 1, prefetch: 2))
         for _ in 0..<100 { try t.insert(spec(), prerequisites: [], insertedBy: .protocolSteps) }
         t.adaptPrefetch(meanStepSeconds: 0.02)

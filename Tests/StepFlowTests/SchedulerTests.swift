@@ -84,6 +84,37 @@ import Testing
         #expect(u.nextAssignments().count == 2, "one step per slot, none queued behind a long one")
     }
 
+    @Test("S8: a pull taken in chunks while the run goes on between them ends with every step as it is after the last chunk")
+    func chunkedPullIsOneMoment() throws {
+        var s = Scheduler(config: SchedulerConfig(ranks: 2, threadsPerRank: 1, prefetch: 2))
+        for _ in 0..<10 { try s.insert(spec(), prerequisites: [], insertedBy: .protocolSteps) }
+        _ = s.takeChanged()
+        #expect(s.nextAssignments().map(\.step) == [1, 2, 3, 4, 5, 6])
+        var written: [StepID: StepRecord] = [:]
+        var visits: [StepID] = []
+        func pull(_ limit: Int) -> Bool {
+            s.visitChanged(upTo: limit) { p in
+                written[p.pointee.id] = p.pointee
+                visits.append(p.pointee.id)
+            }
+        }
+        #expect(pull(2), "4 of the 6 changed steps are left")
+        #expect(visits == [5, 6])
+        // The run goes on between chunks: step 6, already written as running, ends; step 7 is sent.
+        s.stepEnded(6, .finished)
+        #expect(s.nextAssignments().map(\.step) == [7])
+        while pull(2) {}
+        #expect(visits.filter { $0 == 6 }.count == 2, "step 6 is taken again after it changed: \(visits)")
+        #expect(Set(written.keys) == Set(1...7))
+        for (id, record) in written {
+            let now = s.graph.record(id)
+            #expect(record.status == now.status && record.rank == now.rank && record.attempts == now.attempts
+                     && record.start == now.start && record.end == now.end, "step \(id) as it is now")
+        }
+        #expect(written[6]?.status == .finished && written[7]?.status == .running && written[1]?.status == .running)
+        #expect(!pull(2) && visits.count == 8, "nothing is left")
+    }
+
     @Test("S2/S4: a step becomes ready when its last prerequisite finishes, and a waiting one only once released")
     func readiness() throws {
         var s = Scheduler(config: SchedulerConfig(threadsPerRank: 4))

@@ -76,9 +76,10 @@ package protocol RunJournal: Sendable {
     @discardableResult func sync() -> String?
 }
 
-/// Takes the steps changed since its last call and shows `visit` each one's record in place, all at
-/// one moment (under the scheduler's lock: `visit` must be quick and keep no pointer); called on the
-/// journal's own thread. In place: copying the records cost more than the journal's use of them.
+/// Takes the steps changed since its last call and shows `visit` each one's record in place, as the
+/// steps all were at one moment (under the scheduler's lock, taken for a chunk of steps at a time:
+/// `visit` must be quick and keep no pointer); called on the journal's own thread. In place: copying
+/// the records cost more than the journal's use of them.
 package typealias ChangeSource = @Sendable (_ visit: (UnsafePointer<StepRecord>) -> Void) -> Void
 
 extension RunStore: RunJournal {}

@@ -448,12 +448,22 @@ package struct StepGraph: Sendable {
     /// Shows `visit` the record of every step changed since the last `takeChanged` or `visitChanged`,
     /// in place, and forgets them. The pointer is valid only during the call.
     package mutating func visitChanged(_ visit: (UnsafePointer<StepRecord>) -> Void) {
+        _ = visitChanged(upTo: .max, visit)
+    }
+
+    /// As `visitChanged(_:)`, for at most `limit` of the changed steps (the most recently changed);
+    /// returns whether changed steps are left. A step that changes again after it was shown is shown
+    /// again by a later call, so calls repeated until none is left have shown every step as it is at
+    /// the end of the last call, whatever changed between them.
+    package mutating func visitChanged(upTo limit: Int, _ visit: (UnsafePointer<StepRecord>) -> Void) -> Bool {
+        let taken = changed.suffix(max(limit, 0))
         records.withUnsafeBufferPointer { records in
             guard let first = records.baseAddress else { return }
-            for id in changed { visit(first + Int(id) - 1) }
+            for id in taken { visit(first + Int(id) - 1) }
         }
-        for id in changed { isChanged[Int(id) - 1] = false }
-        changed.removeAll(keepingCapacity: true)
+        for id in taken { isChanged[Int(id) - 1] = false }
+        changed.removeLast(taken.count)
+        return !changed.isEmpty
     }
 
     mutating func markChanged(_ id: StepID) {

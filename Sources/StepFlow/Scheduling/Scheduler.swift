@@ -315,6 +315,11 @@ package struct Scheduler: Sendable {
     /// Shows `visit` every step changed since the last call, in place (`StepGraph.visitChanged`).
     package mutating func visitChanged(_ visit: (UnsafePointer<StepRecord>) -> Void) { graph.visitChanged(visit) }
 
+    /// Shows `visit` at most `limit` changed steps; returns whether more are left (`StepGraph.visitChanged(upTo:_:)`).
+    package mutating func visitChanged(upTo limit: Int, _ visit: (UnsafePointer<StepRecord>) -> Void) -> Bool {
+        graph.visitChanged(upTo: limit, visit)
+    }
+
     /// Stop at once because of a signal (S10): nothing new is launched and every running step is
     /// `aborted` now, without waiting for it; steps sent ahead that had not started are `new` again.
     /// Reports that come later are ignored.

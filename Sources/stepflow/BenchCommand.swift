@@ -18,8 +18,8 @@ struct BenchCommand: ParsableCommand {
             One launch measures, in order: the raw MPI message rate; the run; the same run again with the store off, \
             in <run-dir>/no-store (store_cost = 1 - steps/s with the store ÷ steps/s without; --no-store-cost skips it); \
             --repeats more such pairs, each after the raw rate again, in <run-dir>/repeat-<n> and no-store-<n>, every \
-            other pair store-off first (steps/s, the raw rate, the ratio of those two and store_cost are medians over \
-            the pairs; memory is the first run's); \
+            other pair store-off first (steps/s, the raw rate and store_cost are medians over the pairs, the ratio is \
+            that of the two medians; memory is the first run's); \
             and an idle run in <run-dir>/idle, where one step sleeps --idle-ms while the other ranks wait and a second \
             step waits for it (idle CPU of every rank while the step sleeps; idle_wake_us, from the sleeping step's end \
             to the next step's start).

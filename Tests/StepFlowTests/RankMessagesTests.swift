@@ -36,6 +36,11 @@ import Testing
         #expect(try Self.sent(near) == Array(others.dropLast()) + [Self.ended(1, start: 1, end: 2)])
         let far = [Self.started(1, at: 1)] + others + [Self.ended(1, start: 1, end: 2)]
         #expect(try Self.sent(far) == far)
+        // A rank of 16 slots looks 64 back: its other slots report about two each in between.
+        #expect(FromRank.startPairingWindow(threads: 1) == 16 && FromRank.startPairingWindow(threads: 16) == 64)
+        let wide = try WireCodec.decode(WireCodec.encode(far, skipping: FromRank.startsOfEndedSteps(in: far, window: FromRank.startPairingWindow(threads: 16))),
+                                        as: FromRank.self)
+        #expect(wide == others + [Self.ended(1, start: 1, end: 2)])
         // Several pairs interleaved, as T slots report them: every start is dropped, the rest keep their order.
         let interleaved: [FromRank] = [Self.started(1, at: 1), Self.started(2, at: 2), Self.ended(2, start: 2, end: 3),
                                        Self.started(3, at: 3), Self.ended(1, start: 1, end: 4), Self.ended(3, start: 3, end: 5)]

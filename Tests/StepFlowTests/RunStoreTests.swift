@@ -46,6 +46,15 @@ struct ContinueProtocol: StepProtocol {
     }
 }
 
+/// Thousands of independent empty steps: more than one chunk of the journal's pull.
+struct ManyStepsProtocol: StepProtocol {
+    init(params: NoParams) {}
+    static let functions: StepFunctions<ManyStepsProtocol> = ["x": { _, _ in }]
+    mutating func insertAllSteps(_ steps: StepInserter) throws {
+        for _ in 0..<6_000 { try steps.insertFunctionStep("x", prerequisites: []) }
+    }
+}
+
 /// A second protocol, to check that a run database is not taken for another protocol's.
 struct OtherProtocol: StepProtocol {
     init(params: NoParams) {}
@@ -82,6 +91,17 @@ struct OtherProtocol: StepProtocol {
         #expect(stored.steps.allSatisfy { $0.status == .finished && $0.rank == 0 && $0.slot != nil && $0.start != nil && $0.end != nil && $0.attempts == 1 })
         #expect(stored.steps[6].insertedBy == .step(5) && stored.steps[7].prerequisites == [7])
         #expect(Set(stored.steps[5].prerequisites) == [4, 7], "the prerequisite added at run time is recorded")
+    }
+
+    @Test("S8: a run of 6,000 steps, pulled 2,048 at a time, has every step in run.db as it ended")
+    func manyStepsRecorded() throws {
+        let dir = Executables.temporaryFolder("store-many")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let report = try ProtocolRunner.runLocal(ManyStepsProtocol(), settings: settings(dir))
+        #expect(report.outcome == .finished)
+        let stored = try RunStore.read(runDirectory: dir).steps
+        #expect(stored.map(\.id) == Array(1...6_000))
+        #expect(stored.allSatisfy { $0.status == .finished && $0.start != nil && $0.end != nil && $0.attempts == 1 && $0.slot != nil })
     }
 
     @Test("S9: changing one step's arguments re-runs that step and its dependents, nothing else; run-time inserts are restored")

@@ -451,18 +451,19 @@ package struct StepGraph: Sendable {
         _ = visitChanged(upTo: .max, visit)
     }
 
-    /// As `visitChanged(_:)`, for at most `limit` of the changed steps (the most recently changed);
-    /// returns whether changed steps are left. A step that changes again after it was shown is shown
-    /// again by a later call, so calls repeated until none is left have shown every step as it is at
-    /// the end of the last call, whatever changed between them.
+    /// As `visitChanged(_:)`, for at most `limit` of the changed steps, those that changed first (a
+    /// step sent moments ago may end before its turn, and is then written once); returns whether
+    /// changed steps are left. A step that changes again after it was shown is shown again by a later
+    /// call, so calls repeated until none is left have shown every step as it is at the end of the
+    /// last call, whatever changed between them.
     package mutating func visitChanged(upTo limit: Int, _ visit: (UnsafePointer<StepRecord>) -> Void) -> Bool {
-        let taken = changed.suffix(max(limit, 0))
+        let n = min(max(limit, 0), changed.count)
         records.withUnsafeBufferPointer { records in
             guard let first = records.baseAddress else { return }
-            for id in taken { visit(first + Int(id) - 1) }
+            for i in 0..<n { visit(first + Int(changed[i]) - 1) }
         }
-        for id in taken { isChanged[Int(id) - 1] = false }
-        changed.removeLast(taken.count)
+        for i in 0..<n { isChanged[Int(changed[i]) - 1] = false }
+        changed.removeFirst(n)
         return !changed.isEmpty
     }
 

@@ -28,9 +28,13 @@ package enum FromRank: Sendable, Equatable {
 }
 
 extension FromRank {
-    /// How far back from a step's end `startsOfEndedSteps` looks for its start. A start further back
-    /// stays: rank 0 then reads both, as it would across two batches.
+    /// How far back from a step's end `startsOfEndedSteps` looks for its start, at least. A start
+    /// further back stays: rank 0 then reads both, as it would across two batches.
     static let startPairingWindow = 16
+
+    /// The window for a rank of `threads` slots: between the start and the end of a short step, the
+    /// other slots report about two each.
+    static func startPairingWindow(threads: Int) -> Int { max(startPairingWindow, 4 * threads) }
 
     /// Which of `reports` are starts of steps that also end in them (true at their positions), or
     /// nil when none are. Such a start need not be sent: the end carries the start time and slot, so
@@ -38,16 +42,16 @@ extension FromRank {
     /// Nothing a start settles is left waiting: a step that sends a graph edit waits for rank 0's
     /// answer, so its start and end are never in one batch with an edit between.
     ///
-    /// Only the `startPairingWindow` reports before an end are searched: short steps, the ones this
-    /// saves anything for, end a few reports after they start (the rank's other slots report in
-    /// between). Nothing is copied or hashed: on a worker rank of empty steps this runs once per
-    /// step, and building a filtered copy through a dictionary cost ~1,000 instructions a step.
-    package static func startsOfEndedSteps(in reports: [FromRank]) -> [Bool]? {
+    /// Only the `window` reports before an end are searched: short steps, the ones this saves
+    /// anything for, end a few reports after they start (the rank's other slots report in between).
+    /// Nothing is copied or hashed: on a worker rank of empty steps this runs once per step, and
+    /// building a filtered copy through a dictionary cost ~1,000 instructions a step.
+    package static func startsOfEndedSteps(in reports: [FromRank], window: Int = startPairingWindow) -> [Bool]? {
         var paired: [Bool]?
         for i in reports.indices {
             guard let id = reports[i].endedStep else { continue }
             var j = i - 1
-            while j >= max(0, i - startPairingWindow) {
+            while j >= max(0, i - window) {
                 if reports[j].startedStep == id, paired?[j] != true {
                     if paired == nil { paired = [Bool](repeating: false, count: reports.count) }
                     paired![j] = true

@@ -12,6 +12,8 @@ package final class WorkerRuntime {
     private let outbox = EventQueue<FromRank>()
     private let replies = ReplyTable()
     private let pool: WorkerPool
+    /// How far back a step's end looks for its start in a batch (`FromRank.startsOfEndedSteps`).
+    private let pairingWindow: Int
 
     /// How a worker rank's service ended.
     package enum Ending: Sendable, Equatable {
@@ -26,6 +28,7 @@ package final class WorkerRuntime {
     package init(rank: Int, messenger: any Messenger, threads: Int, executor: StepExecutor, runDirectory: URL, launch: Int) {
         self.rank = rank
         self.messenger = messenger
+        pairingWindow = FromRank.startPairingWindow(threads: threads)
         let outbox = self.outbox
         pool = WorkerPool(rank: rank, threads: threads, executor: executor, runDirectory: runDirectory, launch: launch,
                           channel: TokenRequestChannel(replies: replies, push: { outbox.push($0) }), report: { outbox.push($0) })
@@ -106,7 +109,7 @@ package final class WorkerRuntime {
     private func sendOutbox(_ events: [FromRank]) -> Bool {
         guard !events.isEmpty else { return false }
         lastSent = ContinuousClock.now
-        messenger.send(WireCodec.encode(events, skipping: FromRank.startsOfEndedSteps(in: events)), to: 0)
+        messenger.send(WireCodec.encode(events, skipping: FromRank.startsOfEndedSteps(in: events, window: pairingWindow)), to: 0)
         return true
     }
 }

@@ -203,7 +203,7 @@ package struct Scheduler: Sendable {
             var gpus: [Int] = []
             if needsGPU { gpus.append(freeGPUs[best].removeFirst()) }
             graph.noteRun(id, rank: best, slot: nil, gpus: gpus, start: nil, end: nil, logPath: nil)
-            out.append(Assignment(step: id, rank: best, gpus: gpus, attempt: graph.record(id).attempts,
+            out.append(Assignment(step: id, rank: best, gpus: gpus, attempt: graph.records[id - 1].attempts,
                                   startBy: launchDeadline.map { $0 - (expectedSeconds ?? 0) }))
         }
         return out
@@ -272,7 +272,12 @@ package struct Scheduler: Sendable {
     /// off its core for a moment; 32 steps of a microsecond covered 32 µs of that. Measured, 200,000
     /// empty steps on 4 ranks sharing 2 cores: 0.79–0.81M steps/s with 32 ahead, 0.82–0.93M with 64,
     /// 1.46–1.50M with 256, 1.65M with 512. What a step queued behind a long one waits with is
-    /// bounded the same way: about `shortStepsAheadSeconds` of other short steps.
+    /// bounded the same way while the steps stay short. A run that turns from steps of microseconds
+    /// to long ones finds up to that many of the first long ones queued on each rank, until the mean
+    /// (refreshed every 64 steps) catches up; 32 before. Lowering the depth at once after any step
+    /// that called for less was tried: a step a little slower than the others cut it (in 4 paired
+    /// launches the store-off runs were 10–17% slower), and on ranks sharing cores a step of
+    /// microseconds is now and then descheduled for milliseconds.
     /// Without a configured prefetch (one process, nothing travels) it stays 0.
     package mutating func adaptPrefetch(meanStepSeconds: Double) {
         guard config.prefetch > 0 else { return }

@@ -445,17 +445,12 @@ package struct StepGraph: Sendable {
         return ids
     }
 
-    /// Shows `visit` the record of every step changed since the last `takeChanged` or `visitChanged`,
-    /// in place, and forgets them. The pointer is valid only during the call.
-    package mutating func visitChanged(_ visit: (UnsafePointer<StepRecord>) -> Void) {
-        _ = visitChanged(upTo: .max, visit)
-    }
-
-    /// As `visitChanged(_:)`, for at most `limit` of the changed steps, those that changed first (a
-    /// step sent moments ago may end before its turn, and is then written once); returns whether
-    /// changed steps are left. A step that changes again after it was shown is shown again by a later
-    /// call, so calls repeated until none is left have shown every step as it is at the end of the
-    /// last call, whatever changed between them.
+    /// Shows `visit` the record of at most `limit` of the steps changed since the last `takeChanged`
+    /// or `visitChanged`, in place, those that changed first (a step sent moments ago may end before
+    /// its turn, and is then written once), and forgets them; returns whether changed steps are left.
+    /// The pointer is valid only during the call. A step that changes again after it was shown is
+    /// shown again by a later call, so calls repeated until none is left have shown every step as it
+    /// is at the end of the last call, whatever changed between them.
     package mutating func visitChanged(upTo limit: Int, _ visit: (UnsafePointer<StepRecord>) -> Void) -> Bool {
         let n = min(max(limit, 0), changed.count)
         records.withUnsafeBufferPointer { records in

@@ -317,9 +317,6 @@ package struct Scheduler: Sendable {
     /// The steps changed since the last call (for the run database).
     package mutating func takeChanged() -> [StepID] { graph.takeChanged() }
 
-    /// Shows `visit` every step changed since the last call, in place (`StepGraph.visitChanged`).
-    package mutating func visitChanged(_ visit: (UnsafePointer<StepRecord>) -> Void) { graph.visitChanged(visit) }
-
     /// Shows `visit` at most `limit` changed steps; returns whether more are left (`StepGraph.visitChanged(upTo:_:)`).
     package mutating func visitChanged(upTo limit: Int, _ visit: (UnsafePointer<StepRecord>) -> Void) -> Bool {
         graph.visitChanged(upTo: limit, visit)

@@ -294,9 +294,7 @@ package final class RunStore: Sendable {
                 if let replaceSteps {
                     // The continued graph in one row: what the old rows said is in it.
                     try db.execute(sql: "DELETE FROM step; DELETE FROM step_log")
-                    let row = StepLog.Row()
-                    for r in replaceSteps where !r.isDropped { row.append(r) }
-                    try self.appendLog(row.bytes, db)
+                    try StepLog.encode(replaceSteps.lazy.filter { !$0.isDropped }).withUnsafeBytes { try self.appendLog($0, db) }
                 }
             }
         } catch let error as RunStoreError {

@@ -50,6 +50,94 @@ import Testing
         }
     }
 
+    @Test("S8: steps that share a function and start microseconds apart (layout 2 leaves the function out and XORs the times) read back bit for bit")
+    func sharedFunctionsAndCloseTimes() throws {
+        var rng = SeededRandom(seed: 5)
+        let functions = ["align", "align", "align", "ctf", "ctf", "align", "é-ünïcode", "ctf"]
+        var records: [StepRecord] = []
+        var clock = 1.8e9 + 0.123456789
+        for i in 0..<400 {
+            var r = StepRecord(id: i + 1, spec: StepSpec(function: functions[i % functions.count]), prerequisites: i > 0 ? [i] : [],
+                               insertedBy: .protocolSteps, status: i % 9 == 0 ? .running : .finished)
+            // Close, far, equal, negative and absent times; ends before their starts.
+            switch rng.next() % 6 {
+            case 0: clock += Double(rng.next() % 1_000) * 1e-7
+            case 1: clock += Double(rng.next() % 100_000)
+            case 2: break
+            case 3: clock = -clock
+            default: clock = Double(bitPattern: rng.next() >> 2)
+            }
+            r.start = i % 7 == 3 ? nil : clock
+            r.end = i % 5 == 4 ? nil : (i % 11 == 0 ? clock - 1 : clock + Double(rng.next() % 5_000) * 1e-9)
+            r.rank = i % 4
+            r.slot = 0
+            r.attempts = 1
+            records.append(r)
+        }
+        let entries = try StepLog.decode(StepLog.encode(records))
+        #expect(entries.count == records.count)
+        for (entry, written) in zip(entries, records) {
+            guard case .step(let read) = entry else {
+                Issue.record("step \(written.id) read as dropped")
+                continue
+            }
+            #expect(Self.same(read, written) && read.start?.bitPattern == written.start?.bitPattern
+                    && read.end?.bitPattern == written.end?.bitPattern, "step \(written.id)")
+        }
+    }
+
+    @Test("S8: a finished step with no arguments takes at most 16 bytes in the log (layout 1 took 45)")
+    func compactEntry() {
+        let start = 1.8e9 + 0.5
+        let records = (1...1_000).map { i in
+            var r = StepRecord(id: 100_000 + i, spec: StepSpec(function: "bench"), prerequisites: [], insertedBy: .protocolSteps, status: .finished)
+            r.rank = 1 + i % 3
+            r.slot = 0
+            r.attempts = 1
+            r.start = start + Double(i) * 1e-6
+            r.end = start + Double(i) * 1e-6 + 1e-6
+            return r
+        }
+        let bytes = StepLog.encode(records)
+        #expect(bytes.count <= 1 + "bench".utf8.count + 1 + 8 + 16 * records.count, "\(bytes.count) bytes for \(records.count) steps")
+    }
+
+    /// A row written by a build before layout 2, by that build's encoder: `record(3, seed: 1)`,
+    /// `record(4, seed: 10)`, `record(9, seed: 7)`, then step 5 dropped.
+    static let firstLayoutRow = """
+        0101030102663104050661226220c3a9030104000000000000e03f0701016b0602000201040201555555555555d53f010200031402020202\
+        0104000040fc54d9410100004040fc54d94100000104030366313004050661226220c3a9031304000000000000e03f0701016b0602000202\
+        02020002020604031602060004000100008042fc54d9410123737465702034206661696c65643a202271756f746564220a7365636f6e6420\
+        6c696e65011c2f746d702f72756e206469722f6c6f67732f737465702d342e6c6f6701090002663704050661226220c3a9030d0400000000\
+        0000e03f0701016b0602000200060201abaaaaaaaaaa02400402060a0e06032002000206011d000040fc54d941010000c041fc54d9410000\
+        0005
+        """
+
+    @Test("S9: rows of the first log layout, written by older builds, still read as written")
+    func firstLayoutStillRead() throws {
+        var hex = Substring(Self.firstLayoutRow)
+        var bytes: [UInt8] = []
+        while !hex.isEmpty {
+            bytes.append(try #require(UInt8(hex.prefix(2), radix: 16)))
+            hex = hex.dropFirst(2)
+        }
+        #expect(bytes.first == StepLog.firstLayout && StepLog.firstLayout != StepLog.layout)
+        let entries = try StepLog.decode(bytes)
+        let expected = [Self.record(3, seed: 1), Self.record(4, seed: 10), Self.record(9, seed: 7)]
+        #expect(entries.count == 4)
+        for (entry, written) in zip(entries, expected) {
+            guard case .step(let read) = entry else {
+                Issue.record("step \(written.id) read as dropped")
+                continue
+            }
+            #expect(Self.same(read, written), "step \(written.id)")
+        }
+        guard case .dropped(5) = entries.last else {
+            Issue.record("the last entry is not step 5 dropped")
+            return
+        }
+    }
+
     @Test("A damaged step log row is refused with what and where, never trapping: every truncation, every flipped byte")
     func damage() throws {
         let bytes = StepLog.encode((0..<6).map { Self.record($0 + 1, seed: $0 * 5 + 1) })
@@ -71,6 +159,9 @@ import Testing
         }
         #expect(throws: WireError.self) { try StepLog.decode([9] + bytes.dropFirst()) }
         #expect(throws: WireError.self) { try StepLog.decode([StepLog.layout, 1, 0]) }
+        // A first entry that leaves its function out refers to nothing; a mask with unknown fields.
+        #expect(throws: WireError.self) { try StepLog.decode([StepLog.layout, 1, 1, 3, 0]) }
+        #expect(throws: WireError.self) { try StepLog.decode([StepLog.layout, 1, 1, 3, 0x80, 0x80, 0x20]) }
     }
 
     @Test("S8: the run database reads steps from the log in commit order: the last write of a step is the step, a dropped step is gone")

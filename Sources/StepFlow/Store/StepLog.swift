@@ -134,7 +134,8 @@ enum StepLog {
             if p.pointee.crashes != 0 { fields.insert(.crashes) }
             if p.pointee.spec.wait { fields.insert(.wait) }
             if p.pointee.spec.needsGPU { fields.insert(.needsGPU) }
-            var bound = 80 + 10 * prerequisiteCount
+            // Every fixed field at its largest (10 bytes a varint, 8 the expected time): ~175 bytes.
+            var bound = 200 + 10 * prerequisiteCount
             if newFunction { bound += p.pointee.spec.function.utf8.count }
             if let args { bound += args.count }
             if let error = p.pointee.error { bound += error.utf8.count }

@@ -218,6 +218,8 @@ struct WireWriter: ~Copyable {
         reserve(bound)
         var cursor = WireCursor(at: base + count)
         body(&cursor)
+        // Past the bound, the cursor has written past the memory: a writer's bound is wrong.
+        assert(cursor.at - (base + count) <= bound, "wrote \(cursor.at - (base + count)) bytes in room for \(bound)")
         count = cursor.at - base
     }
 

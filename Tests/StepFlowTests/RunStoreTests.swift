@@ -219,22 +219,25 @@ struct OtherProtocol: StepProtocol {
             try Data((0..<4096).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ 3) }).write(to: URL(fileURLWithPath: path))
         }
         let before = Self.fileDigest(path)
-        let expected = ["other-protocol": "holds a run of protocol 'OtherProtocol'", "newer-schema": "newer StepFlow",
-                        "corrupt": "is not a StepFlow run database", "truncated": "is not a StepFlow run database",
-                        "cut-log-row": "cannot be read (the step log", "unknown-log-entry": "unknown step entry kind 255"][kind]!
+        // The cut row's last entry is whichever step changed last, so what it ends inside varies.
+        let expected = ["other-protocol": ["holds a run of protocol 'OtherProtocol'"], "newer-schema": ["newer StepFlow"],
+                        "corrupt": ["is not a StepFlow run database"], "truncated": ["is not a StepFlow run database"],
+                        "cut-log-row": ["step log row", "cannot be read (", "at byte"],
+                        "unknown-log-entry": ["unknown step entry kind 255"]][kind]!
+        let says = { (message: String) in expected.allSatisfy { message.contains($0) } }
         for mode in [RunMode.new, .continueRun] {
             #expect {
                 try ProtocolRunner.runLocal(try proto(), settings: settings(dir, mode))
             } throws: { error in
-                "\(error)".contains(expected)
+                says("\(error)")
             }
         }
         #expect(Self.fileDigest(path) == before, "the database file was left as it was")
         if kind != "other-protocol" {
             let status = try Executables.run("ImportMovies", ["status", "--run-dir", dir.path, "--json"])
-            #expect(status.code == 2 && status.stderr.contains(expected), "\(status.stderr)")
+            #expect(status.code == 2 && says(status.stderr), "\(status.stderr)")
             let launch = try Executables.run("ImportMovies", ["--run-dir", dir.path, "--continue"])
-            #expect(launch.code == 2 && launch.stderr.contains(expected), "\(launch.stderr)")
+            #expect(launch.code == 2 && says(launch.stderr), "\(launch.stderr)")
         }
         #expect(Self.fileDigest(path) == before, "the database file was left as it was")
     }

@@ -36,18 +36,25 @@ import Testing
             && a.end == b.end && a.error == b.error && a.logPath == b.logPath
     }
 
+    /// Expects `entries` to be `records` as written: the same fields, times to the bit, dropped steps as dropped.
+    static func expectReadAsWritten(_ entries: [StepLog.Entry], _ records: [StepRecord], sourceLocation: Testing.SourceLocation = #_sourceLocation) {
+        #expect(entries.count == records.count, sourceLocation: sourceLocation)
+        for (entry, written) in zip(entries, records) {
+            switch entry {
+            case .step(let read):
+                #expect(!written.isDropped && same(read, written) && read.start?.bitPattern == written.start?.bitPattern
+                        && read.end?.bitPattern == written.end?.bitPattern, "step \(written.id)", sourceLocation: sourceLocation)
+            case .dropped(let id):
+                #expect(written.isDropped && id == written.id, "step \(written.id)", sourceLocation: sourceLocation)
+            }
+        }
+    }
+
     @Test("S8: every field of a step (all statuses, inserters, releasers, optionals set and not) reads back as written; dropped steps as dropped")
     func roundTrip() throws {
         var records = (0..<70).map { Self.record($0 + 1, seed: $0) }
         records[5].isDropped = true
-        let entries = try StepLog.decode(StepLog.encode(records))
-        #expect(entries.count == records.count)
-        for (entry, written) in zip(entries, records) {
-            switch entry {
-            case .step(let read): #expect(!written.isDropped && Self.same(read, written), "step \(written.id)")
-            case .dropped(let id): #expect(written.isDropped && id == written.id)
-            }
-        }
+        Self.expectReadAsWritten(try StepLog.decode(StepLog.encode(records)), records)
     }
 
     @Test("S8: steps that share a function and start microseconds apart (layout 2 leaves the function out and XORs the times) read back bit for bit")
@@ -74,16 +81,7 @@ import Testing
             r.attempts = 1
             records.append(r)
         }
-        let entries = try StepLog.decode(StepLog.encode(records))
-        #expect(entries.count == records.count)
-        for (entry, written) in zip(entries, records) {
-            guard case .step(let read) = entry else {
-                Issue.record("step \(written.id) read as dropped")
-                continue
-            }
-            #expect(Self.same(read, written) && read.start?.bitPattern == written.start?.bitPattern
-                    && read.end?.bitPattern == written.end?.bitPattern, "step \(written.id)")
-        }
+        Self.expectReadAsWritten(try StepLog.decode(StepLog.encode(records)), records)
     }
 
     @Test("S8: a finished step with no arguments takes at most 16 bytes in the log (layout 1 took 45)")
@@ -124,15 +122,7 @@ import Testing
         bare.insertPrerequisiteCount = 0
         // First in its row, so its start is XORed with nothing: all of its 10 bytes.
         let records = [bare, r, bare]
-        let entries = try StepLog.decode(StepLog.encode(records))
-        #expect(entries.count == records.count)
-        for (entry, written) in zip(entries, records) {
-            guard case .step(let read) = entry else {
-                Issue.record("read as dropped")
-                continue
-            }
-            #expect(Self.same(read, written))
-        }
+        Self.expectReadAsWritten(try StepLog.decode(StepLog.encode(records)), records)
     }
 
     /// A row written by a build before layout 2, by that build's encoder: `record(3, seed: 1)`,
@@ -155,20 +145,9 @@ import Testing
             hex = hex.dropFirst(2)
         }
         #expect(bytes.first == StepLog.firstLayout && StepLog.firstLayout != StepLog.layout)
-        let entries = try StepLog.decode(bytes)
-        let expected = [Self.record(3, seed: 1), Self.record(4, seed: 10), Self.record(9, seed: 7)]
-        #expect(entries.count == 4)
-        for (entry, written) in zip(entries, expected) {
-            guard case .step(let read) = entry else {
-                Issue.record("step \(written.id) read as dropped")
-                continue
-            }
-            #expect(Self.same(read, written), "step \(written.id)")
-        }
-        guard case .dropped(5) = entries.last else {
-            Issue.record("the last entry is not step 5 dropped")
-            return
-        }
+        var dropped = Self.record(5, seed: 2)
+        dropped.isDropped = true
+        Self.expectReadAsWritten(try StepLog.decode(bytes), [Self.record(3, seed: 1), Self.record(4, seed: 10), Self.record(9, seed: 7), dropped])
     }
 
     @Test("A damaged step log row is refused with what and where, never trapping: every truncation, every flipped byte")

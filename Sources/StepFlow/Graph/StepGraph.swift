@@ -21,8 +21,12 @@ package struct StepGraph: Sendable {
     /// Sets of prerequisites for steps that gained many at run time (a streaming close step), so
     /// adding one more costs O(1) instead of a scan.
     var longPrerequisiteSets: [StepID: Set<StepID>] = [:]
-    /// Steps changed since the last `takeChanged()`, for the run database's write-behind.
+    /// Steps changed since the last `takeChanged()`, for the run database's write-behind: those from
+    /// `changedShown` on are still to be shown.
     private var changed: [Int32] = []
+    /// How many of `changed` a pull has shown: the list is emptied only once all are, since removing
+    /// each chunk from its front moved the rest every time, a pull's cost growing with its square.
+    private var changedShown = 0
     private var isChanged: [Bool] = []
     /// What each inserter other than `insertAllSteps` inserted, in order: what a re-run of it is
     /// matched against (S12).
@@ -438,10 +442,11 @@ package struct StepGraph: Sendable {
 
     /// The steps changed since the last call, each once, in the order they first changed.
     package mutating func takeChanged() -> [StepID] {
-        guard !changed.isEmpty else { return [] }
-        let ids = changed.map { Int($0) }
+        guard changedShown < changed.count else { return [] }
+        let ids = changed[changedShown...].map { Int($0) }
         for id in ids { isChanged[id - 1] = false }
         changed.removeAll(keepingCapacity: true)
+        changedShown = 0
         return ids
     }
 
@@ -452,14 +457,17 @@ package struct StepGraph: Sendable {
     /// shown again by a later call, so calls repeated until none is left have shown every step as it
     /// is at the end of the last call, whatever changed between them.
     package mutating func visitChanged(upTo limit: Int, _ visit: (UnsafePointer<StepRecord>) -> Void) -> Bool {
-        let n = min(max(limit, 0), changed.count)
+        let shown = changedShown..<changedShown + min(max(limit, 0), changed.count - changedShown)
         records.withUnsafeBufferPointer { records in
             guard let first = records.baseAddress else { return }
-            for i in 0..<n { visit(first + Int(changed[i]) - 1) }
+            for i in shown { visit(first + Int(changed[i]) - 1) }
         }
-        for i in 0..<n { isChanged[Int(changed[i]) - 1] = false }
-        changed.removeFirst(n)
-        return !changed.isEmpty
+        for i in shown { isChanged[Int(changed[i]) - 1] = false }
+        changedShown = shown.upperBound
+        guard changedShown == changed.count else { return true }
+        changed.removeAll(keepingCapacity: true)
+        changedShown = 0
+        return false
     }
 
     mutating func markChanged(_ id: StepID) {

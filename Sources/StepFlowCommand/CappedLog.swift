@@ -1,59 +1,81 @@
 import Foundation
+import Synchronization
 
 /// A command's output in its step's log, capped: past `limit` bytes the log keeps its first half and
 /// its last half, and says how much was cut between them. The tail is kept in a ring file beside the
 /// log, so neither memory nor disk grows past the limit whatever the command prints.
-// @unchecked: only the command's output thread writes; `finish` runs after that thread is done.
-final class CappedLog: @unchecked Sendable {
+///
+/// The command's output thread writes and the step's thread finishes, under one lock: once
+/// `finish` has run, a write is dropped, so output that comes after the step ended (a process that
+/// left the step's group and kept the pipe) can never reach a descriptor number that was reused.
+final class CappedLog: Sendable {
+    private struct Files {
+        var fd: Int32
+        var headWritten = 0
+        var ringFD: Int32 = -1
+        var ringTotal = 0
+        var finished = false
+    }
     private let path: String
-    private let fd: Int32
     private let headLimit: Int
     private let tailLimit: Int
-    private var headWritten = 0
-    private var ringFD: Int32 = -1
-    private var ringTotal = 0
+    private let files: Mutex<Files>
 
     /// Opens the log for appending (the step's logger appends to the same file).
     /// - Throws: `CommandError.cannotStart` when the log cannot be opened.
     init(path: String, limit: Int) throws(CommandError) {
         self.path = path
         try? FileManager.default.createDirectory(at: URL(fileURLWithPath: path).deletingLastPathComponent(), withIntermediateDirectories: true)
-        fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
+        let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw .cannotStart("cannot open the step's log \(path): \(String(cString: strerror(errno)))") }
+        files = Mutex(Files(fd: fd))
         headLimit = max(limit / 2, 0)
         tailLimit = max(limit - limit / 2, 1)
     }
 
-    /// Adds output.
+    /// Adds output; output after `finish` is dropped.
     func write(_ bytes: UnsafeRawBufferPointer) {
-        var rest = bytes
-        if headWritten < headLimit {
-            let n = min(headLimit - headWritten, rest.count)
-            Self.writeAll(fd, UnsafeRawBufferPointer(rebasing: rest[0..<n]))
-            headWritten += n
-            rest = UnsafeRawBufferPointer(rebasing: rest[n...])
-        }
-        guard !rest.isEmpty else { return }
-        if ringFD < 0 {
-            ringFD = open(path + ".tail", O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-            guard ringFD >= 0 else { return }
-        }
-        // Only the last tailLimit bytes can survive: skip what a big write would overwrite anyway.
-        if rest.count > tailLimit {
-            ringTotal += rest.count - tailLimit
-            rest = UnsafeRawBufferPointer(rebasing: rest[(rest.count - tailLimit)...])
-        }
-        while !rest.isEmpty {
-            let at = ringTotal % tailLimit
-            let n = min(tailLimit - at, rest.count)
-            _ = pwrite(ringFD, rest.baseAddress, n, off_t(at))
-            ringTotal += n
-            rest = UnsafeRawBufferPointer(rebasing: rest[n...])
+        files.withLock { f in
+            guard !f.finished else { return }
+            var rest = bytes
+            if f.headWritten < headLimit {
+                let n = min(headLimit - f.headWritten, rest.count)
+                Self.writeAll(f.fd, UnsafeRawBufferPointer(rebasing: rest[0..<n]))
+                f.headWritten += n
+                rest = UnsafeRawBufferPointer(rebasing: rest[n...])
+            }
+            guard !rest.isEmpty else { return }
+            if f.ringFD < 0 {
+                f.ringFD = open(path + ".tail", O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+                guard f.ringFD >= 0 else { return }
+            }
+            // Only the last tailLimit bytes can survive: skip what a big write would overwrite anyway.
+            if rest.count > tailLimit {
+                f.ringTotal += rest.count - tailLimit
+                rest = UnsafeRawBufferPointer(rebasing: rest[(rest.count - tailLimit)...])
+            }
+            while !rest.isEmpty {
+                let at = f.ringTotal % tailLimit
+                let n = min(tailLimit - at, rest.count)
+                _ = pwrite(f.ringFD, rest.baseAddress, n, off_t(at))
+                f.ringTotal += n
+                rest = UnsafeRawBufferPointer(rebasing: rest[n...])
+            }
         }
     }
 
     /// Writes the kept tail after the head (with a line saying what was cut) and closes the log.
+    /// Later writes are dropped; a second call does nothing.
     func finish() {
+        files.withLock { f in
+            guard !f.finished else { return }
+            f.finished = true
+            finishLocked(f)
+        }
+    }
+
+    private func finishLocked(_ f: Files) {
+        let fd = f.fd, ringFD = f.ringFD, ringTotal = f.ringTotal, headWritten = f.headWritten
         defer {
             close(fd)
             if ringFD >= 0 {

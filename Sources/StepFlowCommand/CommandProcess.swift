@@ -49,6 +49,11 @@ package enum CommandError: Error, CustomStringConvertible, Sendable, Equatable {
 final class CommandProcess {
     let pid: pid_t
     private let readerDone = DispatchSemaphore(value: 0)
+    /// Set when the step ended but its output did not: the reader stops and closes its end.
+    private let readerDetached = Cancellation()
+    /// How long the output may go on after the command's group is gone: a process that left the
+    /// group (`setsid`) and kept the pipe is cut off after this.
+    static let outputGrace: Duration = .seconds(2)
 
     /// Starts `argv` (argv[0] searched in the command's PATH) in `cwd` with `environment`.
     /// - Throws: `CommandError.cannotStart` with the reason (not found, not executable, no such folder).
@@ -107,18 +112,30 @@ final class CommandProcess {
         ChildProcesses.add(child)
         let readEnd = fds[0]
         let done = readerDone
+        let detached = readerDetached
+        // The reader owns the pipe's read end: it alone reads and closes it, so the number is never
+        // reused under it. It wakes every 100 ms to see whether the step let it go.
         let reader = Thread {
+            // Named from inside (Foundation does not name the OS thread), so `top -H` and /proc show it.
+            let comm = open("/proc/thread-self/comm", O_WRONLY | O_CLOEXEC)
+            if comm >= 0 {
+                _ = "stepflow-output".withCString { Glibc.write(comm, $0, 15) }
+                close(comm)
+            }
             var buffer = [UInt8](repeating: 0, count: 65_536)
-            while true {
+            var ready = pollfd(fd: readEnd, events: Int16(POLLIN), revents: 0)
+            while !detached.isCancelled {
+                let polled = Glibc.poll(&ready, 1, 100)
+                if polled < 0 && errno == EINTR { continue }
+                guard polled != 0 else { continue }
                 let n = buffer.withUnsafeMutableBytes { read(readEnd, $0.baseAddress, $0.count) }
-                if n < 0 && errno == EINTR { continue }
+                if n < 0 && (errno == EINTR || errno == EAGAIN) { continue }
                 guard n > 0 else { break }
                 buffer.withUnsafeBytes { log.write(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
             }
             close(readEnd)
             done.signal()
         }
-        reader.name = "stepflow-output-\(child)"
         reader.start()
     }
 
@@ -132,19 +149,22 @@ final class CommandProcess {
     /// Sends `signal` to the command's whole process group.
     func signalGroup(_ signal: Int32) { kill(-pid, signal) }
 
-    /// After the command itself ended: ends what it left running in its group (a background child
-    /// would hold the output open), waits for the output to be read, and forgets the group.
-    func finish() {
-        if kill(-pid, 0) == 0 {
-            signalGroup(SIGTERM)
-            if readerDone.wait(timeout: .now() + 1) == .timedOut {
-                signalGroup(SIGKILL)
-                _ = readerDone.wait(timeout: .now() + 5)
-            }
-        } else {
-            _ = readerDone.wait(timeout: .now() + 5)
+    /// After the command itself ended: ends what it left running in its group (SIGTERM, then
+    /// SIGKILL after `grace`, whatever its output is connected to), waits for the output to be read,
+    /// and forgets the group once it is gone. A process that left the group and keeps the output
+    /// open is cut off after `outputGrace`: nothing it writes later reaches the log.
+    func finish(grace: Duration) {
+        let gone = ChildProcesses.end(pid, grace: grace)
+        if readerDone.wait(timeout: .now() + Self.seconds(Self.outputGrace)) == .timedOut {
+            readerDetached.cancel()
+            _ = readerDone.wait(timeout: .now() + 1)
         }
-        ChildProcesses.remove(pid)
+        // A group that survived SIGKILL stays recorded: the rank's exit tries again.
+        if gone { ChildProcesses.remove(pid) }
+    }
+
+    private static func seconds(_ d: Duration) -> Double {
+        Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
     }
 
     /// The executable for `name`: a path (relative to `cwd`) when it holds a slash, else the first

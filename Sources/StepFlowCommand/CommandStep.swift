@@ -62,7 +62,9 @@ struct CommandStep {
             // Short commands are noticed quickly; long ones cost a wake-up every 20 ms.
             pause = min(pause * 2, .milliseconds(20))
         }
-        process.finish()
+        // What the command left in its group gets the rest of the grace a timeout or a stop gave it,
+        // or the whole grace after a normal exit.
+        process.finish(grace: ending.map { max(.zero, $0.killAt - ContinuousClock.now) } ?? Self.grace)
         if let ending { throw ending.error }
         // Lines written just before the command ended still count.
         try inserts.poll(final: true)

@@ -95,7 +95,14 @@ struct StepFields {
                     guard !variable.key.isEmpty, !variable.key.contains("="), !variable.key.contains("\0") else {
                         throw FieldError(variable.keyMark, "'\(variable.key)' in \(field) cannot be an environment variable's name (empty, or holds '='). Rename it.")
                     }
-                    env[variable.key] = Located(value: try YAMLRead.string(variable.value, "\(variable.key) in \(field)"), mark: variable.value.mark)
+                    guard !variable.key.hasPrefix("STEPFLOW_") else {
+                        throw FieldError(variable.keyMark, "'\(variable.key)' in \(field): names that start with STEPFLOW_ are set by StepFlow for every command (STEPFLOW_RUN_DIR, STEPFLOW_ITEM, …). Rename it.")
+                    }
+                    let text = try YAMLRead.string(variable.value, "\(variable.key) in \(field)")
+                    guard !text.utf8.contains(0) else {
+                        throw FieldError(variable.value.mark, "\(variable.key) in \(field) holds a NUL character, which no environment variable can hold. Remove it.")
+                    }
+                    env[variable.key] = Located(value: text, mark: variable.value.mark)
                 }
             case "cwd":
                 let path = try YAMLRead.string(value, field)
@@ -132,8 +139,15 @@ struct StepFields {
             let elements = run.map(\.value)
             return context.map { Placeholder.substitute(argv: elements, $0) } ?? elements
         }
-        return CommandSpec(name: name, argv: argv, shell: shell.map { substituted($0.value) },
-                           env: env.mapValues { substituted($0.value) },
+        var environment = env.mapValues { substituted($0.value) }
+        var line = shell?.value
+        if let context, let text = line {
+            let shellLine = Placeholder.substitute(shell: text, context)
+            line = shellLine.line
+            environment.merge(shellLine.environment) { _, item in item }
+        }
+        return CommandSpec(name: name, argv: argv, shell: line,
+                           env: environment,
                            cwd: Self.absolutePath(cwd.map { substituted($0.value) } ?? ".", folder: folder),
                            timeout: timeout, logLimit: logLimit ?? defaultLogLimit)
     }

@@ -29,7 +29,11 @@ enum Foreach {
                 guard case .scalar = element else {
                     throw FieldError(element.mark, "each item of \(what) must be a string or a number, not \(YAMLRead.describe(element)).")
                 }
-                items.append(ForeachItem(text: try YAMLRead.string(element, "each item of \(what)")))
+                let text = try YAMLRead.string(element, "each item of \(what)")
+                guard !text.utf8.contains(0) else {
+                    throw FieldError(element.mark, "an item of \(what) holds a NUL character, which no argument or environment variable can hold. Remove it.")
+                }
+                items.append(ForeachItem(text: text))
             }
             guard !items.isEmpty else {
                 throw FieldError(node.mark, "\(what) is an empty list, so the step would never run. List its items, or remove the step.")
@@ -94,7 +98,12 @@ enum Foreach {
         var paths: [String] = []
         for i in 0..<Int(matches.gl_pathc) {
             guard let cPath = matches.gl_pathv[i] else { continue }
-            let path = String(cString: cPath)
+            // A name that is not UTF-8 would reach the command changed: say so rather than run it so.
+            guard let path = String(validatingCString: cPath) else {
+                let bytes = UnsafeBufferPointer(start: UnsafeRawPointer(cPath).assumingMemoryBound(to: UInt8.self), count: strlen(cPath))
+                let shown = bytes.map { $0 < 0x80 && $0 >= 0x20 ? String(UnicodeScalar($0)) : "\\x" + String($0, radix: 16, uppercase: true) }.joined()
+                throw FieldError(mark, "the glob '\(pattern)' (\(what)) matches '\(shown)', whose name is not UTF-8 text. Rename the file (convmv can), or narrow the glob.")
+            }
             paths.append(path.hasPrefix(prefix) ? String(path.dropFirst(prefix.count)) : path)
         }
         paths.sort { $0.utf8.lexicographicallyPrecedes($1.utf8) }

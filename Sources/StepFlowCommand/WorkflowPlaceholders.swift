@@ -57,10 +57,6 @@ struct Placeholder {
         return found
     }
 
-    /// `text` with POSIX single quotes around it, so `/bin/sh` reads it as one word whatever it holds.
-    static func shellQuote(_ text: String) -> String {
-        "'" + text.replacingOccurrences(of: "'", with: "'\\''") + "'"
-    }
 }
 
 /// Where a text sits in a step, which decides the placeholders it may hold.
@@ -111,10 +107,12 @@ extension Placeholder {
                 }
             }
         }
+        if place.isShell { try checkShellContexts(text, what: what) }
     }
 
-    /// `text` with each placeholder replaced by what it stands for in `context`; quoted forms are
-    /// shell-quoted. (`{items}` as a whole argv element is spliced by `substitute(argv:)`.)
+    /// `text` with each placeholder replaced by the text it stands for in `context`, as it is: for
+    /// texts no shell reads (a `run` element, an `env` value, `cwd`). Shell lines go through
+    /// `substitute(shell:_:)`. (`{items}` as a whole argv element is spliced by `substitute(argv:)`.)
     static func substitute(_ text: String, _ context: ItemContext) -> String {
         let found = find(in: text)
         guard !found.isEmpty else { return text }
@@ -124,15 +122,13 @@ extension Placeholder {
             result += text[last..<placeholder.range.lowerBound]
             last = placeholder.range.upperBound
             let item = context.items.first ?? ForeachItem(text: "")
-            let value: String
             switch placeholder.kind {
-            case .index: value = String(context.index)
-            case .item: value = placeholder.quoted ? shellQuote(item.text) : item.text
-            case .stem: value = placeholder.quoted ? shellQuote(item.stem) : item.stem
-            case .name: value = placeholder.quoted ? shellQuote(item.name) : item.name
-            case .items: value = context.items.map { placeholder.quoted ? shellQuote($0.text) : $0.text }.joined(separator: " ")
+            case .index: result += String(context.index)
+            case .item: result += item.text
+            case .stem: result += item.stem
+            case .name: result += item.name
+            case .items: result += context.items.map(\.text).joined(separator: " ")
             }
-            result += value
         }
         return result + text[last...]
     }

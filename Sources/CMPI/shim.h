@@ -13,8 +13,5 @@ static inline MPI_Datatype stepflow_double(void) { return MPI_DOUBLE; }
 static inline MPI_Request stepflow_request_null(void) { return MPI_REQUEST_NULL; }
 static inline int stepflow_any_source(void) { return MPI_ANY_SOURCE; }
 static inline int stepflow_any_tag(void) { return MPI_ANY_TAG; }
-// MPI_Comm_split_type takes an info handle; the ranks of one node are found with MPI_COMM_TYPE_SHARED.
-static inline MPI_Info stepflow_info_null(void) { return MPI_INFO_NULL; }
-static inline int stepflow_comm_type_shared(void) { return MPI_COMM_TYPE_SHARED; }
 
 #endif

@@ -69,12 +69,17 @@ package final class MPIMessenger: Messenger {
     /// MPI cannot say when a message arrives: the loop polls.
     package func notifyOnArrival(_ wake: @escaping @Sendable () -> Void) {}
 
-    /// Waits until every send went, polling (used before shutting down).
-    package func flush() {
+    /// Waits until every send went or `limit` passed, polling (used before shutting down). A send
+    /// left pending is left to `MPI_Abort` or the process's exit: MPI cannot take a send back.
+    package func flush(within limit: Duration?) -> Bool {
+        let deadline = limit.map { ContinuousClock.now + $0 }
         var backoff = IdleBackoff()
         while hasPendingSends {
             progressSends()
+            if !hasPendingSends { break }
+            if let deadline, ContinuousClock.now >= deadline { return false }
             backoff.pause()
         }
+        return true
     }
 }

@@ -88,18 +88,41 @@ package struct MPIWorld: Sendable {
         }
     }
 
-    /// This rank's position among the ranks of its node (those that share memory with it), and how
-    /// many they are: the ranks of a node share its GPUs out. One short collective at start-up.
+    /// This rank's position among the ranks of its node (those on the same host), and how many they
+    /// are: the ranks of a node share its GPUs out. One short collective at start-up, polled and slept
+    /// on like the others (MPI_Comm_split_type blocks, and a rank that came early spun a core in it).
     package func nodeRank() -> (rank: Int, size: Int) {
-        var node: MPI_Comm? = nil
-        guard MPI_Comm_split_type(stepflow_comm_world(), stepflow_comm_type_shared(), Int32(rank), stepflow_info_null(), &node) == 0 else {
-            return (0, 1)
+        var buffer = [CChar](repeating: 0, count: 256)
+        gethostname(&buffer, buffer.count)
+        let mine = buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
+        let all = allGather(mine, width: 255)
+        guard all.count == size else { return (0, 1) }
+        let same = all.indices.filter { all[$0] == all[rank] }
+        return (same.firstIndex(of: rank) ?? 0, max(same.count, 1))
+    }
+
+    /// Every rank's `bytes` (at most `width` each), on every rank in rank order. Without blocking in
+    /// MPI (as `orAcrossRanks`).
+    package func allGather(_ bytes: [UInt8], width: Int) -> [[UInt8]] {
+        var send = [UInt8](repeating: 0, count: width + 4)
+        let n = min(bytes.count, width)
+        withUnsafeBytes(of: UInt32(n).littleEndian) { for (i, b) in $0.enumerated() { send[i] = b } }
+        send.replaceSubrange(4..<(4 + n), with: bytes.prefix(n))
+        var receive = [UInt8](repeating: 0, count: (width + 4) * size)
+        var request: MPI_Request? = stepflow_request_null()
+        send.withUnsafeMutableBytes { s in
+            receive.withUnsafeMutableBytes { r in
+                _ = MPI_Iallgather(s.baseAddress, Int32(width + 4), stepflow_byte(), r.baseAddress, Int32(width + 4),
+                                   stepflow_byte(), stepflow_comm_world(), &request)
+                // The buffers must stay where they are until the gather completes: wait inside.
+                wait(&request)
+            }
         }
-        var localRank: Int32 = 0, localSize: Int32 = 1
-        MPI_Comm_rank(node, &localRank)
-        MPI_Comm_size(node, &localSize)
-        MPI_Comm_free(&node)
-        return (Int(localRank), Int(localSize))
+        return (0..<size).map { i in
+            let base = i * (width + 4)
+            let count = Int(receive[base]) | Int(receive[base + 1]) << 8 | Int(receive[base + 2]) << 16 | Int(receive[base + 3]) << 24
+            return Array(receive[(base + 4)..<(base + 4 + min(count, width))])
+        }
     }
 
     /// Every rank's GPU ids, on rank 0 (empty elsewhere), and on every rank whether any rank has one.

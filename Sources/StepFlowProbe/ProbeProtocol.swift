@@ -10,7 +10,9 @@ import Synchronization
 /// - `random`: a seeded random DAG; some steps insert more steps at run time (on whatever rank runs them).
 /// - `fail`: a fixed graph where step 8 fails (on a worker rank when there are several), for comparing
 ///   the failure policies across rank counts.
-/// - `sleep`: `--steps` independent steps that sleep `--work-us`, for crash and signal tests.
+/// - `sleep`: `--steps` independent steps that sleep `--work-us`, for crash and signal tests; each
+///   carries `--arg-bytes` of filler, so frames to the ranks can be made large.
+/// - `slowhook`: as `sleep`, with a `stepsCheck` hook that takes `--hook-ms` on each of its first two calls.
 /// - `gated`: as `sleep`, plus a step that waits (up to a minute) for `<run-dir>/go`, so a test can look
 ///   at a run that is certainly live.
 /// - `stream`: the streaming pattern. The `stepsCheck` hook inserts `--chunks` chunks of `--steps` work
@@ -29,6 +31,10 @@ struct ProbeProtocol: StepProtocol {
         @Option var seed: UInt64 = 1
         @Option(name: .customLong("work-us")) var workMicroseconds: Int = 0
         @Option var chunks: Int = 10
+        /// Bytes of filler each `sleep` step carries as an argument (frames to the ranks grow with it).
+        @Option(name: .customLong("arg-bytes")) var argumentBytes: Int = 0
+        /// How long the `slowhook` scenario's hook takes, in milliseconds.
+        @Option(name: .customLong("hook-ms")) var hookMilliseconds: Int = 0
     }
 
     let params: Params
@@ -80,6 +86,15 @@ struct ProbeProtocol: StepProtocol {
     var stepsCheckInterval: Duration { params.scenario == "stream" ? .milliseconds(100) : .seconds(1) }
 
     func stepsCheck(_ run: StepsCheck) throws {
+        if params.scenario == "slowhook" {
+            // A slow hook (a big folder listed on a shared filesystem), twice, while the steps run.
+            if chunksInserted.next() < 2 {
+                usleep(UInt32(max(params.hookMilliseconds, 0)) * 1000)
+                ProbeLog.append(runDirectory, "hook \(Date().timeIntervalSince1970)")
+                return
+            }
+            return run.declareNoHook()
+        }
         guard params.scenario == "stream" else { return run.declareNoHook() }
         let chunk = chunksInserted.next()
         if chunk < params.chunks {
@@ -120,8 +135,9 @@ struct ProbeProtocol: StepProtocol {
             try steps.insertFunctionStep("work", prerequisites: [9])
             try steps.insertFunctionStep("work", prerequisites: [7])              // 11: independent of the failure
             try steps.insertFunctionStep("work", prerequisites: [11])             // 12
-        case "sleep":
-            for _ in 0..<params.steps { try steps.insertFunctionStep("work", prerequisites: []) }
+        case "sleep", "slowhook":
+            let filler: [StepValue] = params.argumentBytes > 0 ? [.string(String(repeating: "x", count: params.argumentBytes))] : []
+            for _ in 0..<params.steps { try steps.insertFunctionStep("work", filler, prerequisites: []) }
         case "stream":
             streamPivot = try steps.insertFunctionStep("work", prerequisites: [], wait: true)
             streamClose = try steps.insertFunctionStep("work", prerequisites: [streamPivot], wait: true)
@@ -155,7 +171,7 @@ struct ProbeProtocol: StepProtocol {
             for _ in 0..<params.steps { try steps.insertFunctionStep("work", prerequisites: []) }
             try steps.insertFunctionStep("gate", prerequisites: [])
         default:
-            throw ValidationError("unknown --scenario '\(params.scenario)' (random, fail, fail-keep-going, sleep, gated, stream, killer, takeback, nondeterministic, slowinsert)")
+            throw ValidationError("unknown --scenario '\(params.scenario)' (random, fail, fail-keep-going, sleep, slowhook, gated, stream, killer, takeback, nondeterministic, slowinsert)")
         }
     }
 

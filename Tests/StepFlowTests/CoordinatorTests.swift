@@ -24,16 +24,36 @@ final class ScriptedTransport: CoordinatorTransport {
     func host(of rank: Int) -> String? { "node\(rank)" }
     func reply(_ result: EditResult, to address: ReplyAddress) {}
     private let emptyCalls = Atomic<Int>(0)
+    /// Waits 10 ms a call once the script is spent, as ranks that send nothing would (then time passes).
+    let waitWhenIdle = Atomic<Bool>(false)
 
     /// The next scripted events; once the script is spent and the coordinator still waits, the run
     /// is ended as broken, so a wrong script fails the test instead of hanging it.
     func nextEvents(timeout: Duration) -> [RankEvent] {
         if let next = script.withLock({ $0.isEmpty ? nil : $0.removeFirst() }) { return next }
+        if waitWhenIdle.load(ordering: .relaxed) { usleep(10_000) }
         if emptyCalls.add(1, ordering: .relaxed).newValue > 1000 { return [.broken(rank: nil, message: "the test script ran out")] }
         return []
     }
-    func shutdown() {}
-    func abort() { aborted.store(true, ordering: .relaxed) }
+    /// What happened, in order: "sync" (the journal committed), "abort", "shutdown".
+    let events = Mutex<[String]>([])
+    func shutdown(within limit: Duration?) -> Bool { events.withLock { $0.append("shutdown") }; return true }
+    func abort(within limit: Duration) {
+        events.withLock { $0.append("abort") }
+        aborted.store(true, ordering: .relaxed)
+    }
+}
+
+/// A journal that commits nothing and writes down, in the transport's list, each time it is synced.
+final class SyncRecordingJournal: RunJournal {
+    let transport: ScriptedTransport
+    init(_ transport: ScriptedTransport) { self.transport = transport }
+    func record(_ steps: [StepRecord]) {}
+    func record(pulling changes: @escaping ChangeSource) { changes { _ in } }
+    func sync() -> String? {
+        transport.events.withLock { $0.append("sync") }
+        return nil
+    }
 }
 
 @Suite(.timeLimit(.minutes(1))) struct CoordinatorTests {
@@ -55,6 +75,28 @@ final class ScriptedTransport: CoordinatorTransport {
         #expect(report.hookError?.contains("rank 1 reported ended step 99, which rank 0 never created") == true, "\(report.hookError ?? "")")
         let aborted = transport.aborted.load(ordering: .relaxed)
         #expect(aborted, "the other ranks are stopped")
+    }
+
+    @Test("A failed rank (silent past --rank-timeout, or sending nonsense): rank 0 commits before it tells the ranks, and the run still ends")
+    func commitBeforeTellingRanks() throws {
+        for script: [[RankEvent]] in [[[.broken(rank: 1, message: "rank 1 sent nonsense")]], []] {
+            let state = SchedulerState(SchedulerConfig(ranks: 2, threadsPerRank: 1))
+            try state.withScheduler { s in
+                for _ in 0..<2 { try s.insert(StepSpec(function: "f"), prerequisites: [], insertedBy: .protocolSteps) }
+            }
+            let transport = ScriptedTransport(ranks: 2, script: script)
+            // The empty script: rank 1 is silent from the start.
+            if script.isEmpty {
+                transport.silent.withLock { $0 = [1] }
+                transport.waitWhenIdle.store(true, ordering: .relaxed)
+            }
+            let report = Coordinator(state: state, transport: transport, functionNames: ["f"], journal: SyncRecordingJournal(transport),
+                                     rankTimeout: .seconds(3)).run()
+            #expect(report.outcome == .failed && report.ranksAbandoned)
+            #expect(report.hookError?.contains(script.isEmpty ? "--rank-timeout" : "nonsense") == true, "\(report.hookError ?? "")")
+            let events = transport.events.withLock { $0 }
+            #expect(events.first == "sync" && events.contains("abort") && !events.contains("shutdown"), "\(events)")
+        }
     }
 
     @Test("A rank that reports a step rank 0 gave to another rank ends the run failed, naming both")

@@ -85,32 +85,67 @@ import Testing
         #expect(try #require(Background.stored(run)).steps.allSatisfy { $0.status == .finished })
     }
 
-    @Test("A worker rank stopped with SIGSTOP: the run ends by itself, naming the rank and --rank-timeout; --continue finishes")
-    func hungRank() throws {
+    /// With `argBytes`, every frame to a rank is above the eager limit (64 KB): sends to the stopped
+    /// rank never complete, and ending must not wait for them (issue 19).
+    @Test("A worker rank stopped with SIGSTOP: the run ends by itself, naming the rank and --rank-timeout, with frames small and above 64 KB; --continue finishes",
+          arguments: [0, 70_000])
+    func hungRank(argBytes: Int) throws {
         let dir = Executables.temporaryFolder("hung")
         defer { try? FileManager.default.removeItem(at: dir) }
         let run = dir.appendingPathComponent("run")
         // Gated: the run is still live when the rank stops, however slow the machine.
-        let args = ["--run-dir", run.path, "--scenario", "gated", "--steps", "300", "--work-us", "20000", "--threads", "2"]
+        let args = ["--run-dir", run.path, "--scenario", "gated", "--steps", "300", "--work-us", "20000", "--threads", "2",
+                    "--arg-bytes", String(argBytes)]
         let env = ["PROBE_RUN_DIR": run.path]
         let launch = try Background.launch(np: 3, "StepFlowProbe", args + ["--rank-timeout", "3s"], environment: env)
         #expect(Background.waitUntil { (Background.stored(run)?.count(.finished) ?? 0) >= 20 }, "\(launch.text)")
         let victim = try #require(Int32(try String(contentsOf: run.appendingPathComponent("pids/rank-1"), encoding: .utf8)))
         kill(victim, SIGSTOP)
-        // Ended by itself (the wait's timeout would kill it with 137), for the reason the message gives;
-        // how fast is not asserted: under load the test's clock says more about the machine than the run.
+        let stopped = ContinuousClock.now
+        // Ended by itself (the wait's timeout would kill it with 137), for the reason the message gives.
+        // The bound is loose: under load the test's clock says more about the machine than the run
+        // (3 s of silence, a check a second, 2 s for the ending's frames: ~6 s when idle).
         let endedByItself = Background.waitUntil(timeout: 60) { !launch.isRunning }
+        let took = ContinuousClock.now - stopped
         let code = launch.wait(timeout: 1)
         kill(victim, SIGKILL)
         #expect(endedByItself && code != 0 && code != 137, "exit \(code): \(launch.text)")
+        #expect(took < .seconds(30), "ended \(took) after the stop")
+        print("hungRank(argBytes: \(argBytes)): the launch ended \(took) after SIGSTOP")
         #expect(launch.text.contains("rank 1 on host") && launch.text.contains("has sent nothing for more than 3s")
                 && launch.text.contains("--rank-timeout"), "\(launch.text)")
         let stored = try #require(Background.stored(run))
-        #expect(stored.status == "failed" && stored.count(.running) == 0 && stored.count(.finished) < 301)
+        #expect(stored.status == "failed" && stored.count(.running) == 0 && stored.count(.aborted) > 0 && stored.count(.finished) < 301)
         FileManager.default.createFile(atPath: run.appendingPathComponent("go").path, contents: nil)
         let resumed = try MPILaunch.run(np: 3, "StepFlowProbe", args + ["--continue"], environment: env)
         #expect(resumed.code == 0, "\(resumed.stdout)\n\(resumed.stderr)")
         #expect(try #require(Background.stored(run)).steps.allSatisfy { $0.status == .finished })
+    }
+
+    @Test("Real MPI: a 1 MB frame to a rank that never reads never goes, and the ending's wait for it gives up after its bound (2 s) instead of hanging")
+    func endingNeverWaitsOnTheDead() throws {
+        let result = try MPILaunch.run(np: 2, "StepFlowProbe", [], environment: ["PROBE_STUCK_SEND": "1"])
+        let line = try #require(result.stdout.split(separator: "\n").first { $0.hasPrefix("stuck-send:") }, "\(result.stdout)\(result.stderr)")
+        #expect(line.contains("went=false"), "\(line)")
+        let waited = try #require(Double(line.split(separator: "waited=").last ?? ""))
+        #expect(waited >= 1.9 && waited < 10, "\(line)")
+    }
+
+    @Test("A stepsCheck hook that takes 5 s, twice, under --rank-timeout 3s on 3 ranks: a slow hook delays the run, it never fails it")
+    func slowHookIsNotSilence() throws {
+        let dir = Executables.temporaryFolder("slowhook")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let run = dir.appendingPathComponent("run")
+        let args = ["--run-dir", run.path, "--scenario", "slowhook", "--hook-ms", "5000", "--steps", "400", "--work-us", "30000",
+                    "--threads", "2", "--rank-timeout", "3s"]
+        let result = try MPILaunch.run(np: 3, "StepFlowProbe", args, environment: ["PROBE_RUN_DIR": run.path])
+        #expect(result.code == 0, "\(result.stdout)\n\(result.stderr)")
+        let stored = try #require(Background.stored(run))
+        #expect(stored.status == "finished" && stored.steps.allSatisfy { $0.status == .finished })
+        // The hook really ran while the workers worked (else the test shows nothing).
+        let lines = try FileManager.default.contentsOfDirectory(atPath: run.path).filter { $0.hasPrefix("probe-") }
+            .flatMap { try String(contentsOf: run.appendingPathComponent($0), encoding: .utf8).split(separator: "\n") }
+        #expect(lines.filter { $0.hasPrefix("hook ") }.count >= 1, "the hook ran while the steps ran")
     }
 
     /// Ids the probe's steps recorded running, from the probe files whose names are not in `except`.

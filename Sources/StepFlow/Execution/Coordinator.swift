@@ -179,6 +179,9 @@ package final class Coordinator: Sendable {
     /// How long, after a signal, a worker rank has to show it is alive; a live one answers within
     /// milliseconds, and the launcher ends the job about a second after its signal.
     static let aliveWait: Duration = .milliseconds(300)
+    /// How long an ending that stops the ranks at once (a signal, a failed rank) waits for its frames
+    /// to go: a live rank takes them in microseconds, a stopped one never does.
+    static let endingSendWait: Duration = .seconds(2)
 
     package init(state: SchedulerState, transport: any CoordinatorTransport, functionNames: Set<String>,
                 hook: (@Sendable (StepsCheck) throws -> Void)? = nil, hookInterval: Duration = .seconds(1),
@@ -306,13 +309,19 @@ package final class Coordinator: Sendable {
             }
         }
         outcome = state.withScheduler { [outcome, hookError] in $0.recordedOutcome(outcome, hookError: hookError) }
+        // Commit first, whatever the ending: after a signal the launcher may end every rank soon
+        // (mpirun: one second), and telling the ranks may wait on one that stopped reading.
+        handOffChanged()
+        if let failure = journal?.sync() { journalFailure = failure }
+        var abandoned = box.state.broken != nil
         if case .aborted = outcome {
-            // Commit first: after a signal the launcher may end every rank soon (mpirun: one second).
-            handOffChanged()
-            if let failure = journal?.sync() { journalFailure = failure }
-            transport.abort()
-        } else if box.state.broken == nil {
-            transport.shutdown()
+            transport.abort(within: Self.endingSendWait)
+        } else if abandoned {
+            transport.abort(within: Self.endingSendWait)
+        } else if !transport.shutdown(within: rankTimeout) {
+            // A rank took no frame for --rank-timeout: it cannot finish MPI's exchange either.
+            abandoned = true
+            notes?("a rank did not take the end of the run within --rank-timeout; leaving it to the launcher")
         }
         handOffChanged()
         if let journal, !notYetWritten.isEmpty {
@@ -330,7 +339,7 @@ package final class Coordinator: Sendable {
                                wallSeconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18,
                                started: startedAt,
                                hookError: hookError, databaseError: journalFailure.map { "run database: \($0)" })
-        report.ranksAbandoned = box.state.broken != nil
+        report.ranksAbandoned = abandoned
         return report
     }
 
@@ -482,10 +491,11 @@ package final class Coordinator: Sendable {
         return false
     }
 
+    /// Ends the run failed because of `rank`: nothing more starts, and the loop stops at once; the
+    /// ranks are told only after what rank 0 knows is committed (`run`).
     private func fail(rank: Int?, _ message: String, _ loop: inout LoopState, sameBuild: Bool = true) {
         if loop.broken == nil { loop.broken = message + (sameBuild ? ". Are all ranks running the same build of the program?" : ".") }
         state.withScheduler { $0.abandon() }
-        transport.abort()
     }
 
     private func snapshot(elapsed: Duration, final: Bool = false) -> ProgressSnapshot {

@@ -22,8 +22,11 @@ package protocol CoordinatorTransport: AnyObject, Sendable {
     func reply(_ result: EditResult, to address: ReplyAddress)
     /// Waits up to `timeout` for events and returns those that arrived (possibly none).
     func nextEvents(timeout: Duration) -> [RankEvent]
-    /// Ends every rank's workers after the run; returns when they have stopped.
-    func shutdown()
-    /// Ends every rank at once after a signal, without waiting for running steps (they are `aborted`).
-    func abort()
+    /// Ends every rank's workers after the run; returns when they have stopped, or once `limit`
+    /// passed without every frame to the ranks gone (nil: no limit). Returns whether all went.
+    func shutdown(within limit: Duration?) -> Bool
+    /// Ends every rank at once (a signal, a rank that failed), without waiting for running steps
+    /// (they are `aborted`), nor more than `limit` for the frames to go: a rank that stopped reading
+    /// never takes them.
+    func abort(within limit: Duration)
 }

@@ -58,6 +58,6 @@ package final class InMemoryMessenger: Messenger, Sendable {
     package func send(_ frame: [UInt8], to rank: Int) { network.deliver(frame, from: self.rank, to: rank) }
     package func receiveAll() -> [(source: Int, bytes: [UInt8])] { network.mailbox(rank).takeAll() }
     package func progressSends() {}
-    package func flush() {}
+    package func flush(within limit: Duration?) -> Bool { true }
     package func notifyOnArrival(_ wake: @escaping @Sendable () -> Void) { network.mailbox(rank).onArrival(wake) }
 }

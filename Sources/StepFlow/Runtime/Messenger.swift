@@ -11,8 +11,11 @@ package protocol Messenger: AnyObject {
     func receiveAll() -> [(source: Int, bytes: [UInt8])]
     /// Lets sends under way move on (frees the buffers of those that went).
     func progressSends()
-    /// Returns once every send has gone (before shutting down).
-    func flush()
+    /// Returns once every send has gone, or once `limit` passed (nil: no limit); returns whether
+    /// every send went. A send to a rank that stopped reading never goes: an ending waits for it only
+    /// so long.
+    @discardableResult
+    func flush(within limit: Duration?) -> Bool
     /// Asks to be told when a frame arrives, so an idle loop can sleep instead of polling. A messenger
     /// that cannot tell (MPI has no such callback) ignores it, and the loop polls with `IdleBackoff`.
     func notifyOnArrival(_ wake: @escaping @Sendable () -> Void)

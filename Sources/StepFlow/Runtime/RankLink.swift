@@ -5,7 +5,7 @@ import Foundation
 ///
 /// Outgoing events are buffered per rank and leave as one frame per rank each time the coordinator
 /// waits for events, so many ready steps (or replies) travel together.
-// @unchecked: the messenger, the outgoing buffers and `lastHeard` are touched only by the coordinator's
+// @unchecked: the messenger, the outgoing buffers, `lastHeard` and `received` are touched only by the coordinator's
 // thread (under MPI, the MPI thread); worker threads reach this object only through `localEvents`.
 package final class RankLink: CoordinatorTransport, @unchecked Sendable {
     package let rankCount: Int
@@ -18,6 +18,8 @@ package final class RankLink: CoordinatorTransport, @unchecked Sendable {
     private var backoff = IdleBackoff()
     /// When rank 0 last heard from each rank (any message; a quiet rank sends a heartbeat).
     private var lastHeard: [ContinuousClock.Instant]
+    /// Events `silentRanks` received, for the next `nextEvents`.
+    private var received: [RankEvent] = []
     /// Each rank's host, for messages about it.
     private let hosts: [String]
     /// Runs after the ranks were told to shut down (the in-memory ranks' threads are joined there).
@@ -71,7 +73,10 @@ package final class RankLink: CoordinatorTransport, @unchecked Sendable {
         let clock = ContinuousClock()
         let deadline = clock.now + timeout
         while true {
-            var events = localEvents.drain()
+            // What `silentRanks` took in first: it came before anything received now.
+            var events = received
+            received.removeAll()
+            events += localEvents.drain()
             receive(into: &events)
             messenger.progressSends()
             if !events.isEmpty {
@@ -97,17 +102,18 @@ package final class RankLink: CoordinatorTransport, @unchecked Sendable {
         }
     }
 
-    package func shutdown() {
+    package func shutdown(within limit: Duration?) -> Bool {
         flushOutgoing()
         for r in 1..<max(rankCount, 1) { messenger.send(WireCodec.encode([ToRank.shutdown]), to: r) }
-        messenger.flush()
+        let went = messenger.flush(within: limit)
         localPool.shutdown()
         afterShutdown()
+        return went
     }
 
-    package func abort() {
+    package func abort(within limit: Duration) {
         for r in 1..<max(rankCount, 1) { messenger.send(WireCodec.encode([ToRank.abort]), to: r) }
-        messenger.flush()
+        messenger.flush(within: limit)
         localPool.stopLaunching()
     }
 
@@ -119,6 +125,10 @@ package final class RankLink: CoordinatorTransport, @unchecked Sendable {
     }
 
     package func silentRanks(longerThan timeout: Duration) -> [Int] {
+        // Silence is judged on what reached this rank, not on when the coordinator last looked: what
+        // arrived while it was busy (a slow stepsCheck hook, a database stall) is taken in first.
+        receive(into: &received)
+        messenger.progressSends()
         let now = ContinuousClock.now
         return (1..<max(rankCount, 1)).filter { now - lastHeard[$0] > timeout }
     }

@@ -98,7 +98,7 @@ package final class WorkerRuntime {
         }
         pool.shutdown()
         _ = sendOutbox(outbox.drain())
-        messenger.flush()
+        messenger.flush(within: nil)
         return .shutdown
     }
 

@@ -26,7 +26,8 @@ final class CappedLog: Sendable {
     init(path: String, limit: Int) throws(CommandError) {
         self.path = path
         try? FileManager.default.createDirectory(at: URL(fileURLWithPath: path).deletingLastPathComponent(), withIntermediateDirectories: true)
-        let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
+        // O_NOFOLLOW: never through a link planted in the run directory.
+        let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o644)
         guard fd >= 0 else { throw .cannotStart("cannot open the step's log \(path): \(String(cString: strerror(errno)))") }
         files = Mutex(Files(fd: fd))
         headLimit = max(limit / 2, 0)
@@ -46,8 +47,13 @@ final class CappedLog: Sendable {
             }
             guard !rest.isEmpty else { return }
             if f.ringFD < 0 {
-                f.ringFD = open(path + ".tail", O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+                // A file of its own, made here and unnamed at once: nothing in the run directory
+                // (a link, a stale tail) can stand in for it, and nothing is left behind.
+                let tail = path + ".tail"
+                unlink(tail)
+                f.ringFD = open(tail, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
                 guard f.ringFD >= 0 else { return }
+                unlink(tail)
             }
             // Only the last tailLimit bytes can survive: skip what a big write would overwrite anyway.
             if rest.count > tailLimit {
@@ -78,10 +84,7 @@ final class CappedLog: Sendable {
         let fd = f.fd, ringFD = f.ringFD, ringTotal = f.ringTotal, headWritten = f.headWritten
         defer {
             close(fd)
-            if ringFD >= 0 {
-                close(ringFD)
-                unlink(path + ".tail")
-            }
+            if ringFD >= 0 { close(ringFD) }
         }
         guard ringFD >= 0, ringTotal > 0 else { return }
         let kept = min(ringTotal, tailLimit)

@@ -24,14 +24,19 @@ struct CommandStep {
         let insertPath = step.runDirectory.path + "/inserts" + (step.launch > 1 ? "/launch-\(step.launch)" : "")
             + "/step-\(step.id)-attempt-\(step.attempt).jsonl"
         try? FileManager.default.createDirectory(atPath: (insertPath as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-        guard FileManager.default.createFile(atPath: insertPath, contents: nil) else {
-            throw .cannotStart("cannot create \(insertPath) for STEPFLOW_INSERT")
+        // Never through a link planted in the run directory; the reader checks it is still this file.
+        let insertFD = open(insertPath, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0o644)
+        guard insertFD >= 0 else {
+            throw .cannotStart("cannot create \(insertPath) for STEPFLOW_INSERT: \(String(cString: strerror(errno)))")
         }
+        var insertInfo = stat()
+        fstat(insertFD, &insertInfo)
+        close(insertFD)
         step.logger.info("\(spec.name): \(spec.shell.map { "sh -c \($0)" } ?? argv.joined(separator: " ")) (in \(spec.cwd))")
         let log = try CappedLog(path: step.logFilePath, limit: spec.logLimit)
         defer { log.finish() }
         let process = try CommandProcess(argv: argv, cwd: spec.cwd, environment: environment(insertPath: insertPath), log: log)
-        var inserts = InsertReader(path: insertPath, apply: apply)
+        var inserts = InsertReader(path: insertPath, file: (UInt64(insertInfo.st_dev), UInt64(insertInfo.st_ino)), apply: apply)
         inserts.folder = folder
         inserts.logLimit = logLimit
         let started = ContinuousClock.now
@@ -137,41 +142,90 @@ struct CommandStep {
 }
 
 /// Reads the lines a command appends to its `STEPFLOW_INSERT` file, each once, as they are completed.
+/// The file must stay the regular file the step created, and only grow: a pipe, a device or a link in
+/// its place, or a file written with `>` instead of `>>`, fails the step with what to do. A poll reads
+/// at most `readLimit` bytes and a line may be `lineLimit` bytes at most, so neither a slow reader nor
+/// a flood holds the step's timeout or its rank's memory.
 struct InsertReader {
     let path: String
     let apply: (InsertLine, Int, inout [String: StepID]) throws(CommandError) -> Void
-    private var offset: UInt64 = 0
+    /// The device and inode of the file the step created.
+    private let file: (device: UInt64, inode: UInt64)
+    private var offset: Int64 = 0
+    /// The last bytes read (up to 64): still there at every poll, or the file was rewritten.
+    private var lastRead: [UInt8] = []
+    /// Bytes read and not yet taken as lines; `pending[start...]` is what is left.
     private var pending: [UInt8] = []
+    private var start = 0
     private var lineNumber = 0
     private var names: [String: StepID] = [:]
     /// Where inserted steps run by default and their log limit (set by the step).
     var folder = ""
     var logLimit = CommandSpec.defaultLogLimit
 
-    init(path: String, apply: @escaping (InsertLine, Int, inout [String: StepID]) throws(CommandError) -> Void) {
+    static let readLimit = 1 << 20
+    static let lineLimit = 1 << 20
+
+    init(path: String, file: (device: UInt64, inode: UInt64), apply: @escaping (InsertLine, Int, inout [String: StepID]) throws(CommandError) -> Void) {
         self.path = path
+        self.file = file
         self.apply = apply
     }
 
-    /// Applies the complete lines written since the last call; with `final`, a last line without a
-    /// newline too.
+    /// Applies the complete lines written since the last call; with `final`, everything left, a last
+    /// line without a newline too.
     mutating func poll(final: Bool) throws(CommandError) {
-        guard let handle = FileHandle(forReadingAtPath: path) else { return }
-        defer { try? handle.close() }
-        _ = try? handle.seek(toOffset: offset)
-        if let data = try? handle.readToEnd(), !data.isEmpty {
-            offset += UInt64(data.count)
-            pending += data
+        let fd = open(path, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else {
+            if errno == ENOENT && offset == 0 { return }
+            throw .badInsert(line: lineNumber + 1, reason: "$STEPFLOW_INSERT (\(path)) cannot be read any more (\(String(cString: strerror(errno)))): it was removed or replaced by a link. Append JSON lines to it with >> and leave the file in place")
         }
-        while let newline = pending.firstIndex(of: 10) {
-            let line = String(decoding: pending[..<newline], as: UTF8.self)
-            pending.removeSubrange(...newline)
-            try take(line)
+        defer { close(fd) }
+        var info = stat()
+        fstat(fd, &info)
+        guard info.st_mode & S_IFMT == S_IFREG, UInt64(info.st_dev) == file.device, UInt64(info.st_ino) == file.inode else {
+            throw .badInsert(line: lineNumber + 1, reason: "$STEPFLOW_INSERT (\(path)) was replaced (by a pipe, a device, a link or another file). Append JSON lines to the file with >> and leave it in place")
         }
-        if final && !pending.isEmpty {
-            let line = String(decoding: pending, as: UTF8.self)
+        var stillThere = lastRead
+        if !lastRead.isEmpty {
+            let got = stillThere.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(offset - Int64(lastRead.count))) }
+            if got != lastRead.count { stillThere = [] }
+        }
+        guard Int64(info.st_size) >= offset, stillThere == lastRead else {
+            throw .badInsert(line: lineNumber + 1, reason: "$STEPFLOW_INSERT was rewritten (\(offset) bytes had been read; it now holds \(info.st_size), not the same): it was written with > instead of >>, and lines were lost. Append each line with >>")
+        }
+        repeat {
+            let want = Int(min(Int64(Self.readLimit), Int64(info.st_size) - offset))
+            guard want > 0 else { break }
+            if start > 0 && start >= pending.count / 2 {
+                pending.removeFirst(start)
+                start = 0
+            }
+            let before = pending.count
+            pending.append(contentsOf: repeatElement(0, count: want))
+            let got = pending.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + before, want, off_t(offset)) }
+            pending.removeLast(want - max(got, 0))
+            guard got > 0 else { break }
+            offset += Int64(got)
+            lastRead = Array((lastRead + pending[(pending.count - got)...]).suffix(64))
+            try takeLines()
+        } while final
+        if final && start < pending.count {
+            let line = String(decoding: pending[start...], as: UTF8.self)
             pending.removeAll()
+            start = 0
             try take(line)
+        }
+    }
+
+    private mutating func takeLines() throws(CommandError) {
+        while let newline = pending[start...].firstIndex(of: 10) {
+            let line = String(decoding: pending[start..<newline], as: UTF8.self)
+            start = newline + 1
+            try take(line)
+        }
+        if pending.count - start > Self.lineLimit {
+            throw .badInsert(line: lineNumber + 1, reason: "the line is longer than \(Self.lineLimit) bytes. Write one JSON object per line, each shorter")
         }
     }
 

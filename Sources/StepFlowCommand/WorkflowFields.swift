@@ -83,9 +83,9 @@ struct StepFields {
                 shell = Located(value: text, mark: value.mark)
             case "after":
                 after = try Self.names(value, field)
-            case "threads": threads = try YAMLRead.int(value, field, atLeast: 1)
+            case "threads": threads = try YAMLRead.int(value, field, atLeast: 1, atMost: StepSpec.largestCount)
             case "gpu": gpu = try YAMLRead.bool(value, field)
-            case "retries": retries = try YAMLRead.int(value, field, atLeast: 0)
+            case "retries": retries = try YAMLRead.int(value, field, atLeast: 0, atMost: StepSpec.largestCount)
             case "wait": wait = try YAMLRead.bool(value, field)
             case "timeout": timeout = try Self.duration(value, field)
             case "expect": expected = try Self.duration(value, field)
@@ -173,7 +173,12 @@ struct StepFields {
         if case .scalar = node { elements = [node] } else { elements = try YAMLRead.list(node, what) }
         var names: [Located<String>] = []
         for element in elements {
-            names.append(Located(value: try YAMLRead.string(element, "each name in \(what)"), mark: element.mark))
+            let name = try YAMLRead.string(element, "each name in \(what)")
+            // No step name holds one (checkName), and the error naming it would reach a terminal.
+            guard !name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
+                throw FieldError(element.mark, "a name in \(what) holds a control character, and no step name does. Name a step.")
+            }
+            names.append(Located(value: name, mark: element.mark))
         }
         return names
     }
@@ -195,11 +200,19 @@ struct StepFields {
 }
 
 extension StepFields {
-    /// Seconds from `90s`, `10m`, `1h`, `1h30m`, `500ms`, `1.5h`, or a number of seconds; more than 0.
+    /// The longest `timeout` or `expect`: ten years.
+    static let longestDuration: Double = 10 * 365 * 24 * 3600
+
+    /// Seconds from `90s`, `10m`, `1h`, `1h30m`, `500ms`, `1.5h`, or a number of seconds; more than 0
+    /// and at most `longestDuration`.
     static func duration(_ node: Node, _ what: String) throws(FieldError) -> Double {
         let wrong = FieldError(node.mark, "\(what) must be a duration like 90s, 10m, 1h30m or 500ms, or a number of seconds, not \(YAMLRead.describe(node)).")
         guard case .scalar(let scalar) = node, !YAMLRead.isNull(node), let seconds = DurationText.seconds(scalar.string) else { throw wrong }
         guard seconds > 0 else { throw FieldError(node.mark, "\(what) must be more than 0. Remove it for no time limit.") }
+        // Turned into milliseconds and clock deadlines later: a number past those would trap there.
+        guard seconds <= longestDuration else {
+            throw FieldError(node.mark, "\(what) must be at most 10 years (\(Int(longestDuration)) s), not \(DurationText.text(seconds)). Remove it for no time limit.")
+        }
         return seconds
     }
 

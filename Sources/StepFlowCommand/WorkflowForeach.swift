@@ -66,6 +66,48 @@ enum Foreach {
         return (from...to).map { ForeachItem(text: String($0)) }
     }
 
+    /// The most patterns a glob's `{a,b}` alternatives may stand for.
+    static let maximumBraceExpansions = 10_000
+
+    /// How many patterns `pattern`'s brace alternatives expand to (as glob's GLOB_BRACE does:
+    /// groups multiply, alternatives add, `\` escapes a brace), as a Double so it never overflows.
+    static func braceExpansions(_ pattern: ArraySlice<UInt8>) -> Double {
+        var total = 1.0
+        var i = pattern.startIndex
+        while i < pattern.endIndex {
+            let c = pattern[i]
+            if c == UInt8(ascii: "\\") { i += 2; continue }
+            guard c == UInt8(ascii: "{") else { i += 1; continue }
+            // Find the alternatives of this group, at depth 1, and where it closes.
+            var depth = 0, j = i, alternativeStart = i + 1
+            var sum = 0.0
+            var closed = false
+            while j < pattern.endIndex {
+                let d = pattern[j]
+                if d == UInt8(ascii: "\\") { j += 2; continue }
+                if d == UInt8(ascii: "{") { depth += 1 }
+                if d == UInt8(ascii: ",") && depth == 1 {
+                    sum += braceExpansions(pattern[alternativeStart..<j])
+                    alternativeStart = j + 1
+                }
+                if d == UInt8(ascii: "}") {
+                    depth -= 1
+                    if depth == 0 {
+                        sum += braceExpansions(pattern[alternativeStart..<j])
+                        closed = true
+                        break
+                    }
+                }
+                j += 1
+            }
+            // An unclosed brace is a plain character to glob.
+            guard closed else { i += 1; continue }
+            total *= sum
+            i = j + 1
+        }
+        return total
+    }
+
     private static func capped(_ items: [ForeachItem], _ mark: Mark?, _ what: String) throws(FieldError) -> [ForeachItem] {
         guard items.count <= maximumItems else {
             throw FieldError(mark, "\(what) holds \(items.count) items, more than \(maximumItems). Split the work into batches (batch: N), or narrow it.")
@@ -81,6 +123,12 @@ enum Foreach {
         let escapedPrefix = prefix.reduce(into: "") { out, c in
             if "*?[]{}\\".contains(c) { out.append("\\") }
             out.append(c)
+        }
+        // glob expands every brace alternative before it matches anything: `{.,.}/` twenty times is a
+        // million patterns. Count them first.
+        let expansions = braceExpansions(Array(pattern.utf8)[...])
+        guard expansions <= Double(maximumBraceExpansions) else {
+            throw FieldError(mark, "the glob '\(pattern)' (\(what)) stands for \(expansions < 1e15 ? String(Int(expansions)) : "more than 10^15") patterns through its {a,b} alternatives, more than \(maximumBraceExpansions). Use fewer alternatives, or list the items.")
         }
         var matches = glob_t()
         defer { globfree(&matches) }
@@ -104,7 +152,9 @@ enum Foreach {
                 let shown = bytes.map { $0 < 0x80 && $0 >= 0x20 ? String(UnicodeScalar($0)) : "\\x" + String($0, radix: 16, uppercase: true) }.joined()
                 throw FieldError(mark, "the glob '\(pattern)' (\(what)) matches '\(shown)', whose name is not UTF-8 text. Rename the file (convmv can), or narrow the glob.")
             }
-            paths.append(path.hasPrefix(prefix) ? String(path.dropFirst(prefix.count)) : path)
+            let relative = path.hasPrefix(prefix) ? String(path.dropFirst(prefix.count)) : path
+            // The same file, never taken for an option: `-rf.txt` would be one to rm or tar.
+            paths.append(relative.hasPrefix("-") ? "./" + relative : relative)
         }
         paths.sort { $0.utf8.lexicographicallyPrecedes($1.utf8) }
         // Brace alternatives may match a path twice (`{a*,*b}`): one step per path. Bytes are compared,

@@ -33,6 +33,26 @@ package enum InsertLine: Sendable, Equatable {
         }
     }
 
+    /// The 1-based column of the first `&`, `*`, `!` or `<<` outside a double-quoted string: YAML
+    /// that JSON does not have, refused because an alias merged into itself grows exponentially.
+    static func yamlOnlySyntax(in text: String) -> Int? {
+        var inString = false, escaped = false, previous: Character?
+        for (offset, c) in text.enumerated() {
+            defer { previous = c }
+            if inString {
+                if escaped { escaped = false } else if c == "\\" { escaped = true } else if c == "\"" { inString = false }
+                continue
+            }
+            switch c {
+            case "\"": inString = true
+            case "&", "*", "!": return offset + 1
+            case "<" where previous == "<": return offset
+            default: break
+            }
+        }
+        return nil
+    }
+
     private static func read(_ text: String, folder: String, logLimit: Int) throws(FieldError) -> InsertLine {
         let example = "Write one JSON object per line, like {\"name\": \"reg-1\", \"run\": [\"prog\", \"arg\"]} or {\"release\": \"close\"}."
         guard let first = text.firstIndex(where: { !$0.isWhitespace }) else {
@@ -40,6 +60,9 @@ package enum InsertLine: Sendable, Equatable {
         }
         guard text[first] == "{", !text.contains("\n") else {
             throw FieldError(nil, "the line is not a JSON object. \(example)")
+        }
+        if let column = yamlOnlySyntax(in: text) {
+            throw FieldError(line: 1, column: column, "the line uses YAML's anchors, aliases, tags or merge keys (&, *, !, <<), which JSON has not. \(example)")
         }
         guard let node = try YAMLRead.compose(text) else { throw FieldError(nil, "the line is empty. \(example)") }
         let entries = try YAMLRead.entries(node, "the line")
@@ -85,6 +108,11 @@ package enum InsertLine: Sendable, Equatable {
     private static func reference(_ node: Node, _ what: String) throws(FieldError) -> String {
         let name = try YAMLRead.string(node, what)
         guard !name.isEmpty else { throw FieldError(node.mark, "\(what) is empty. Name a step.") }
+        // A name holds no control characters (StepFields.checkName): one that does names no step,
+        // and would reach the terminal in the error that says so.
+        guard !name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
+            throw FieldError(node.mark, "\(what) holds a control character, and no step name does. Name a step.")
+        }
         return name
     }
 }

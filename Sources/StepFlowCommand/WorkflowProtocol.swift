@@ -14,11 +14,14 @@ package struct WorkflowProtocol: StepProtocol {
         package init() {}
 
         package func validate() throws {
-            // Refused before anything starts: a workflow that does not load runs nothing (exit 2).
+            // Refused before anything starts: a workflow that does not load runs nothing (exit 2). The
+            // message alone: nothing was wrong with the command line, so no usage banner follows it,
+            // and one rank says it (every rank reads the file).
             do {
                 _ = try Workflow.load(path: file)
             } catch {
-                throw ValidationError(error.description)
+                if ProtocolMain.launchRank == 0 { FileHandle.standardError.write(Data("error: \(error)\n".utf8)) }
+                throw ExitCode(2)
             }
         }
     }

@@ -57,11 +57,22 @@ enum YAMLRead {
     /// The entries of a mapping, in the order written, with YAML merge keys (`<<: *defaults`) applied:
     /// keys written in the mapping win over merged ones, and an earlier merged mapping over a later one.
     static func entries(_ node: Node, _ what: String) throws(FieldError) -> [Entry] {
+        var budget = mergeBudget
+        return try entries(node, what, budget: &budget)
+    }
+
+    /// How many mappings one mapping's merge keys may merge, nested merges included. An alias merged
+    /// inside the mapping it stands for, level after level, doubles the work at each level: 24
+    /// levels in a 500-byte line held a rank for 40 s.
+    static let mergeBudget = 1_000
+
+    private static func entries(_ node: Node, _ what: String, budget: inout Int) throws(FieldError) -> [Entry] {
         guard case .mapping(let mapping) = node else {
             throw FieldError(node.mark, "\(what) must be a mapping (key: value lines, or a JSON object), not \(describe(node)).")
         }
         var own: [Entry] = []
         var merged: [Entry] = []
+        var mergedKeys: Set<String> = []
         for (key, value) in mapping {
             guard case .scalar(let scalar) = key, !isNull(key) else {
                 throw FieldError(key.mark, "a key of \(what) must be a word, not \(describe(key)).")
@@ -70,7 +81,11 @@ enum YAMLRead {
                 let sources: [Node]
                 if case .sequence(let list) = value { sources = Array(list) } else { sources = [value] }
                 for source in sources {
-                    for entry in try entries(source, "a merged mapping (<<)") where !merged.contains(where: { $0.key == entry.key }) {
+                    budget -= 1
+                    guard budget >= 0 else {
+                        throw FieldError(key.mark, "the merge keys (<<) here merge more than \(mergeBudget) mappings, counting merges within merges. Merge fewer, or write the keys out.")
+                    }
+                    for entry in try entries(source, "a merged mapping (<<)", budget: &budget) where mergedKeys.insert(entry.key).inserted {
                         merged.append(entry)
                     }
                 }
@@ -78,7 +93,8 @@ enum YAMLRead {
                 own.append(Entry(key: scalar.string, keyMark: key.mark, value: value))
             }
         }
-        return own + merged.filter { m in !own.contains { $0.key == m.key } }
+        let ownKeys = Set(own.map(\.key))
+        return own + merged.filter { !ownKeys.contains($0.key) }
     }
 
     /// Refuses a key that is not in `allowed`, suggesting the closest allowed key or, from `synonyms`,
@@ -115,7 +131,7 @@ enum YAMLRead {
     }
 
     /// A whole number written as digits (an optional sign, no quotes), at least `minimum` when given.
-    static func int(_ node: Node, _ what: String, atLeast minimum: Int?) throws(FieldError) -> Int {
+    static func int(_ node: Node, _ what: String, atLeast minimum: Int?, atMost maximum: Int? = nil) throws(FieldError) -> Int {
         guard let value = integer(node) else {
             let unquote = isQuotedNumber(node) ? " Write it without quotes." : ""
             let range = minimum.map { " of at least \($0)" } ?? ""
@@ -123,6 +139,9 @@ enum YAMLRead {
         }
         if let minimum, value < minimum {
             throw FieldError(node.mark, "\(what) must be at least \(minimum), not \(value).")
+        }
+        if let maximum, value > maximum {
+            throw FieldError(node.mark, "\(what) must be at most \(maximum), not \(value).")
         }
         return value
     }

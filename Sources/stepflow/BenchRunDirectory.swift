@@ -160,6 +160,8 @@ enum BenchRunDirectory {
                 && (name.hasSuffix(".db") || name.hasSuffix(".db-wal") || name.hasSuffix(".db-shm")):
                 databases.append(name)
             case "report.json" where k == .file, "run.lock" where k == .file: files.append(name)
+            // A report being written when a launch was killed: the benchmark's own, left behind.
+            case _ where RunReportFile.isPartial(name) && k == .file && hasDatabase: files.append(name)
             case "logs" where k == .folder: hasLogs = true
             case _ where isBenchmarkRunFolder(name) && k == .folder && level < 3: runs.append(name)
             case _ where isDated(name, prefix: "previous-") && k == .folder && level < 3: runs.append(name)

@@ -137,6 +137,13 @@ import Testing
         for r in report.records {
             #expect(r.rank == 0 ? [0, 2].contains(r.gpus[0]) : r.gpus[0] == 1, "rank \(r.rank ?? -1) got GPU \(r.gpus)")
         }
+        // Reloaded from the run database (status, report, --continue), each step shows the GPU it held.
+        let stored = try #require(Background.stored(dir))
+        #expect(stored.steps.map(\.gpus) == report.records.map(\.gpus) && stored.steps.allSatisfy { $0.gpus.count == 1 }, "\(stored.steps.map(\.gpus))")
+        let status = try Executables.run("stepflow", ["status", "--json", dir.path])
+        let doc = try #require(try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any])
+        let shown = try #require(doc["steps"] as? [[String: Any]]).map { $0["gpus"] as? [Int] }
+        #expect(shown == report.records.map(\.gpus), "status --json: \(shown)")
         for a in runs {
             for b in runs where a.id < b.id && a.gpus == b.gpus {
                 #expect(a.end <= b.start || b.end <= a.start, "steps \(a.id) and \(b.id) held GPU \(a.gpus) at once")

@@ -26,6 +26,7 @@ import Testing
         r.end = seed % 3 == 0 ? nil : 1.7e9 + Double(seed)
         r.error = seed % 5 == 0 ? "step \(id) failed: \"quoted\"\nsecond line" : nil
         r.logPath = seed % 2 == 0 ? "/tmp/run dir/logs/step-\(id).log" : nil
+        r.gpus = seed % 4 == 0 ? [] : Array(0..<(seed % 4)).map { $0 * 3 + seed % 2 }
         return r
     }
 
@@ -33,7 +34,7 @@ import Testing
         a.id == b.id && a.status == b.status && a.spec == b.spec && a.prerequisites == b.prerequisites
             && a.insertPrerequisiteCount == b.insertPrerequisiteCount && a.insertedBy == b.insertedBy && a.releasedBy == b.releasedBy
             && a.crashes == b.crashes && a.rank == b.rank && a.slot == b.slot && a.attempts == b.attempts && a.start == b.start
-            && a.end == b.end && a.error == b.error && a.logPath == b.logPath
+            && a.end == b.end && a.error == b.error && a.logPath == b.logPath && a.gpus == b.gpus
     }
 
     /// Expects `entries` to be `records` as written: the same fields, times to the bit, dropped steps as dropped.
@@ -55,6 +56,20 @@ import Testing
         var records = (0..<70).map { Self.record($0 + 1, seed: $0) }
         records[5].isDropped = true
         Self.expectReadAsWritten(try StepLog.decode(StepLog.encode(records)), records)
+    }
+
+    @Test("A damaged row's step ids are refused: a prerequisite or inserter below 1 or above Int32.max never reaches the graph")
+    func idsInRange() throws {
+        for bad in [0, -1, Int(Int32.max) + 1] {
+            var r = Self.record(3, seed: 1)
+            r.prerequisites = [1, bad]
+            r.insertPrerequisiteCount = 2
+            #expect(throws: WireError.self, "prerequisite \(bad)") { try StepLog.decode(StepLog.encode([r])) }
+            var s = Self.record(3, seed: 1)
+            s.insertedBy = .step(bad)
+            // 0 and the negative codes name no step or another inserter: only ids too large are damage.
+            if bad > 0 { #expect(throws: WireError.self, "inserter \(bad)") { try StepLog.decode(StepLog.encode([s])) } }
+        }
     }
 
     @Test("S8: steps that share a function and start microseconds apart (layout 2 leaves the function out and XORs the times) read back bit for bit")
@@ -104,7 +119,7 @@ import Testing
     func extremeNumbers() throws {
         let spec = StepSpec(function: "", args: [.int(.min)], threads: .max, needsGPU: true, retries: .min, wait: true,
                             expectedSeconds: -.greatestFiniteMagnitude)
-        var r = StepRecord(id: Int(Int32.max), spec: spec, prerequisites: [.max, .min, 0], insertedBy: .step(.max), status: .skipped,
+        var r = StepRecord(id: Int(Int32.max), spec: spec, prerequisites: [Int(Int32.max), 1], insertedBy: .step(Int(Int32.max)), status: .skipped,
                            insertPrerequisiteCount: 1)
         r.releasedBy = .step(Int(Int32.max))
         r.crashes = Int(UInt16.max)
@@ -123,6 +138,11 @@ import Testing
         // First in its row, so its start is XORed with nothing: all of its 10 bytes.
         let records = [bare, r, bare]
         Self.expectReadAsWritten(try StepLog.decode(StepLog.encode(records)), records)
+        // Ids no step can have are written within the bound too (debug builds check it), and refused on read.
+        var beyond = r
+        beyond.prerequisites = [.max, .min, 0]
+        beyond.insertedBy = .step(.max)
+        #expect(throws: WireError.self) { try StepLog.decode(StepLog.encode([beyond])) }
     }
 
     /// A row written by a build before layout 2, by that build's encoder: `record(3, seed: 1)`,
@@ -147,7 +167,13 @@ import Testing
         #expect(bytes.first == StepLog.firstLayout && StepLog.firstLayout != StepLog.layout)
         var dropped = Self.record(5, seed: 2)
         dropped.isDropped = true
-        Self.expectReadAsWritten(try StepLog.decode(bytes), [Self.record(3, seed: 1), Self.record(4, seed: 10), Self.record(9, seed: 7), dropped])
+        // Layout 1 had no GPU ids.
+        let written = [Self.record(3, seed: 1), Self.record(4, seed: 10), Self.record(9, seed: 7), dropped].map { r in
+            var r = r
+            r.gpus = []
+            return r
+        }
+        Self.expectReadAsWritten(try StepLog.decode(bytes), written)
     }
 
     @Test("A damaged step log row is refused with what and where, never trapping: every truncation, every flipped byte")

@@ -185,7 +185,7 @@ public enum ProtocolMain {
         let launch: Launcher<P> = launcher ?? { p, s in try ProtocolRunner.launchLocal(p, settings: s) }
         do {
             guard let report = try launch(proto, settings) else { return 0 }
-            print(RunSummary.text(report, protocolName: P.protocolName, runDirectory: settings.runDirectory))
+            print(TerminalText.visible(RunSummary.text(report, protocolName: P.protocolName, runDirectory: settings.runDirectory)))
             if let failure = report.databaseError {
                 FileHandle.standardError.write(Data("warning: \(failure). The database may not hold the end of this run.\n".utf8))
             }

@@ -39,7 +39,7 @@ package struct StatusCommand: ParsableCommand {
                                             mpi: stored.mpi, started: stored.started, ended: stored.ended, owner: .some(owner))
             print(RunDocument.text(header, steps: stored.steps))
         } else {
-            print(Self.table(stored, liveness: liveness, runDirectory: dir))
+            print(TerminalText.visible(Self.table(stored, liveness: liveness, runDirectory: dir)))
         }
     }
 

@@ -10,6 +10,8 @@ package enum StepGraphError: Error, CustomStringConvertible, Equatable, Sendable
     case threadsOutOfRange(function: String, threads: Int, available: Int, at: SourceLocation?)
     case noGPU(function: String, at: SourceLocation?)
     case negativeRetries(function: String, retries: Int, at: SourceLocation?)
+    /// A count (threads, retries) larger than a step can hold.
+    case tooLarge(function: String, field: String, value: Int, at: SourceLocation?)
     case nestedTooDeep(function: String, argument: Int, depth: Int, limit: Int, at: SourceLocation?)
 
     package var description: String {
@@ -33,6 +35,8 @@ package enum StepGraphError: Error, CustomStringConvertible, Equatable, Sendable
             return "\(where_(at))step '\(function)' needs a GPU, but this run has none. Give the GPU ids with --gpus 0,1,... (or set CUDA_VISIBLE_DEVICES) or drop needsGPU."
         case .negativeRetries(let function, let retries, let at):
             return "\(where_(at))step '\(function)' has retries: \(retries); use 0 or more."
+        case .tooLarge(let function, let field, let value, let at):
+            return "\(where_(at))step '\(function)' has \(field): \(value), more than a step can hold (\(StepSpec.largestCount)); use a smaller number."
         case .nestedTooDeep(let function, let argument, let depth, let limit, let at):
             return "\(where_(at))step '\(function)': argument \(argument) nests arrays/objects \(depth) levels deep; a step argument may nest at most \(limit). Flatten it, or write it to a file in the run directory and pass the file's path."
         }

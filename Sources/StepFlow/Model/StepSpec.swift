@@ -10,6 +10,10 @@ package struct StepSpec: Hashable, Sendable {
     /// A waiting step never runs until it is released (S4).
     package var wait: Bool
 
+    /// The largest `threads` or `retries` a step holds (they are stored in 32 bits); inserting a
+    /// larger one is refused with the number given.
+    package static let largestCount = Int(Int32.max)
+
     /// Slots the step occupies on one rank (1 ≤ threads ≤ T).
     package var threads: Int {
         get { Int(storedThreads) }

@@ -147,7 +147,8 @@ public final class StepContext: StepInserting, Sendable {
                 try? FileManager.default.createDirectory(at: URL(fileURLWithPath: path).deletingLastPathComponent(),
                                                          withIntermediateDirectories: true)
                 // O_APPEND: a step may write to its log with a handle of its own (a command's output).
-                let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
+                // O_NOFOLLOW: never through a link planted in the run directory.
+                let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o644)
                 h = fd >= 0 ? FileHandle(fileDescriptor: fd, closeOnDealloc: true) : nil
             }
             try? h?.write(contentsOf: Data((line + "\n").utf8))

@@ -63,6 +63,9 @@ public final class StepInserter: Sendable {
         guard functionNames.contains(name) else {
             throw StepGraphError.unknownFunction(name, known: Array(functionNames), at: location)
         }
+        // A step keeps these in 32 bits: a larger number is refused as given, not stored clamped.
+        if threads > StepSpec.largestCount { throw StepGraphError.tooLarge(function: name, field: "threads", value: threads, at: location) }
+        if retries > StepSpec.largestCount { throw StepGraphError.tooLarge(function: name, field: "retries", value: retries, at: location) }
         let spec = StepSpec(function: name, args: args, threads: threads, needsGPU: needsGPU, retries: retries, wait: wait,
                             expectedSeconds: expected.map { Double($0.components.seconds) + Double($0.components.attoseconds) / 1e18 })
         return try lastInserted.withLock { last in

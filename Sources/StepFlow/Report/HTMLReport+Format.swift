@@ -44,7 +44,9 @@ enum HTMLText {
 
     /// A duration a person reads at a glance: "840 µs", "12.3 ms", "4.21 s", "3 min 07 s", "2 h 05 min".
     static func duration(_ seconds: Double) -> String {
-        let s = max(seconds, 0)
+        guard seconds.isFinite else { return "—" }
+        // Far past any run, and within what Int holds.
+        let s = min(max(seconds, 0), 1e12)
         switch s {
         case ..<0.001: return String(format: "%.0f µs", s * 1e6)
         case ..<0.01: return String(format: "%.2f ms", s * 1e3)
@@ -67,7 +69,7 @@ enum HTMLText {
 
     /// A moment as UTC ISO 8601, to the second.
     static func moment(_ secondsSinceEpoch: Double?) -> String {
-        guard let t = secondsSinceEpoch, t.isFinite else { return "—" }
+        guard let t = secondsSinceEpoch, t.isFinite, abs(t) < 1e15 else { return "—" }
         var time = time_t(t.rounded(.down))
         var parts = tm()
         gmtime_r(&time, &parts)

@@ -23,11 +23,19 @@ package struct LogTail: Sendable, Equatable {
     /// throws: a missing or unreadable log comes back with `problem` saying why.
     package static func read(path: String?, lines: Int = 30, maxBytes: Int = 64 * 1024, maxLineLength: Int = 400) -> LogTail {
         guard let path else { return LogTail(path: nil, lines: [], problem: "the run recorded no log for this step") }
-        guard let handle = FileHandle(forReadingAtPath: path) else {
-            let reason = FileManager.default.fileExists(atPath: path) ? "it cannot be read (permission denied?)" : "no such file"
+        // Non-blocking, and a regular file only: a pipe or a device in a log's place must not hang
+        // or flood the reader.
+        let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else {
+            let reason = errno == ENOENT ? "no such file" : String(cString: strerror(errno))
             return LogTail(path: path, lines: [], problem: "log missing: \(reason)")
         }
+        let handle = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
         defer { try? handle.close() }
+        var info = stat()
+        guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG else {
+            return LogTail(path: path, lines: [], problem: "log unreadable: it is not a regular file")
+        }
         let data: Data
         let fromStart: Bool
         do {
@@ -53,18 +61,34 @@ package struct LogTail: Sendable, Equatable {
     /// The log tails of the run's failed steps, by step id (at most `limit` steps, first failed first).
     /// A log recorded under another directory (the run directory was moved or set aside by
     /// `--restart`) is looked for under `runDirectory/logs/` too.
+    ///
+    /// Only files under `runDirectory/logs/` are read (links resolved): a path from a damaged or
+    /// foreign database never makes a report show another file's text.
     package static func failedSteps(of run: StoredRun, runDirectory: URL, lines: Int = 30, limit: Int = 50) -> [StepID: LogTail] {
         var out: [StepID: LogTail] = [:]
+        let logs = runDirectory.appendingPathComponent("logs").path
+        let root = (resolved(logs) ?? logs) + "/"
         for r in run.steps where r.status == .failed {
             if out.count >= limit { break }
             let recorded = r.logPath ?? StepLogFile.path(runDirectory: runDirectory, step: r.id)
-            var path = recorded
-            if !FileManager.default.fileExists(atPath: recorded), let range = recorded.range(of: "/logs/", options: .backwards) {
-                let moved = runDirectory.path + recorded[range.lowerBound...]
-                if FileManager.default.fileExists(atPath: moved) { path = moved }
+            var candidates = [recorded]
+            if let range = recorded.range(of: "/logs/", options: .backwards) { candidates.append(runDirectory.path + recorded[range.lowerBound...]) }
+            let existing = candidates.filter { FileManager.default.fileExists(atPath: $0) }
+            if let inside = existing.first(where: { resolved($0)?.hasPrefix(root) == true }) {
+                out[r.id] = read(path: inside, lines: lines)
+            } else if existing.isEmpty {
+                out[r.id] = LogTail(path: recorded, lines: [], problem: "log missing: no such file")
+            } else {
+                out[r.id] = LogTail(path: recorded, lines: [], problem: "the recorded log is not in this run's logs folder (\(logs)), so it was not read")
             }
-            out[r.id] = read(path: path, lines: lines)
         }
         return out
+    }
+
+    /// `path` with every link and `..` resolved, or nil when it does not exist.
+    private static func resolved(_ path: String) -> String? {
+        guard let p = realpath(path, nil) else { return nil }
+        defer { free(p) }
+        return String(cString: p)
     }
 }

@@ -2,7 +2,7 @@ import Foundation
 
 /// The JSON document of a run — `status --json` prints it and `<run-dir>/report.json` holds it:
 /// `{"run": {"protocol", "status", "threads", "mpi", "started", "ended", "counts"}, "steps": [{"id",
-/// "function", "args", "prerequisites", "status", "rank", "slot", "attempts", "start", "end",
+/// "function", "args", "prerequisites", "status", "rank", "slot", "gpus", "attempts", "start", "end",
 /// "insertedBy", "error", "log"}]}`, times in seconds since the epoch, keys in sorted order.
 ///
 /// Written as text, a chunk at a time: building Foundation objects for every step and serializing them
@@ -108,7 +108,12 @@ package enum RunDocument {
         out.string(r.error)
         out.raw(",\"function\":")
         out.string(r.spec.function)
-        out.raw(",\"id\":")
+        out.raw(",\"gpus\":[")
+        for (i, g) in r.gpus.enumerated() {
+            if i > 0 { out.raw(",") }
+            out.int(g)
+        }
+        out.raw("],\"id\":")
         out.int(r.id)
         out.raw(",\"insertedBy\":")
         out.int(r.insertedBy.stepID)
@@ -146,11 +151,18 @@ package enum RunReportFile {
     package static func write(_ report: RunReport, protocolName: String, to runDirectory: URL) throws {
         let final = runDirectory.appendingPathComponent(name)
         let partial = runDirectory.appendingPathComponent(".\(name).\(getpid()).partial")
-        guard FileManager.default.createFile(atPath: partial.path, contents: nil) else {
-            throw CocoaError(.fileWriteNoPermission, userInfo: [NSFilePathErrorKey: partial.path])
+        // One launch owns a run directory (its lock): another partial report is a killed launch's.
+        removeStalePartials(in: runDirectory, keeping: partial.lastPathComponent)
+        // Never through a link planted there: the report is written here or not at all.
+        let fd = open(partial.path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0o644)
+        guard fd >= 0 else {
+            let code = errno
+            // The reason the system gave (no such folder, read-only, a link in the way), not a guess.
+            throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: partial.path,
+                                                          NSUnderlyingErrorKey: POSIXError(POSIXErrorCode(rawValue: code) ?? .EIO)])
         }
         do {
-            let handle = try FileHandle(forWritingTo: partial)
+            let handle = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
             defer { try? handle.close() }
             try RunDocument.write(header(report, protocolName: protocolName), steps: report.records) {
                 try handle.write(contentsOf: $0)
@@ -163,6 +175,20 @@ package enum RunReportFile {
         } catch {
             unlink(partial.path)
             throw error
+        }
+    }
+
+    /// Whether `name` is a report being written (`.report.json.<pid>.partial`).
+    package static func isPartial(_ name: String) -> Bool {
+        let prefix = ".\(self.name).", suffix = ".partial"
+        guard name.hasPrefix(prefix), name.hasSuffix(suffix), name.count > prefix.count + suffix.count else { return false }
+        return name.dropFirst(prefix.count).dropLast(suffix.count).allSatisfy { $0.isASCII && $0.isNumber }
+    }
+
+    private static func removeStalePartials(in runDirectory: URL, keeping mine: String) {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: runDirectory.path) else { return }
+        for name in names where isPartial(name) && name != mine {
+            unlink(runDirectory.appendingPathComponent(name).path)
         }
     }
 }

@@ -68,6 +68,8 @@ package enum RunDirectoryLockError: Error, CustomStringConvertible, Sendable, Eq
             case EACCES, EPERM: why = "permission denied; choose a run directory you can write to"
             case EROFS: why = "the filesystem is read-only; choose a run directory on a writable one"
             case EISDIR: why = "a folder has that name; move it away"
+            case ELOOP: why = "it is a symbolic link, which StepFlow does not follow (it would write to the file the link names); remove the link"
+            case EINVAL: why = "it is not a regular file (a pipe, a device?); remove it"
             default: why = String(cString: strerror(code))
             }
             return "cannot create the lock file '\(path)': \(why)."
@@ -124,8 +126,14 @@ package final class RunDirectoryLock: Sendable {
         let path = path(in: runDirectory)
         // O_CLOEXEC: a child process spawned by a step must not inherit the descriptor, or the lock
         // would outlive this process for as long as the child lives.
-        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        // O_NOFOLLOW: a link planted as run.lock would have this write (and empty) the file it names.
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0o644)
         guard fd >= 0 else { throw .cannotCreate(path: path, errno: errno) }
+        var info = stat()
+        guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG else {
+            close(fd)
+            throw .cannotCreate(path: path, errno: EINVAL)
+        }
         if !tryLock(fd) {
             let code = errno
             defer { close(fd) }

@@ -46,6 +46,12 @@ package struct StoredRun: Sendable {
     package var schemaVersion = RunStore.schemaVersion
 
     package func count(_ status: StepStatus) -> Int { steps.lazy.filter { $0.status == status }.count }
+
+    /// `t` when it can be a moment of a run (seconds since 1970, before the year ~5000), else nil.
+    package static func plausibleTime(_ t: Double?) -> Double? {
+        guard let t, t.isFinite, t >= 0, t < 1e11 else { return nil }
+        return t
+    }
 }
 
 /// The run database (S8): `<run-dir>/run.db`, SQLite in WAL mode, owned by rank 0. Step records are
@@ -339,11 +345,14 @@ package final class RunStore: Sendable {
                 for row in try Row.fetchAll(db, sql: readSteps ? "SELECT * FROM step ORDER BY id" : "SELECT * FROM step WHERE 0") {
                     let id: Int = try cells.required(row, "id", "a step")
                     let at = "step \(id)"
+                    // Ids index the graph's arrays: a damaged row's must not reach them.
+                    let idRange = 1...Int(Int32.max)
+                    guard idRange.contains(id) else { throw RunStoreError.unreadable(path: path, reason: "a step has the id \(id)") }
                     let kind: String = try cells.required(row, "inserter", at)
                     let by: Int? = try cells.optional(row, "inserted_by", at)
                     let inserter: Inserter
                     switch (kind, by) {
-                    case ("step", let s?): inserter = .step(s)
+                    case ("step", let s?) where idRange.contains(s): inserter = .step(s)
                     case ("stepsCheck", _): inserter = .stepsCheck
                     case ("protocol", _): inserter = .protocolSteps
                     default: throw RunStoreError.unreadable(path: path, reason: "\(at) names an unknown inserter '\(kind)'")
@@ -360,7 +369,7 @@ package final class RunStore: Sendable {
                                         retries: try cells.required(row, "retries", at), wait: try cells.required(row, "wait", at),
                                         expectedSeconds: try cells.optional(row, "expected", at))
                     let prerequisiteText: String = try cells.required(row, "prerequisites", at)
-                    guard let prerequisites = JSONText.parseIDList(prerequisiteText) else {
+                    guard let prerequisites = JSONText.parseIDList(prerequisiteText), prerequisites.allSatisfy(idRange.contains) else {
                         throw RunStoreError.unreadable(path: path, reason: "\(at)'s prerequisites cannot be read ('\(prerequisiteText.prefix(80))')")
                     }
                     let statusText: String = try cells.required(row, "status", at)
@@ -394,10 +403,20 @@ package final class RunStore: Sendable {
                     steps = try applyLog(db, to: steps, path: path)
                 }
                 let params = JSONText.parseStrings(try cells.optional(run, "params", "the run") ?? "[]") ?? []
+                let threads: Int = try cells.required(run, "threads", "the run"), mpi: Int = try cells.required(run, "mpi", "the run")
+                // Sizes and counts are computed from these: a damaged database's must not overflow them.
+                guard (1...Int(Int32.max)).contains(threads), (1...Int(Int32.max)).contains(mpi) else {
+                    throw RunStoreError.unreadable(path: path, reason: "its run has threads \(threads) and mpi \(mpi), which no run can have")
+                }
+                // A time no run can have (NaN, infinite, before 1970 or millennia ahead) reads as none.
+                for i in steps.indices {
+                    steps[i].start = StoredRun.plausibleTime(steps[i].start)
+                    steps[i].end = StoredRun.plausibleTime(steps[i].end)
+                }
                 return StoredRun(protocolName: try cells.required(run, "protocol", "the run"), params: params,
-                                 status: try cells.required(run, "status", "the run"), threads: try cells.required(run, "threads", "the run"),
-                                 mpi: try cells.required(run, "mpi", "the run"), started: try cells.optional(run, "started", "the run"),
-                                 ended: try cells.optional(run, "ended", "the run"),
+                                 status: try cells.required(run, "status", "the run"), threads: threads, mpi: mpi,
+                                 started: StoredRun.plausibleTime(try cells.optional(run, "started", "the run")),
+                                 ended: StoredRun.plausibleTime(try cells.optional(run, "ended", "the run")),
                                  launches: try cells.optional(run, "launches", "the run") ?? 1, steps: steps, schemaVersion: version)
             }
         } catch let error as RunStoreError {

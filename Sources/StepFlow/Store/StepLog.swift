@@ -53,7 +53,9 @@ enum StepLog {
         /// Flags without a value.
         static let wait = Fields(rawValue: 1 << 17)
         static let needsGPU = Fields(rawValue: 1 << 18)
-        static let known: UInt64 = 1 << 19 - 1
+        /// The GPU ids it was given (written since this field came; older rows have none).
+        static let gpus = Fields(rawValue: 1 << 19)
+        static let known: UInt64 = 1 << 20 - 1
     }
 
     /// One row's bytes: `records` in order (dropped steps as such).
@@ -134,8 +136,10 @@ enum StepLog {
             if p.pointee.crashes != 0 { fields.insert(.crashes) }
             if p.pointee.spec.wait { fields.insert(.wait) }
             if p.pointee.spec.needsGPU { fields.insert(.needsGPU) }
+            let gpuCount = p.pointee.gpus.count
+            if gpuCount > 0 { fields.insert(.gpus) }
             // Every fixed field at its largest (10 bytes a varint, 8 the expected time): ~175 bytes.
-            var bound = 200 + 10 * prerequisiteCount
+            var bound = 200 + 10 * (prerequisiteCount + gpuCount)
             if newFunction { bound += p.pointee.spec.function.utf8.count }
             if let args { bound += args.count }
             if let error = p.pointee.error { bound += error.utf8.count }
@@ -166,6 +170,10 @@ enum StepLog {
                 if fields.contains(.insertPrerequisiteCount) { c.int(p.pointee.insertPrerequisiteCount) }
                 if let releasedBy = p.pointee.releasedBy { c.int(code(releasedBy)) }
                 if fields.contains(.crashes) { c.int(p.pointee.crashes) }
+                if gpuCount > 0 {
+                    c.varint(UInt64(gpuCount))
+                    for g in p.pointee.gpus { c.int(g) }
+                }
             }
             if let startBits { lastStartBits = startBits }
         }
@@ -237,7 +245,7 @@ enum StepLog {
         } else {
             throw .outOfRange(field: "step field mask (no function in a row's first entry)", value: rawFields, offset: fieldsAt)
         }
-        let prerequisites = fields.contains(.prerequisites) ? try r.ints("step prerequisites") : []
+        let prerequisites = fields.contains(.prerequisites) ? try stepIDs(from: &r, "step prerequisites") : []
         let insertedBy = fields.contains(.inserter) ? try inserter(from: &r, "step inserter") : .protocolSteps
         let rank = fields.contains(.rank) ? try r.int("step rank") : nil
         let slot = fields.contains(.slot) ? try r.int("step slot") : nil
@@ -258,6 +266,7 @@ enum StepLog {
         let insertCount = fields.contains(.insertPrerequisiteCount) ? try r.int("step insert-time prerequisite count") : prerequisites.count
         let releasedBy = fields.contains(.releasedBy) ? try inserter(from: &r, "step releaser") : nil
         let crashes = fields.contains(.crashes) ? try r.int("step crashes") : 0
+        let gpus = fields.contains(.gpus) ? try r.ints("step GPUs") : []
         let spec = StepSpec(function: function, args: args, threads: threads, needsGPU: fields.contains(.needsGPU),
                             retries: retries, wait: fields.contains(.wait), expectedSeconds: expected)
         var record = StepRecord(id: id, spec: spec, prerequisites: prerequisites, insertedBy: insertedBy, status: status,
@@ -271,6 +280,7 @@ enum StepLog {
         record.end = endBits.map { Double(bitPattern: $0) }
         record.error = error
         record.logPath = logPath
+        record.gpus = gpus.filter { $0 >= 0 }
         return .step(record)
     }
 
@@ -286,7 +296,7 @@ enum StepLog {
         guard flags < 4 else { throw .unknownKind(field: "step flags", kind: flags, offset: flagsAt) }
         let spec = StepSpec(function: function, args: args, threads: try r.int("step threads"), needsGPU: flags & 2 != 0,
                             retries: try r.int("step retries"), wait: flags & 1 != 0, expectedSeconds: try r.optionalDouble("step expected time"))
-        let prerequisites = try r.ints("step prerequisites")
+        let prerequisites = try stepIDs(from: &r, "step prerequisites")
         let insertCount = try r.int("step insert-time prerequisite count")
         let insertedBy = try inserter(from: &r, "step inserter")
         let releasedAt = r.offset
@@ -323,8 +333,19 @@ enum StepLog {
         switch code {
         case -1: return .protocolSteps
         case -2: return .stepsCheck
-        case let id where id > 0: return .step(id)
+        case let id where id > 0 && id <= Int(Int32.max): return .step(id)
         default: return nil
         }
+    }
+
+    /// A list of step ids, each one a step id can be (1...Int32.max): a damaged row's negative or
+    /// huge id would otherwise index past the graph's arrays.
+    private static func stepIDs(from r: inout WireReader, _ field: String) throws(WireError) -> [StepID] {
+        let at = r.offset
+        let ids = try r.ints(field)
+        if let bad = ids.first(where: { $0 < 1 || $0 > Int(Int32.max) }) {
+            throw .outOfRange(field: field, value: UInt64(bitPattern: Int64(bad)), offset: at)
+        }
+        return ids
     }
 }

@@ -1,19 +1,27 @@
 #!/usr/bin/env bash
-# Usage: scripts/local-slurm.sh start|stop|status
+# Usage: scripts/local-slurm.sh start [--nodes N] | stop | status | kill-node NAME
 #
-# A real one-node Slurm on this machine, for trying the examples/slurm/ templates and for the test
-# suite (Tests/StepFlowTests/SlurmTests.swift). No systemd: munged, slurmctld and slurmd are started
-# by hand and stopped by the pid files this script keeps.
+# A real Slurm on this machine, for trying the examples/slurm/ templates and for the test suite
+# (Tests/StepFlowTests/SlurmTests.swift). No systemd: munged, slurmctld and slurmd are started by
+# hand and stopped by the pid files this script keeps.
 #
-#   start   install slurm-wlm and munge if missing, write the config, start what is not running,
-#           wait until the node is idle. Safe to call again: it only starts what is down.
-#   stop    stop the daemons this script started (by their pid files), nothing else.
-#   status  whether each daemon runs, and the node's state.
+#   start       install slurm-wlm and munge if missing, write the config, start what is not running,
+#               wait until every node is idle. Safe to call again: it only starts what is down.
+#   --nodes N   N nodes (1-4, default 1): one slurmd each, sf1 ... sfN, so `sbatch -N 2` really spans
+#               two nodes and one can fail. Changing N restarts the cluster.
+#   stop        stop the daemons this script started (by their pid files), nothing else.
+#   status      whether each daemon runs, and each node's state.
+#   kill-node   a node failure: SIGKILL node NAME's slurmd and everything it runs (its job steps'
+#               daemons and tasks). Slurm marks it down SlurmdTimeout (10 s) later; `start` brings it back.
 #
-# The node is this host's short name with CPUs=8 whatever the cores (SlurmdParameters=config_overrides),
-# so jobs such as `sbatch -n 4 -c 2` fit on a 2-core machine. State, spool, logs and pid files live in
-# STEPFLOW_SLURM_DIR (default /var/tmp/stepflow-slurm). Slurm's commands read /etc/slurm/slurm.conf,
-# so this script writes that file, but only when it is missing or one it wrote itself.
+# One node is this host's short name with CPUs=8 whatever the cores (SlurmdParameters=config_overrides),
+# so jobs such as `sbatch -n 4 -c 2` fit on a 2-core machine; with --nodes each node claims 8 CPUs.
+# Each slurmd of several runs with a /tmp and a host name of its own (private mount and UTS
+# namespaces): the PMIx plugins of two nodes on one machine would otherwise share
+# /tmp/spmix_appdir_* and every srun would fail, and Open MPI would join their ranks by shared memory. State,
+# spool, logs and pid files live in STEPFLOW_SLURM_DIR (default /var/tmp/stepflow-slurm). Slurm's
+# commands read /etc/slurm/slurm.conf, so this script writes that file, but only when it is missing or
+# one it wrote itself.
 #
 # Exit codes: 0 done; 1 a daemon did not come up (the message names its log); 2 usage, not root, or
 # a slurm.conf that is not ours.
@@ -26,7 +34,9 @@ readonly DIR
 CONF=/etc/slurm/slurm.conf
 readonly CONF
 # The first line of every slurm.conf written here: how we tell ours from a real cluster's.
-MARKER="# Written by StepFlow scripts/local-slurm.sh; one-node test cluster. Safe to delete."
+MARKER="# Written by StepFlow scripts/local-slurm.sh; test cluster on one machine. Safe to delete."
+# Configs this script wrote before it had several nodes start with this line.
+OLD_MARKER="# Written by StepFlow scripts/local-slurm.sh; one-node test cluster. Safe to delete."
 readonly MARKER
 # munge's own default paths: every Slurm command finds the socket there with no setting.
 MUNGE_KEY=/etc/munge/munge.key
@@ -44,22 +54,46 @@ fail() {
 }
 
 usage() {
-    sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,29p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
-(($# == 1)) || {
+(($# >= 1)) || {
     usage >&2
     exit 2
 }
 action=$1
+shift
+node_count="" victim=""
 case $action in
-    start | stop | status) ;;
+    start)
+        if (($# == 2)) && [[ $1 == --nodes ]]; then node_count=$2; shift 2; fi
+        (($# == 0)) || { usage >&2; exit 2; }
+        : "${node_count:=1}"
+        [[ $node_count =~ ^[1-4]$ ]] || die "--nodes must be 1 to 4 (got '$node_count')"
+        ;;
+    kill-node)
+        (($# == 1)) || { usage >&2; exit 2; }
+        victim=$1
+        ;;
+    stop | status) (($# == 0)) || { usage >&2; exit 2; } ;;
     -h | --help) usage; exit 0 ;;
     *) usage >&2; exit 2 ;;
 esac
 
 node=$(hostname -s)
 readonly node
+
+# The nodes: this host's name alone, or sf1 ... sfN (one slurmd each) with --nodes N.
+node_names() {
+    if ((${1:-1} == 1)); then echo "$node"; else seq -f 'sf%g' 1 "$1"; fi
+}
+# The nodes the current config names (none when there is no config of ours).
+configured_nodes() {
+    [[ -f $CONF ]] || return 0
+    sed -n 's/^NodeName=\([^ ]*\) .*/\1/p' "$CONF"
+}
+# The pid file of a node's slurmd: one for a lone node, one per node otherwise.
+slurmd_pid_file() { if [[ $1 == "$node" ]]; then echo "$DIR/run/slurmd.pid"; else echo "$DIR/run/slurmd-$1.pid"; fi; }
 
 # pid of a daemon from our pid file, if that process still runs the expected program. A stale file
 # (the machine rebooted, the pid was reused) must never make us signal a stranger.
@@ -98,7 +132,7 @@ live_pids() {
 
 munge_works() { munge -n 2>/dev/null | unmunge >/dev/null 2>&1; }
 
-node_state() { sinfo -h -n "$node" -o '%T' 2>/dev/null | head -1; }
+node_state() { sinfo -h -n "${1:-$node}" -o '%T' 2>/dev/null | head -1; }
 
 # --- status ----------------------------------------------------------------------------------------
 
@@ -107,7 +141,7 @@ if [[ $action == status ]]; then
         echo "slurm: not installed (run: sudo scripts/local-slurm.sh start)"
         exit 0
     fi
-    for d in munged slurmctld slurmd; do
+    for d in munged slurmctld; do
         if pid=$(running_pid "$DIR/run/$d.pid" "/usr/sbin/$d"); then
             echo "$d: running (pid $pid)"
         elif [[ -n $(live_pids "$d") ]]; then
@@ -116,17 +150,36 @@ if [[ $action == status ]]; then
             echo "$d: stopped"
         fi
     done
-    state=$(node_state || true)
-    echo "node $node: ${state:-unknown (slurmctld does not answer)}"
+    names=$(configured_nodes)
+    [[ -n $names ]] || names=$node
+    for n in $names; do
+        label=slurmd
+        [[ $n == "$node" ]] || label="slurmd $n"
+        if pid=$(running_pid "$(slurmd_pid_file "$n")" /usr/sbin/slurmd); then
+            echo "$label: running (pid $pid)"
+        elif [[ $n == "$node" && -n $(live_pids slurmd) ]]; then
+            echo "$label: running, not started by this script"
+        else
+            echo "$label: stopped"
+        fi
+    done
+    for n in $names; do
+        state=$(node_state "$n" || true)
+        echo "node $n: ${state:-unknown (slurmctld does not answer)}"
+    done
     exit 0
 fi
 
 # Already up (started earlier, by root): nothing to do, so no need to be root.
 all_up() {
+    local n
+    [[ $(configured_nodes | tr '\n' ' ') == "$(node_names "$node_count" | tr '\n' ' ')" ]] || return 1
     running_pid "$DIR/run/munged.pid" /usr/sbin/munged >/dev/null &&
-        running_pid "$DIR/run/slurmctld.pid" /usr/sbin/slurmctld >/dev/null &&
-        running_pid "$DIR/run/slurmd.pid" /usr/sbin/slurmd >/dev/null &&
-        [[ $(node_state || true) =~ ^(idle|mixed|allocated|completing)$ ]]
+        running_pid "$DIR/run/slurmctld.pid" /usr/sbin/slurmctld >/dev/null || return 1
+    for n in $(node_names "$node_count"); do
+        running_pid "$(slurmd_pid_file "$n")" /usr/sbin/slurmd >/dev/null &&
+            [[ $(node_state "$n" || true) =~ ^(idle|mixed|allocated|completing)$ ]] || return 1
+    done
 }
 if [[ $action == start && $(id -u) -ne 0 ]] && all_up; then
     say "already running: node $node is $(node_state)"
@@ -138,8 +191,8 @@ fi
 # --- stop ------------------------------------------------------------------------------------------
 
 stop_daemon() {
-    local name=$1 pid
-    if pid=$(running_pid "$DIR/run/$name.pid" "/usr/sbin/$name"); then
+    local name=$1 pid file=${2:-$DIR/run/$1.pid}
+    if pid=$(running_pid "$file" "/usr/sbin/$name"); then
         kill -TERM "$pid" 2>/dev/null || true
         for _ in $(seq 100); do
             alive "$pid" || break
@@ -151,14 +204,38 @@ stop_daemon() {
         fi
         say "stopped $name (pid $pid)"
     fi
-    rm -f "$DIR/run/$name.pid"
+    rm -f "$file"
+}
+
+stop_slurmds() {
+    local file
+    for file in "$DIR"/run/slurmd.pid "$DIR"/run/slurmd-*.pid; do
+        [[ -e $file ]] && stop_daemon slurmd "$file"
+    done
+    return 0
 }
 
 if [[ $action == stop ]]; then
     # slurmd first: it reports to slurmctld; munged last: both need it until they are gone.
-    stop_daemon slurmd
+    stop_slurmds
     stop_daemon slurmctld
     stop_daemon munged
+    exit 0
+fi
+
+if [[ $action == kill-node ]]; then
+    pid=$(running_pid "$(slurmd_pid_file "$victim")" /usr/sbin/slurmd) || die "node '$victim' has no slurmd running (nodes: $(configured_nodes | tr '\n' ' '))"
+    # Everything of that node shares its slurmd's mount namespace (its private /tmp): its step
+    # daemons and their tasks. A lone node shares the machine's, so only its slurmd goes.
+    ns=$(readlink "/proc/$pid/ns/mnt")
+    victims=("$pid")
+    if [[ $ns != "$(readlink /proc/1/ns/mnt)" ]]; then
+        for p in /proc/[0-9]*; do
+            [[ $(readlink "$p/ns/mnt" 2>/dev/null) == "$ns" ]] && victims+=("${p#/proc/}")
+        done
+    fi
+    kill -KILL "${victims[@]}" 2>/dev/null || true
+    say "killed node $victim: ${#victims[@]} processes (its slurmd, step daemons and tasks)"
     exit 0
 fi
 
@@ -186,7 +263,7 @@ start=$SECONDS
 # test cluster does not need.
 "$ROOT/scripts/ensure-packages.sh" local-slurm.sh slurm-wlm munge
 
-if [[ -e $CONF ]] && [[ $(head -1 "$CONF") != "$MARKER" ]]; then
+if [[ -e $CONF ]] && [[ $(head -1 "$CONF") != "$MARKER" && $(head -1 "$CONF") != "$OLD_MARKER" ]]; then
     die "$CONF exists and was not written by this script (a real cluster's config?); not touching it. Move it away to use the local test cluster."
 fi
 
@@ -194,9 +271,15 @@ fi
 getent hosts "$node" >/dev/null ||
     die "host name '$node' does not resolve; add '127.0.0.1 $node' to /etc/hosts and retry"
 
-mkdir -p "$DIR"/{state,spool,log,run}
+mkdir -p "$DIR"/{state,spool,log,run,tmp}
 # slurmd runs jobs as their users; they must reach the spool and log folders.
 chmod 755 "$DIR" "$DIR"/{state,spool,log,run}
+# The private /tmp of each node of several: sticky and open to all, as /tmp is.
+for n in $(node_names "$node_count"); do
+    [[ $n == "$node" ]] && continue
+    mkdir -p "$DIR/tmp/$n" "$DIR/spool/$n"
+    chmod 1777 "$DIR/tmp/$n"
+done
 
 # CR_CPU: count CPUs, not cores, so the 8 claimed CPUs are 8 slots. proctrack/linuxproc and
 # task/none: no cgroups (containers often have no writable cgroup tree). EnforcePartLimits=ALL:
@@ -211,11 +294,13 @@ SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
 StateSaveLocation=$DIR/state
-SlurmdSpoolDir=$DIR/spool
 SlurmctldPidFile=$DIR/run/slurmctld.pid
-SlurmdPidFile=$DIR/run/slurmd.pid
 SlurmctldLogFile=$DIR/log/slurmctld.log
-SlurmdLogFile=$DIR/log/slurmd.log
+$(if ((node_count == 1)); then
+    printf '%s\n' "SlurmdSpoolDir=$DIR/spool" "SlurmdPidFile=$DIR/run/slurmd.pid" "SlurmdLogFile=$DIR/log/slurmd.log"
+else
+    printf '%s\n' "SlurmdSpoolDir=$DIR/spool/%n" "SlurmdPidFile=$DIR/run/slurmd-%n.pid" "SlurmdLogFile=$DIR/log/slurmd-%n.log"
+fi)
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 SelectType=select/cons_tres
@@ -233,13 +318,26 @@ JobAcctGatherType=jobacct_gather/none
 KillWait=30
 InactiveLimit=0
 MinJobAge=300
-NodeName=$node CPUs=8 State=UNKNOWN
-PartitionName=debug Nodes=$node Default=YES MaxTime=INFINITE State=UP
+# A node whose slurmd stopped answering is marked down after this many seconds (Slurm's default is
+# 300): a node failure test, and a relaunch that leaves the node out, need not wait five minutes.
+SlurmdTimeout=10
+$(if ((node_count == 1)); then
+    echo "NodeName=$node CPUs=8 State=UNKNOWN"
+else
+    for ((i = 1; i <= node_count; i++)); do echo "NodeName=sf$i NodeHostname=$node Port=$((17000 + i)) CPUs=8 State=UNKNOWN"; done
+fi)
+PartitionName=debug Nodes=$(node_names "$node_count" | paste -sd,) Default=YES MaxTime=INFINITE State=UP
 EOF
 }
 mkdir -p /etc/slurm
 new_conf=$(conf_text)
 conf_changed=false
+# Another set of nodes: slurmctld does not take new nodes on a reconfigure, so everything restarts.
+if [[ -f $CONF ]] && [[ $(configured_nodes | tr '\n' ' ') != "$(node_names "$node_count" | tr '\n' ' ')" ]]; then
+    say "switching to $node_count node(s): restarting the cluster"
+    stop_slurmds
+    stop_daemon slurmctld
+fi
 if [[ ! -f $CONF ]] || [[ $(cat "$CONF") != "$new_conf" ]]; then
     printf '%s\n' "$new_conf" >"$CONF"
     conf_changed=true
@@ -279,13 +377,19 @@ fi
 
 # A daemon already running on an older config rereads it (scontrol reconfigure) rather than being
 # restarted, so jobs in flight survive a second start.
-ctld_pid="" slurmd_pid=""
+ctld_pid=""
 ctld_pid=$(running_pid "$DIR/run/slurmctld.pid" /usr/sbin/slurmctld) || ctld_pid=""
-slurmd_pid=$(running_pid "$DIR/run/slurmd.pid" /usr/sbin/slurmd) || slurmd_pid=""
-for d in slurmctld slurmd; do
-    [[ $d == slurmctld && -n $ctld_pid || $d == slurmd && -n $slurmd_pid ]] && continue
-    other=$(live_pids "$d" | head -1)
-    [[ -z $other ]] || die "a $d not started by this script is running (pid $other); stop it first"
+if [[ -z $ctld_pid ]]; then
+    other=$(live_pids slurmctld | head -1)
+    [[ -z $other ]] || die "a slurmctld not started by this script is running (pid $other); stop it first"
+fi
+# slurmds of ours (every node's pid file); any other slurmd is a stranger's.
+ours=" "
+for file in "$DIR"/run/slurmd.pid "$DIR"/run/slurmd-*.pid; do
+    pid=$(running_pid "$file" /usr/sbin/slurmd) && ours+="$pid "
+done
+for pid in $(live_pids slurmd); do
+    [[ $ours == *" $pid "* ]] || die "a slurmd not started by this script is running (pid $pid); stop it first"
 done
 
 if [[ -z $ctld_pid ]]; then
@@ -303,34 +407,53 @@ elif $conf_changed; then
     say "slurmctld reread $CONF"
 fi
 
-if [[ -z $slurmd_pid ]]; then
-    start_detached "$DIR/log/start.log" /usr/sbin/slurmd -f "$CONF" ||
-        fail "slurmd did not start: $(tail -1 "$DIR/log/start.log"); see $DIR/log/slurmd.log"
+for n in $(node_names "$node_count"); do
+    pid_file=$(slurmd_pid_file "$n")
+    running_pid "$pid_file" /usr/sbin/slurmd >/dev/null && continue
+    if [[ $n == "$node" ]]; then
+        start_detached "$DIR/log/start.log" /usr/sbin/slurmd -f "$CONF" ||
+            fail "slurmd did not start: $(tail -1 "$DIR/log/start.log"); see $DIR/log/slurmd.log"
+    else
+        # A /tmp of its own (see the top of this file), in a mount namespace every process of the node
+        # shares: kill-node finds them all by it.
+        # And a host name of its own (a UTS namespace): Open MPI takes ranks with one host name for one
+        # machine and joins them by shared memory, which two nodes' private /tmp cannot back (a
+        # segfault in btl_vader, seen).
+        start_detached "$DIR/log/start.log" unshare --mount --uts --propagation private /bin/sh -c \
+            'hostname "$3" && mount --bind "$1" /tmp && exec /usr/sbin/slurmd -f "$2" -N "$3"' sh "$DIR/tmp/$n" "$CONF" "$n" ||
+            fail "slurmd $n did not start: $(tail -1 "$DIR/log/start.log"); see $DIR/log/slurmd-$n.log"
+    fi
     # slurmd writes its pid file a moment after its parent returns.
+    slurmd_pid=""
     for _ in $(seq 50); do
-        slurmd_pid=$(running_pid "$DIR/run/slurmd.pid" /usr/sbin/slurmd) && break
+        slurmd_pid=$(running_pid "$pid_file" /usr/sbin/slurmd) && break
         sleep 0.1
     done
-    say "started slurmd (pid ${slurmd_pid:-?})"
-fi
+    say "started slurmd${n:+ $n} (pid ${slurmd_pid:-?})"
+done
 
-# The node is usable once slurmctld has heard from slurmd: idle (or already running jobs). A node
-# left down/drained by an earlier crash is resumed: this is a test cluster, nothing to protect.
-# sinfo alone is not enough: slurmctld keeps showing a node idle for minutes after its slurmd died,
-# so also ask the local slurmd itself.
-state="" ready=false
+# A node is usable once slurmctld has heard from its slurmd: idle (or already running jobs). A node
+# left down/drained by an earlier crash or kill-node is resumed: this is a test cluster, nothing to
+# protect. sinfo alone is not enough for a lone node: slurmctld keeps showing it idle for a while
+# after its slurmd died, so also ask the local slurmd itself.
+ready=false
 for _ in $(seq 300); do
-    state=$(node_state || true)
-    case $state in
-        idle | mixed | allocated | completing)
-            if scontrol show slurmd >/dev/null 2>&1; then
-                ready=true
-                break
-            fi
-            ;;
-        down* | drain* | fail*) scontrol update nodename="$node" state=resume 2>/dev/null || true ;;
-    esac
+    ready=true
+    for n in $(node_names "$node_count"); do
+        state=$(node_state "$n" || true)
+        case $state in
+            idle | mixed | allocated | completing)
+                if [[ $n == "$node" ]] && ! scontrol show slurmd >/dev/null 2>&1; then ready=false; fi
+                ;;
+            down* | drain* | fail*)
+                scontrol update nodename="$n" state=resume 2>/dev/null || true
+                ready=false
+                ;;
+            *) ready=false ;;
+        esac
+    done
+    $ready && break
     sleep 0.1
 done
-$ready || fail "node $node is '${state:-unknown}' after 30 s, not idle with its slurmd answering; see $DIR/log/slurmd.log and $DIR/log/slurmctld.log"
-say "node $node is $state with 8 CPUs ($((SECONDS - start)) s); try: sinfo; sbatch examples/slurm/import-movies.sbatch"
+$ready || fail "the nodes are not all idle with their slurmd answering after 30 s ($(sinfo -h -N -o '%N %T' | tr '\n' ' ')); see $DIR/log/slurmd*.log and $DIR/log/slurmctld.log"
+say "nodes $(node_names "$node_count" | paste -sd' ') are $(node_state "$(node_names "$node_count" | head -1)") with 8 CPUs each ($((SECONDS - start)) s); try: sinfo; sbatch examples/slurm/import-movies.sbatch"

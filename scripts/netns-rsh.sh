@@ -32,6 +32,13 @@ if [[ -z $ns ]]; then
     exit 255 # what ssh returns when it cannot connect
 fi
 
+# Like ssh over the network: a host whose link is down (`ip link set <bridge side> down`, a cable
+# pulled) cannot be reached, though its namespace is still there.
+if ! ip -n "$ns" -o link show veth0 2>/dev/null | grep -q 'state UP'; then
+    echo "netns-rsh.sh: connect to host $host: No route to host (its link is down)" >&2
+    exit 255
+fi
+
 # Like ssh: the remote command is the arguments joined by spaces, parsed again by a shell. mpirun
 # quotes the orted arguments for that second parse, so "$*" must not be re-quoted here.
 exec ip netns exec "$ns" unshare --uts sh -c "hostname $ns; $*"

@@ -16,6 +16,9 @@ struct ImportMovies: StepProtocol {
         @Option(name: .customLong("sample-kb"), help: "Size of each generated sample movie in KiB (default: about 1 to 40 KiB, varying).")
         var sampleKB: Int?
 
+        @Option(name: .customLong("register-ms"), help: "Milliseconds each register step works beyond reading its movie (to stand for real processing; default 0).")
+        var registerMilliseconds: Int = 0
+
         static let maximumSamples = 100_000
         static let maximumSampleKB = 1 << 20
 
@@ -23,6 +26,9 @@ struct ImportMovies: StepProtocol {
             if samples < 0 { throw ValidationError("--samples must be 0 or more (got \(samples)).") }
             if samples > Self.maximumSamples {
                 throw ValidationError("--samples must be at most \(Self.maximumSamples) (got \(samples)); for more movies, point --input at a folder of them.")
+            }
+            if registerMilliseconds < 0 || registerMilliseconds > 3_600_000 {
+                throw ValidationError("--register-ms must be between 0 and 3600000 (an hour) (got \(registerMilliseconds)).")
             }
             if let sampleKB, sampleKB < 1 || sampleKB > Self.maximumSampleKB {
                 throw ValidationError("--sample-kb must be between 1 and \(Self.maximumSampleKB) (1 GiB) (got \(sampleKB)).")
@@ -106,6 +112,7 @@ struct ImportMovies: StepProtocol {
         let url = URL(fileURLWithPath: try step.stringArg(0))
         let data = try Data(contentsOf: url)
         let digest = SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined()
+        if params.registerMilliseconds > 0 { usleep(UInt32(params.registerMilliseconds) * 1000) }
         let entry = RegisteredMovie(name: url.lastPathComponent, size: data.count, sha256: digest)
         let out = step.runDirectory.appendingPathComponent("registered")
         try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)

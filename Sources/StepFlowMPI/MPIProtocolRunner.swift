@@ -127,6 +127,7 @@ public enum MPIProtocolRunner {
             }
             return nil
         }
+        if let failure = setup.store?.recordHosts(hosts) { settings.notes?(failure) }
         let transport = RankLink(ranks: world.size, messenger: MPIMessenger(), threads: parallel.threads, executor: executor,
                                  runDirectory: settings.runDirectory, launch: launch, hosts: hosts)
         let report = Coordinator(state: setup.state, transport: transport, functionNames: P.functions.names,

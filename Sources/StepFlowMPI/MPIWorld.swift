@@ -92,10 +92,7 @@ package struct MPIWorld: Sendable {
     /// are: the ranks of a node share its GPUs out. One short collective at start-up, polled and slept
     /// on like the others (MPI_Comm_split_type blocks, and a rank that came early spun a core in it).
     package func nodeRank() -> (rank: Int, size: Int) {
-        var buffer = [CChar](repeating: 0, count: 256)
-        gethostname(&buffer, buffer.count)
-        let mine = buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
-        let all = allGather(mine, width: 255)
+        let all = allGather(Self.nodeName, width: 255)
         guard all.count == size else { return (0, 1) }
         let same = all.indices.filter { all[$0] == all[rank] }
         return (same.firstIndex(of: rank) ?? 0, max(same.count, 1))
@@ -135,12 +132,19 @@ package struct MPIWorld: Sendable {
         return (lists, orAcrossRanks(mine.isEmpty ? 0 : 1) != 0)
     }
 
-    /// Every rank's host name, on rank 0 (for messages naming a rank); empty on other ranks.
+    /// Every rank's host name, on rank 0 (for messages naming a rank, and the launch's record);
+    /// empty on other ranks.
     package func hostNames() -> [String] {
+        gatherToRank0(Self.nodeName, width: 255).map { String(decoding: $0, as: UTF8.self) }
+    }
+
+    /// This rank's node: Slurm's name for it inside a job (what `--exclude` and `sinfo` take; several
+    /// Slurm nodes may share one machine), else the host name.
+    static var nodeName: [UInt8] {
+        if let slurm = ProcessInfo.processInfo.environment["SLURMD_NODENAME"], !slurm.isEmpty { return Array(slurm.utf8.prefix(255)) }
         var buffer = [CChar](repeating: 0, count: 256)
         gethostname(&buffer, buffer.count)
-        let name = buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
-        return gatherToRank0(name, width: 255).map { String(decoding: $0, as: UTF8.self) }
+        return buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
     }
 
     private func wait(_ request: inout MPI_Request?) {

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+@testable import StepFlow
 
 /// The examples/slurm templates on a real one-node Slurm that scripts/local-slurm.sh starts (as root; it
 /// installs slurm-wlm and munge when missing). Each job runs with RUN_DIR in a fresh folder and
@@ -272,5 +273,52 @@ import Testing
         let (starts, ends) = Self.napRecords(run)
         #expect(ends.count == 13 && ends.values.allSatisfy { $0.count == 1 } && starts.values.allSatisfy { $0.count == 1 },
                 "each step started and ended once over both jobs: \(starts)")
+    }
+
+    @Test("Two Slurm nodes: sbatch -N 2 --no-kill of import-movies.sbatch, node sf2 killed mid-run: the job ends COMPLETED on sf1 with every step finished, after a second job step; no step recorded finished before the loss ran again")
+    func nodeLostInAllocation() throws {
+        try Self.requireSlurm()
+        let script = Self.root.appendingPathComponent("scripts/local-slurm.sh").path
+        let two = try Executables.runProcess("/bin/bash", [script, "start", "--nodes", "2"])
+        // Back to one node for the other tests, whatever happens here.
+        defer { _ = try? Executables.runProcess("/bin/bash", [script, "start"]) }
+        #expect(two.code == 0, "\(two.stderr)")
+        // Outside /tmp: each node of the local cluster has a /tmp of its own.
+        let dir = URL(fileURLWithPath: "/var/tmp").appendingPathComponent("stepflow-node-lost-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let run = dir.appendingPathComponent("run"), log = dir.appendingPathComponent("job.out")
+        let submitted = try Self.sbatch(["--parsable", "-N", "2", "-n", "4", "--ntasks-per-node=2", "-c", "2", "examples/slurm/import-movies.sbatch",
+                                         "--samples", "3000", "--register-ms", "20", "--rank-timeout", "3s"],
+                                        output: log, environment: ["RUN_DIR": run.path])
+        let id = submitted.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(submitted.code == 0 && !id.isEmpty, "\(submitted.stderr)")
+        defer { _ = try? Executables.runProcess("/usr/bin/scancel", [id]) }
+        func registered() -> [String] {
+            (Background.stored(run)?.steps ?? []).filter { $0.spec.function == "registerImageStep" && $0.status == .finished }
+                .compactMap { $0.spec.args.first?.stringValue.map { URL(fileURLWithPath: $0).lastPathComponent + ".json" } }
+        }
+        #expect(Background.waitUntil(timeout: 180) { registered().count >= 300 }, "\(Self.text(log))")
+        var mtimes: [String: Date] = [:]
+        for name in registered() {
+            mtimes[name] = try FileManager.default.attributesOfItem(atPath: run.appendingPathComponent("registered/\(name)").path)[.modificationDate] as? Date
+        }
+        let kill = try Executables.runProcess("/bin/bash", [script, "kill-node", "sf2"])
+        #expect(kill.code == 0, "\(kill.stderr)")
+        #expect(Background.waitUntil(timeout: 300) { !["RUNNING", "PENDING", "COMPLETING"].contains((try? Self.job(id))?["JobState"] ?? "") },
+                "\(Self.text(log))")
+        let job = try Self.job(id)
+        #expect(job["JobState"] == "COMPLETED" && job["ExitCode"] == "0:0", "\(job["JobState"] ?? "?") \(job["ExitCode"] ?? "?")\n\(Self.text(log))")
+        let text = Self.text(log)
+        #expect(text.contains("sf2 down; relaunching on 1 node(s), 2 ranks × 2 threads (relaunch 1 of 3)")
+                && text.contains("-J stepflow-") && text.contains("--overlap --exclude=sf2 -N 1"), "\(text)")
+        let stored = try #require(Background.stored(run))
+        #expect(stored.steps.count == 3003 && stored.steps.allSatisfy { $0.status == .finished })
+        #expect(stored.launchRecords.count == 2 && stored.launchRecords[0].hosts.contains("sf2") && stored.launchRecords[1].hosts == ["sf1", "sf1"],
+                "\(stored.launchRecords)")
+        let rewritten = try mtimes.filter { name, before in
+            try FileManager.default.attributesOfItem(atPath: run.appendingPathComponent("registered/\(name)").path)[.modificationDate] as? Date != before
+        }
+        #expect(rewritten.isEmpty, "\(rewritten.count) of \(mtimes.count) outputs recorded before the loss were written again")
     }
 }

@@ -20,6 +20,9 @@ package struct StatusCommand: ParsableCommand {
     @Flag(help: "Print the run as one JSON document.")
     package var json = false
 
+    @Flag(help: "Print how the last launch ended, as key=value lines for scripts (run_mpi.sh --relaunch reads them).")
+    package var ending = false
+
     package init() {}
 
     package func run() throws {
@@ -31,12 +34,15 @@ package struct StatusCommand: ParsableCommand {
             FileHandle.standardError.write(Data("error: \(error)\n".utf8))
             throw ExitCode(2)
         }
-        if json {
+        if ending {
+            print(TerminalText.visible(Self.endingLines(stored, liveness: liveness)))
+        } else if json {
             let owner = liveness.owner.map { owner in
                 (host: owner.host, pid: owner.pid.map { Int($0) }, started: owner.started?.timeIntervalSince1970)
             }
-            let header = RunDocument.Header(protocolName: stored.protocolName, status: liveness.status(stored), threads: stored.threads,
+            var header = RunDocument.Header(protocolName: stored.protocolName, status: liveness.status(stored), threads: stored.threads,
                                             mpi: stored.mpi, started: stored.started, ended: stored.ended, owner: .some(owner))
+            header.launches = stored.launchRecords
             print(RunDocument.text(header, steps: stored.steps))
         } else {
             print(TerminalText.visible(Self.table(stored, liveness: liveness, runDirectory: dir)))
@@ -91,6 +97,7 @@ package struct StatusCommand: ParsableCommand {
             let lock = runDirectory.map { RunDirectoryLock.path(in: $0) } ?? RunDirectoryLock.fileName
             lines.append("note: the database says running, but no launch holds \(lock): the run ended without recording how (killed, or its node was lost). Finish it with --continue.")
         }
+        lines += launchLines(run)
         lines.append(pad("ID", 7) + pad("FUNCTION", 24) + pad("STATUS", 10) + pad("RANK/SLOT", 11) + pad("SECONDS", 10) + "ERROR")
         for r in run.steps {
             let place = r.rank.map { "\($0)/\(r.slot.map(String.init) ?? "-")" } ?? "-"
@@ -99,6 +106,53 @@ package struct StatusCommand: ParsableCommand {
                          + pad(seconds, 10) + (r.error ?? ""))
         }
         return lines.joined(separator: "\n")
+    }
+
+    /// How the last launch ended, for scripts: `key=value` lines (values on one line, lists
+    /// space-separated). `ending` is `interrupted` for a launch that died without saying, `none`
+    /// for a database of an older build.
+    static func endingLines(_ run: StoredRun, liveness: Liveness) -> String {
+        let last = run.launchRecords.last
+        let ending: String
+        if let kind = last?.ending {
+            ending = kind
+        } else if last != nil {
+            ending = liveness.owner != nil ? "running" : "interrupted"
+        } else {
+            ending = liveness == .interrupted ? "interrupted" : "none"
+        }
+        let lost = last?.lostRanks ?? []
+        func oneLine(_ s: String) -> String { s.replacingOccurrences(of: "\n", with: " ") }
+        return [
+            "status=\(liveness.status(run))",
+            "launches=\(run.launches)",
+            "ending=\(ending)",
+            "why=\(oneLine(last?.why ?? ""))",
+            "mpi=\(last?.mpi ?? run.mpi)",
+            "threads=\(last?.threads ?? run.threads)",
+            "lost_ranks=\(lost.map(String.init).joined(separator: " "))",
+            "lost_hosts=\(lost.map { last?.host(of: $0) ?? "?" }.joined(separator: " "))",
+            "hosts=\((last?.hosts ?? []).joined(separator: " "))",
+            "running_steps=\(run.count(.running))",
+        ].joined(separator: "\n")
+    }
+
+    /// The launches, one line each, when there is more than one or one lost ranks or died.
+    static func launchLines(_ run: StoredRun) -> [String] {
+        let records = run.launchRecords
+        guard records.count > 1 || records.contains(where: { !$0.lostRanks.isEmpty || $0.ending == nil }) else { return [] }
+        var lines = ["launches:"]
+        for l in records {
+            var hostCounts: [(String, Int)] = []
+            for h in l.hosts {
+                if let i = hostCounts.firstIndex(where: { $0.0 == h }) { hostCounts[i].1 += 1 } else { hostCounts.append((h, 1)) }
+            }
+            let on = hostCounts.isEmpty ? "" : " on " + hostCounts.map { "\($0.0) (\($0.1))" }.joined(separator: ", ")
+            let started = l.started.map { HTMLText.moment($0) } ?? "—"
+            let end = l.ending.map { "\($0): \(l.why ?? "")" } ?? "no end recorded (the launch died, or is live)"
+            lines.append("  \(l.number)  \(started)  \(l.mpi) ranks × \(l.threads) threads\(on)  \(end)")
+        }
+        return lines
     }
 
     private static func pad(_ s: String, _ width: Int) -> String {

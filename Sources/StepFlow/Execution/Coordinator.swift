@@ -46,6 +46,11 @@ public struct RunReport: Sendable {
     /// The run ended because a rank stopped answering or sent nonsense: the other ranks cannot be
     /// waited for (MPI is not finalized).
     package var ranksAbandoned = false
+    /// Ranks this launch lost: silent past `--rank-timeout`, or that did not answer after a signal
+    /// (the launcher was ending the job because they died). Their steps were left as they were.
+    package var lostRanks: [Int] = []
+    /// Why a rank ended the run, when one did.
+    package var rankFailure: RankFailure?
 
     package init(outcome: RunOutcome, records: [StepRecord], config: SchedulerConfig, wallSeconds: Double, started: Double,
                 hookError: String?, databaseError: String? = nil) {
@@ -97,6 +102,14 @@ public struct RunReport: Sendable {
         copy.databaseError = copy.databaseError.map { $0 + "; " + failure } ?? failure
         return copy
     }
+}
+
+/// A rank that ended the run.
+package enum RankFailure: Sendable, Equatable {
+    /// Sent nothing for longer than `--rank-timeout`: stopped, hung or unreachable.
+    case silent(rank: Int)
+    /// Sent what rank 0 cannot use: the ranks do not run the same build.
+    case nonsense(rank: Int?)
 }
 
 /// Rank 0's loop: hands ready steps to ranks, applies what comes back, calls the `stepsCheck` hook,
@@ -172,6 +185,10 @@ package final class Coordinator: Sendable {
         /// Running steps a rank said started (steps sent ahead that wait on a rank are running to the
         /// scheduler, but not to a person reading the progress line).
         var started = 0
+        /// Why a rank ended the run (with `broken`).
+        var rankFailure: RankFailure?
+        /// Ranks that did not answer after a signal, once the run was stopped.
+        var lostAfterSignal: Set<Int> = []
     }
     /// How often changed steps go to the journal (S8: batched, never per step). The last hand-off is
     /// waited for when the run ends: at 100 ms it held up to 100,000 steps of a fast run, ~5 ms to
@@ -243,6 +260,7 @@ package final class Coordinator: Sendable {
                 }
                 if let silent = box.state.silentRanks, silent.ranks.isEmpty || clock.now >= silent.deadline {
                     state.withScheduler { $0.abort(signal: silent.signal, silentRanks: silent.ranks) }
+                    box.state.lostAfterSignal = silent.ranks
                     signalHandled = true
                 }
             }
@@ -252,6 +270,7 @@ package final class Coordinator: Sendable {
                 if let rank = silent.first {
                     let host = transport.host(of: rank).map { " on host \($0)" } ?? ""
                     fail(rank: rank, "rank \(rank)\(host) has sent nothing for more than \(DurationText.text(Double(rankTimeout.components.seconds))) (--rank-timeout): it is stopped, hung or unreachable. Its steps and the others' were recorded aborted; finish the run with --continue", &box.state, sameBuild: false)
+                    if box.state.rankFailure == nil { box.state.rankFailure = .silent(rank: rank) }
                 }
             }
             dispatch()
@@ -343,6 +362,12 @@ package final class Coordinator: Sendable {
                                started: startedAt,
                                hookError: hookError, databaseError: journalFailure.map { "run database: \($0)" })
         report.ranksAbandoned = abandoned
+        report.rankFailure = box.state.rankFailure
+        if case .silent(let rank) = box.state.rankFailure {
+            report.lostRanks = [rank]
+        } else {
+            report.lostRanks = box.state.lostAfterSignal.sorted()
+        }
         return report
     }
 
@@ -503,6 +528,7 @@ package final class Coordinator: Sendable {
     /// ranks are told only after what rank 0 knows is committed (`run`).
     private func fail(rank: Int?, _ message: String, _ loop: inout LoopState, sameBuild: Bool = true) {
         if loop.broken == nil { loop.broken = message + (sameBuild ? ". Are all ranks running the same build of the program?" : ".") }
+        if sameBuild, loop.rankFailure == nil { loop.rankFailure = .nonsense(rank: rank) }
         state.withScheduler { $0.abandon() }
     }
 

@@ -346,7 +346,10 @@ package enum ProtocolRunner {
     /// last commit is added to the report, never swallowed.
     package static func finish(_ report: RunReport, setup: Rank0Setup, protocolName: String, runDirectory: URL) -> RunReport {
         var report = report
-        if let failure = setup.store?.finish(status: report.statusName) { report = report.addingDatabaseError(failure) }
+        let ending = LaunchEnding.of(report)
+        if let failure = setup.store?.finish(status: report.statusName, ending: (ending.kind, ending.why, report.lostRanks)) {
+            report = report.addingDatabaseError(failure)
+        }
         do {
             try RunReportFile.write(report, protocolName: protocolName, to: runDirectory)
         } catch {
@@ -402,6 +405,10 @@ package enum ProtocolRunner {
                                  gpus: GPUList.oneNode(parallel))
         let setup = try openStore(plan, for: P.self, parallel: parallel, settings: settings)
         let frozen = proto
+        // Every rank of an in-process run is on this host.
+        if let failure = setup.store?.recordHosts(Array(repeating: ProcessInfo.processInfo.hostName, count: parallel.mpi)) {
+            settings.notes?(failure)
+        }
         let transport = InMemoryRanks.start(ranks: parallel.mpi, threads: parallel.threads, executor: StepExecutor(frozen),
                                             runDirectory: settings.runDirectory, launch: setup.launch)
         let coordinator = Coordinator(state: setup.state, transport: transport, functionNames: P.functions.names,

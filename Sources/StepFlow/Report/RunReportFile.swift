@@ -18,6 +18,8 @@ package enum RunDocument {
         package var ended: Double?
         /// Who holds the run directory's lock (`status --json`); nil leaves the key out.
         package var owner: (host: String?, pid: Int?, started: Double?)??
+        /// The run's launches (`status --json`); nil leaves the key out.
+        package var launches: [LaunchRecord]?
 
         package init(protocolName: String, status: String, threads: Int, mpi: Int, started: Double?, ended: Double?,
                      owner: (host: String?, pid: Int?, started: Double?)?? = nil) {
@@ -52,6 +54,32 @@ package enum RunDocument {
         }
         out.raw("},\"ended\":")
         out.double(header.ended)
+        if let launches = header.launches {
+            out.raw(",\"launches\":[")
+            for (i, l) in launches.enumerated() {
+                if i > 0 { out.raw(",") }
+                out.raw("{\"ended\":")
+                out.double(l.ended)
+                out.raw(",\"ending\":")
+                out.string(l.ending)
+                out.raw(",\"hosts\":")
+                out.values(l.hosts.map { .string($0) })
+                out.raw(",\"lostRanks\":")
+                out.values(l.lostRanks.map { .int($0) })
+                out.raw(",\"mpi\":")
+                out.int(l.mpi)
+                out.raw(",\"number\":")
+                out.int(l.number)
+                out.raw(",\"started\":")
+                out.double(l.started)
+                out.raw(",\"threads\":")
+                out.int(l.threads)
+                out.raw(",\"why\":")
+                out.string(l.why)
+                out.raw("}")
+            }
+            out.raw("]")
+        }
         out.raw(",\"mpi\":")
         out.int(header.mpi)
         if let owner = header.owner {

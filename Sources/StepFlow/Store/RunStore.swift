@@ -42,6 +42,8 @@ package struct StoredRun: Sendable {
     /// How many times the run was launched: 1, plus one per `--continue`.
     package var launches: Int
     package var steps: [StepRecord]
+    /// The launches the database records (databases of older builds record none).
+    package var launchRecords: [LaunchRecord] = []
     /// The database's schema version; 1 kept neither added prerequisites apart nor releasers.
     package var schemaVersion = RunStore.schemaVersion
 
@@ -197,15 +199,34 @@ package final class RunStore: Sendable {
         }
     }
 
+    /// Records the host of each rank of this launch (rank 0 learns them once the ranks are up).
+    /// Returns what went wrong, if anything: the run goes on without it.
+    @discardableResult
+    package func recordHosts(_ hosts: [String]) -> String? {
+        do {
+            try db.write { db in
+                try db.execute(sql: "UPDATE launch SET hosts = ? WHERE n = ?", arguments: [JSONText.values(hosts.map { .string($0) }), launch])
+            }
+            return nil
+        } catch {
+            return "could not record the launch's hosts: \(Self.reason(error))"
+        }
+    }
+
     /// Records how the run ended, commits everything, stops the writer and closes the database.
     /// Returns what went wrong, if anything did: the caller must tell the user, the database may not
     /// say how the run ended.
     @discardableResult
-    package func finish(status: String) -> String? {
+    package func finish(status: String, ending: (kind: String, why: String, lostRanks: [Int])? = nil) -> String? {
         var failure = sync()
         do {
             try db.write { db in
-                try db.execute(sql: "UPDATE run SET status = ?, ended = ? WHERE id = 1", arguments: [status, Date().timeIntervalSince1970])
+                let now = Date().timeIntervalSince1970
+                try db.execute(sql: "UPDATE run SET status = ?, ended = ? WHERE id = 1", arguments: [status, now])
+                if let ending {
+                    try db.execute(sql: "UPDATE launch SET ended = ?, ending = ?, why = ?, lost_ranks = ? WHERE n = ?",
+                                   arguments: [now, ending.kind, ending.why, JSONText.values(ending.lostRanks.map { .int($0) }), launch])
+                }
             }
         } catch {
             failure = failure ?? "could not record the run as \(status): \(Self.reason(error))"
@@ -297,6 +318,8 @@ package final class RunStore: Sendable {
                     ON CONFLICT(id) DO UPDATE SET params = excluded.params, status = 'running', threads = excluded.threads,
                       mpi = excluded.mpi, started = excluded.started, ended = NULL, launches = excluded.launches
                     """, arguments: [protocolName, JSONText.values(params.map { .string($0) }), threads, mpi, Date().timeIntervalSince1970, launch])
+                try db.execute(sql: "INSERT OR REPLACE INTO launch (n, started, mpi, threads) VALUES (?, ?, ?, ?)",
+                               arguments: [launch, Date().timeIntervalSince1970, mpi, threads])
                 if let replaceSteps {
                     // The continued graph in one row: what the old rows said is in it.
                     try db.execute(sql: "DELETE FROM step; DELETE FROM step_log")
@@ -321,7 +344,7 @@ package final class RunStore: Sendable {
           attempts INTEGER NOT NULL, start REAL, "end" REAL, error TEXT, log TEXT,
           insert_prerequisites INTEGER, released_by INTEGER, crashes INTEGER, expected REAL);
         CREATE TABLE IF NOT EXISTS step_log (seq INTEGER PRIMARY KEY, steps BLOB NOT NULL);
-        """
+        """ + LaunchRecord.schema
 
     static let upgradeFrom1 = """
         ALTER TABLE run ADD COLUMN launches INTEGER NOT NULL DEFAULT 1;
@@ -413,11 +436,13 @@ package final class RunStore: Sendable {
                     steps[i].start = StoredRun.plausibleTime(steps[i].start)
                     steps[i].end = StoredRun.plausibleTime(steps[i].end)
                 }
-                return StoredRun(protocolName: try cells.required(run, "protocol", "the run"), params: params,
-                                 status: try cells.required(run, "status", "the run"), threads: threads, mpi: mpi,
-                                 started: StoredRun.plausibleTime(try cells.optional(run, "started", "the run")),
-                                 ended: StoredRun.plausibleTime(try cells.optional(run, "ended", "the run")),
-                                 launches: try cells.optional(run, "launches", "the run") ?? 1, steps: steps, schemaVersion: version)
+                var stored = StoredRun(protocolName: try cells.required(run, "protocol", "the run"), params: params,
+                                       status: try cells.required(run, "status", "the run"), threads: threads, mpi: mpi,
+                                       started: StoredRun.plausibleTime(try cells.optional(run, "started", "the run")),
+                                       ended: StoredRun.plausibleTime(try cells.optional(run, "ended", "the run")),
+                                       launches: try cells.optional(run, "launches", "the run") ?? 1, steps: steps, schemaVersion: version)
+                stored.launchRecords = try LaunchRecord.readAll(db)
+                return stored
             }
         } catch let error as RunStoreError {
             throw error

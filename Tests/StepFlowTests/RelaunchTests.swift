@@ -32,6 +32,14 @@ import Testing
         #expect(s.launchRecords.count == 2, "\(s.launchRecords)")
         #expect(s.launchRecords.first?.ending == "signal" && s.launchRecords.first?.lostRanks == [1], "\(s.launchRecords)")
         #expect(s.launchRecords.last?.ending == "finished")
+        // status and the report show the launches.
+        let status = try Executables.run("stepflow", ["status", run.path])
+        #expect(status.stdout.contains("launches:\n  1  ") && status.stdout.contains("3 ranks × 2 threads on ")
+                && status.stdout.contains("signal: stopped by signal 15 (SIGTERM); rank 1 did not answer"), "\(status.stdout.prefix(600))")
+        let page = dir.appendingPathComponent("report.html")
+        #expect(try Executables.run("stepflow", ["report", run.path, "-o", page.path]).code == 0)
+        let html = try String(contentsOf: page, encoding: .utf8)
+        #expect(html.contains("<h2>Launches</h2>") && html.contains("finished: every step finished"))
     }
 
     @Test("A step that SIGKILLs its rank every time: recorded failed after --crash-limit deaths, and the relaunches stop there (3 launches, not 6)")

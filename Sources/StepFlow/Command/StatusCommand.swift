@@ -139,20 +139,11 @@ package struct StatusCommand: ParsableCommand {
 
     /// The launches, one line each, when there is more than one or one lost ranks or died.
     static func launchLines(_ run: StoredRun) -> [String] {
-        let records = run.launchRecords
-        guard records.count > 1 || records.contains(where: { !$0.lostRanks.isEmpty || $0.ending == nil }) else { return [] }
-        var lines = ["launches:"]
-        for l in records {
-            var hostCounts: [(String, Int)] = []
-            for h in l.hosts {
-                if let i = hostCounts.firstIndex(where: { $0.0 == h }) { hostCounts[i].1 += 1 } else { hostCounts.append((h, 1)) }
-            }
-            let on = hostCounts.isEmpty ? "" : " on " + hostCounts.map { "\($0.0) (\($0.1))" }.joined(separator: ", ")
-            let started = l.started.map { HTMLText.moment($0) } ?? "—"
-            let end = l.ending.map { "\($0): \(l.why ?? "")" } ?? "no end recorded (the launch died, or is live)"
-            lines.append("  \(l.number)  \(started)  \(l.mpi) ranks × \(l.threads) threads\(on)  \(end)")
+        guard LaunchRecord.worthShowing(run.launchRecords) else { return [] }
+        return ["launches:"] + run.launchRecords.map { l in
+            let on = l.hosts.isEmpty ? "" : " on " + l.hostSummary
+            return "  \(l.number)  \(l.started.map { HTMLText.moment($0) } ?? "—")  \(l.mpi) ranks × \(l.threads) threads\(on)  \(l.endingText)"
         }
-        return lines
     }
 
     private static func pad(_ s: String, _ width: Int) -> String {

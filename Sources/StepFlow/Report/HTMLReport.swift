@@ -103,19 +103,12 @@ package enum HTMLReport {
 
     /// The launches of a continued or relaunched run: shape, hosts, and how each ended.
     private static func launches(_ run: StoredRun, _ page: inout Page) {
-        let lines = run.launchRecords
-        guard lines.count > 1 || lines.contains(where: { !$0.lostRanks.isEmpty || $0.ending == nil }) else { return }
+        guard LaunchRecord.worthShowing(run.launchRecords) else { return }
         let e = HTMLText.escape
         page.add("<section id=\"launches\">\n<h2>Launches</h2>\n<table class=\"steps\">\n<thead><tr><th>#</th><th>started</th><th>ended</th><th>ranks × threads</th><th>hosts</th><th>ending</th></tr></thead>\n<tbody>\n")
-        for l in lines {
-            var hostCounts: [(String, Int)] = []
-            for h in l.hosts {
-                if let i = hostCounts.firstIndex(where: { $0.0 == h }) { hostCounts[i].1 += 1 } else { hostCounts.append((h, 1)) }
-            }
-            let hosts = hostCounts.map { "\($0.0) (\($0.1))" }.joined(separator: ", ")
-            let ending = l.ending.map { "\($0): \(l.why ?? "")" } ?? "no end recorded (the launch died)"
+        for l in run.launchRecords {
             page.add("<tr><td>\(l.number)</td><td>" + e(HTMLText.moment(l.started)) + "</td><td>" + e(HTMLText.moment(l.ended)) + "</td><td>\(l.mpi) × \(l.threads)</td><td>"
-                     + e(HTMLText.clip(hosts, 200)) + "</td><td>" + e(HTMLText.clip(ending, 400)) + "</td></tr>\n")
+                     + e(HTMLText.clip(l.hostSummary, 200)) + "</td><td>" + e(HTMLText.clip(l.endingText, 400)) + "</td></tr>\n")
         }
         page.add("</tbody>\n</table>\n</section>\n")
     }

@@ -36,6 +36,23 @@ package struct LaunchRecord: Sendable, Equatable {
     /// The host of `rank`, when known.
     package func host(of rank: Int) -> String? { rank >= 0 && rank < hosts.count ? hosts[rank] : nil }
 
+    /// Each host once, with how many ranks it ran, in rank order: "sf1 (2), sf2 (2)".
+    package var hostSummary: String {
+        var counts: [(host: String, ranks: Int)] = []
+        for h in hosts {
+            if let i = counts.firstIndex(where: { $0.host == h }) { counts[i].ranks += 1 } else { counts.append((h, 1)) }
+        }
+        return counts.map { "\($0.host) (\($0.ranks))" }.joined(separator: ", ")
+    }
+
+    /// How it ended, for a person: "rank-silent: rank 2 on host … has sent nothing …".
+    package var endingText: String { ending.map { "\($0): \(why ?? "")" } ?? "no end recorded (the launch died, or is live)" }
+
+    /// Whether a run's launches are worth showing: more than one, or one that lost ranks or died.
+    package static func worthShowing(_ launches: [LaunchRecord]) -> Bool {
+        launches.count > 1 || launches.contains { !$0.lostRanks.isEmpty || $0.ending == nil }
+    }
+
     static let schema = """
         CREATE TABLE IF NOT EXISTS launch (
           n INTEGER PRIMARY KEY, started REAL, ended REAL, mpi INTEGER NOT NULL, threads INTEGER NOT NULL,

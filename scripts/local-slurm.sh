@@ -40,6 +40,11 @@ OLD_MARKER="# Written by StepFlow scripts/local-slurm.sh; one-node test cluster.
 readonly MARKER
 # munge's own default paths: every Slurm command finds the socket there with no setting.
 MUNGE_KEY=/etc/munge/munge.key
+DBD_CONF=/etc/slurm/slurmdbd.conf
+# Ports of the accounting daemons, away from the usual ones so a real MariaDB or slurmdbd is left alone.
+DBD_PORT=16819
+SQL_PORT=13306
+readonly DBD_CONF DBD_PORT SQL_PORT
 MUNGE_SOCKET_DIR=/run/munge
 readonly MUNGE_KEY MUNGE_SOCKET_DIR
 
@@ -219,6 +224,8 @@ if [[ $action == stop ]]; then
     # slurmd first: it reports to slurmctld; munged last: both need it until they are gone.
     stop_slurmds
     stop_daemon slurmctld
+    stop_daemon slurmdbd
+    stop_daemon mariadbd
     stop_daemon munged
     exit 0
 fi
@@ -257,11 +264,32 @@ start_detached() {
     ) </dev/null >>"$log" 2>&1
 }
 
+# As start_detached, for a daemon that stays in the foreground (mariadbd): started in the background,
+# its stdio already away from ours, so nothing of this script's is held open by it.
+start_background() {
+    local log=$1
+    shift
+    (
+        for fd in /proc/"$BASHPID"/fd/*; do
+            fd=${fd##*/}
+            if ((fd > 2)); then eval "exec $fd>&-"; fi
+        done
+        exec "$@"
+    ) </dev/null >>"$log" 2>&1 &
+}
+
 start=$SECONDS
 
 # --no-install-recommends (ensure-packages.sh): recommends pull in mail servers and the like, which a
 # test cluster does not need.
 "$ROOT/scripts/ensure-packages.sh" local-slurm.sh slurm-wlm munge
+# Several nodes keep accounting (sacct shows each job step, a relaunch's too): slurmdbd on a MariaDB
+# of its own.
+accounting=false
+if ((node_count > 1)); then
+    accounting=true
+    "$ROOT/scripts/ensure-packages.sh" local-slurm.sh slurmdbd mariadb-server
+fi
 
 if [[ -e $CONF ]] && [[ $(head -1 "$CONF") != "$MARKER" && $(head -1 "$CONF") != "$OLD_MARKER" ]]; then
     die "$CONF exists and was not written by this script (a real cluster's config?); not touching it. Move it away to use the local test cluster."
@@ -311,7 +339,11 @@ SlurmdParameters=config_overrides
 EnforcePartLimits=ALL
 ReturnToService=2
 JobCompType=jobcomp/none
-AccountingStorageType=accounting_storage/none
+$(if $accounting; then
+    printf '%s\n' "AccountingStorageType=accounting_storage/slurmdbd" "AccountingStorageHost=$node" "AccountingStoragePort=$DBD_PORT"
+else
+    echo "AccountingStorageType=accounting_storage/none"
+fi)
 JobAcctGatherType=jobacct_gather/none
 # Seconds between the SIGTERM of a time limit (or scancel) and the SIGKILL: Slurm's default, stated so
 # docs/clusters.md can rely on it.
@@ -391,6 +423,61 @@ done
 for pid in $(live_pids slurmd); do
     [[ $ours == *" $pid "* ]] || die "a slurmd not started by this script is running (pid $pid); stop it first"
 done
+
+# Accounting (several nodes): a MariaDB of our own under $DIR/mysql on 127.0.0.1:$SQL_PORT, then
+# slurmdbd on $DBD_PORT, both before slurmctld, which registers with it.
+if $accounting; then
+    sql=(mariadb --protocol=socket --socket="$DIR/run/mysql.sock" -u root)
+    if ! running_pid "$DIR/run/mariadbd.pid" /usr/sbin/mariadbd >/dev/null; then
+        if [[ ! -d $DIR/mysql/mysql ]]; then
+            mkdir -p "$DIR/mysql"
+            chown mysql:mysql "$DIR/mysql"
+            mariadb-install-db --user=mysql --datadir="$DIR/mysql" --auth-root-authentication-method=socket >>"$DIR/log/mariadb.log" 2>&1 ||
+                fail "mariadb-install-db failed; see $DIR/log/mariadb.log"
+        fi
+        chown mysql:mysql "$DIR/run"
+        start_background "$DIR/log/mariadb.log" /usr/sbin/mariadbd --user=mysql --datadir="$DIR/mysql" --socket="$DIR/run/mysql.sock" \
+            --pid-file="$DIR/run/mariadbd.pid" --bind-address=127.0.0.1 --port="$SQL_PORT" --log-error="$DIR/log/mariadb.log"
+        for _ in $(seq 100); do
+            "${sql[@]}" -e 'SELECT 1' >/dev/null 2>&1 && break
+            sleep 0.1
+        done
+        "${sql[@]}" -e 'SELECT 1' >/dev/null 2>&1 || fail "MariaDB did not come up; see $DIR/log/mariadb.log"
+        say "started mariadbd (pid $(cat "$DIR/run/mariadbd.pid"))"
+    fi
+    "${sql[@]}" -e "CREATE USER IF NOT EXISTS 'slurm'@'127.0.0.1' IDENTIFIED BY 'stepflow-local';
+        GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1';" || fail "could not make MariaDB's slurm user; see $DIR/log/mariadb.log"
+    dbd_text="$MARKER
+DbdHost=$node
+DbdPort=$DBD_PORT
+SlurmUser=root
+AuthType=auth/munge
+StorageType=accounting_storage/mysql
+StorageHost=127.0.0.1
+StoragePort=$SQL_PORT
+StorageUser=slurm
+StoragePass=stepflow-local
+StorageLoc=slurm_acct_db
+PidFile=$DIR/run/slurmdbd.pid
+LogFile=$DIR/log/slurmdbd.log"
+    if [[ -e $DBD_CONF ]] && [[ $(head -1 "$DBD_CONF") != "$MARKER" ]]; then
+        die "$DBD_CONF exists and was not written by this script; not touching it. Move it away to use the local test cluster with several nodes."
+    fi
+    printf '%s\n' "$dbd_text" >"$DBD_CONF"
+    chmod 600 "$DBD_CONF"
+    if ! running_pid "$DIR/run/slurmdbd.pid" /usr/sbin/slurmdbd >/dev/null; then
+        start_detached "$DIR/log/start.log" /usr/sbin/slurmdbd ||
+            fail "slurmdbd did not start: $(tail -1 "$DIR/log/start.log"); see $DIR/log/slurmdbd.log"
+        for _ in $(seq 100); do
+            sacctmgr -n list cluster >/dev/null 2>&1 && break
+            sleep 0.1
+        done
+        sacctmgr -n list cluster >/dev/null 2>&1 || fail "slurmdbd does not answer; see $DIR/log/slurmdbd.log"
+        say "started slurmdbd (pid $(cat "$DIR/run/slurmdbd.pid"))"
+    fi
+    sacctmgr -n list cluster format=cluster 2>/dev/null | grep -qw stepflow || sacctmgr -i add cluster stepflow >/dev/null ||
+        fail "sacctmgr could not add the cluster; see $DIR/log/slurmdbd.log"
+fi
 
 if [[ -z $ctld_pid ]]; then
     # -i: ignore state files of an earlier cluster config (a new host name, another node list).

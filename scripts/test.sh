@@ -13,8 +13,9 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 start=$SECONDS
-# The Slurm tests (SlurmTests.swift) start a one-node Slurm with scripts/local-slurm.sh, which installs
-# slurm-wlm and munge as root when missing. Stop it at the end unless it was running before, so a CI
+# The Slurm tests (SlurmTests.swift) start a Slurm on this machine with scripts/local-slurm.sh (one node,
+# and two for a node-failure test), which installs slurm-wlm and munge (and slurmdbd, mariadb-server)
+# as root when missing. Stop it at the end unless it was running before, so a CI
 # run leaves no daemons behind and a developer's own cluster is left alone.
 slurm_was_running=false
 # Read whole, not piped to grep -q: under pipefail the writer's SIGPIPE would read as "not running".

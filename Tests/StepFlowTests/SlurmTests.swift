@@ -312,6 +312,18 @@ import Testing
         let text = Self.text(log)
         #expect(text.contains("sf2 down; relaunching on 1 node(s), 2 ranks × 2 threads (relaunch 1 of 3)")
                 && text.contains("-J stepflow-") && text.contains("--overlap --exclude=sf2 -N 1"), "\(text)")
+        // Accounting (slurmdbd, which the local cluster runs with several nodes) lists both launches'
+        // job steps, named stepflow-<pid>-<launch>.
+        var steps: [String] = []
+        let accounted = Background.waitUntil(timeout: 60) {
+            let listed = (try? Executables.runProcess("/usr/bin/sacct", ["-j", id, "-n", "-P", "--format=JobID,JobName,State"]))?.stdout ?? ""
+            steps = listed.split(separator: "\n").map(String.init)
+            // The lost node shrinks the allocation: sacct lists the job RESIZING, then COMPLETED.
+            return steps.contains { $0.range(of: #"^\d+\.\d+\|stepflow-\d+-1\|"#, options: .regularExpression) != nil }
+                && steps.contains { $0.range(of: #"^\d+\.\d+\|stepflow-\d+-2\|"#, options: .regularExpression) != nil }
+                && steps.last?.hasSuffix("|COMPLETED") == true
+        }
+        #expect(accounted, "sacct -j \(id): \(steps)")
         let stored = try #require(Background.stored(run))
         #expect(stored.steps.count == 3003 && stored.steps.allSatisfy { $0.status == .finished })
         #expect(stored.launchRecords.count == 2 && stored.launchRecords[0].hosts.contains("sf2") && stored.launchRecords[1].hosts == ["sf1", "sf1"],

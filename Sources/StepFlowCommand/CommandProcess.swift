@@ -12,6 +12,8 @@ package enum CommandError: Error, CustomStringConvertible, Sendable, Equatable {
     /// A line the command wrote to `STEPFLOW_INSERT` could not be used.
     case badInsert(line: Int, reason: String)
     case notACommand(StepID)
+    /// Its result (`$STEPFLOW_RESULT`) could not be taken: too large, not a file, unreadable.
+    case badResult(String)
 
     package var description: String {
         switch self {
@@ -23,6 +25,7 @@ package enum CommandError: Error, CustomStringConvertible, Sendable, Equatable {
         case .cannotStart(let why): return "the command could not start: \(why)"
         case .badInsert(let line, let reason): return "STEPFLOW_INSERT line \(line): \(reason)"
         case .notACommand(let id): return "step \(id) has no command argument; it was not inserted by a workflow"
+        case .badResult(let why): return why
         }
     }
 

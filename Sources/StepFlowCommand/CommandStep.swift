@@ -33,9 +33,12 @@ struct CommandStep {
         fstat(insertFD, &insertInfo)
         close(insertFD)
         step.logger.info("\(spec.name): \(spec.shell.map { "sh -c \($0)" } ?? argv.joined(separator: " ")) (in \(spec.cwd))")
+        let results = try StepResultFiles(step: step)
         let log = try CappedLog(path: step.logFilePath, limit: spec.logLimit)
         defer { log.finish() }
-        let process = try CommandProcess(argv: argv, cwd: spec.cwd, environment: environment(insertPath: insertPath), log: log)
+        var env = environment(insertPath: insertPath)
+        results.export(to: &env)
+        let process = try CommandProcess(argv: argv, cwd: spec.cwd, environment: env, log: log)
         var inserts = InsertReader(path: insertPath, file: (UInt64(insertInfo.st_dev), UInt64(insertInfo.st_ino)), apply: apply)
         inserts.folder = folder
         inserts.logLimit = logLimit
@@ -77,6 +80,7 @@ struct CommandStep {
         if raw & 0x7f != 0 { throw .signaled(signal: raw & 0x7f) }
         let code = (raw >> 8) & 0xff
         if code != 0 { throw .exited(code: code) }
+        try results.collect()
     }
 
     /// The rank's environment without the MPI launcher's variables (a command that runs an MPI program

@@ -216,24 +216,11 @@ extension StepFields {
         return seconds
     }
 
-    private static let sizeUnits: [String: Int] = [
-        "b": 1, "k": 1 << 10, "kb": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mb": 1 << 20, "mib": 1 << 20,
-        "g": 1 << 30, "gb": 1 << 30, "gib": 1 << 30, "t": 1 << 40, "tb": 1 << 40, "tib": 1 << 40,
-    ]
-
-    /// Bytes from `100MB`, `1GB`, `512KB` (units of 1024, as `CommandSpec.defaultLogLimit` counts),
-    /// or a number of bytes; at least 1.
     static func size(_ node: Node, _ what: String) throws(FieldError) -> Int {
         let wrong = FieldError(node.mark, "\(what) must be a size like 100MB, 1GB or 512KB, or a number of bytes, not \(YAMLRead.describe(node)).")
-        guard case .scalar(let scalar) = node, !YAMLRead.isNull(node) else { throw wrong }
-        let text = scalar.string.filter { $0 != " " }
-        let digits = text.prefix { $0.isNumber || $0 == "." }
-        guard let value = YAMLRead.decimal(digits), let unit = text.isEmpty ? nil : (digits.count == text.count ? 1 : sizeUnits[text.dropFirst(digits.count).lowercased()]) else {
-            throw wrong
-        }
-        let bytes = value * Double(unit)
-        guard bytes >= 1 else { throw FieldError(node.mark, "\(what) must be at least 1 byte. Give a size like 100MB.") }
+        guard case .scalar(let scalar) = node, !YAMLRead.isNull(node), let bytes = SizeText.bytes(scalar.string) else { throw wrong }
         guard bytes < Double(Int.max) else { throw FieldError(node.mark, "\(what) is too large. Give a size like 100MB.") }
-        return Int(bytes.rounded())
+        guard bytes >= 1 else { throw FieldError(node.mark, "\(what) must be at least 1 byte. Give a size like 100MB.") }
+        return Int(bytes)
     }
 }

@@ -108,7 +108,8 @@ public enum MPIProtocolRunner {
             throw RunSetupError.reportedElsewhere
         }
         let frozen = proto
-        let executor = StepExecutor(frozen)
+        var executor = StepExecutor(frozen)
+        executor.resultLimit = settings.resultLimit
         let hosts = world.hostNames()
         guard world.rank == 0, let setup else {
             let ended = WorkerRuntime(rank: world.rank, messenger: MPIMessenger(), threads: parallel.threads, executor: executor,

@@ -27,6 +27,8 @@ import Testing
         r.error = seed % 5 == 0 ? "step \(id) failed: \"quoted\"\nsecond line" : nil
         r.logPath = seed % 2 == 0 ? "/tmp/run dir/logs/step-\(id).log" : nil
         r.gpus = seed % 4 == 0 ? [] : Array(0..<(seed % 4)).map { $0 * 3 + seed % 2 }
+        r.result = seed % 3 == 1 ? StepResult.bytes([UInt8](repeating: UInt8(seed % 256), count: seed)).encoded
+            : seed % 3 == 2 ? StepResult.value(.array([.int(seed), .string("r")])).encoded : nil
         return r
     }
 
@@ -34,7 +36,7 @@ import Testing
         a.id == b.id && a.status == b.status && a.spec == b.spec && a.prerequisites == b.prerequisites
             && a.insertPrerequisiteCount == b.insertPrerequisiteCount && a.insertedBy == b.insertedBy && a.releasedBy == b.releasedBy
             && a.crashes == b.crashes && a.rank == b.rank && a.slot == b.slot && a.attempts == b.attempts && a.start == b.start
-            && a.end == b.end && a.error == b.error && a.logPath == b.logPath && a.gpus == b.gpus
+            && a.end == b.end && a.error == b.error && a.logPath == b.logPath && a.gpus == b.gpus && a.result == b.result
     }
 
     /// Expects `entries` to be `records` as written: the same fields, times to the bit, dropped steps as dropped.
@@ -167,10 +169,11 @@ import Testing
         #expect(bytes.first == StepLog.firstLayout && StepLog.firstLayout != StepLog.layout)
         var dropped = Self.record(5, seed: 2)
         dropped.isDropped = true
-        // Layout 1 had no GPU ids.
+        // Layout 1 had no GPU ids nor results.
         let written = [Self.record(3, seed: 1), Self.record(4, seed: 10), Self.record(9, seed: 7), dropped].map { r in
             var r = r
             r.gpus = []
+            r.result = nil
             return r
         }
         Self.expectReadAsWritten(try StepLog.decode(bytes), written)

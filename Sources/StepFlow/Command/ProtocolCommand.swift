@@ -5,6 +5,9 @@ extension ProgressMode: ExpressibleByArgument {}
 
 /// The options every protocol executable takes (S5), besides the protocol's own parameters.
 package struct RunOptions: ParsableArguments, Sendable {
+    /// Results travel in messages and sit in rank 0's memory: a gigabyte is already far past sense.
+    static let largestResultLimit = 1 << 30
+
     @Option(name: .customLong("run-dir"), help: "Directory for the run's logs and outputs.")
     package var runDir: String = "./run"
 
@@ -41,9 +44,15 @@ package struct RunOptions: ParsableArguments, Sendable {
     @Option(name: .customLong("rank-timeout"), help: "A rank silent this long (stopped, hung, unreachable) ends the run, recorded for --continue: 90s, 10m, or seconds; 0 waits forever.")
     package var rankTimeout: String = "60s"
 
+    @Option(name: .customLong("result-limit"), help: "The largest result a step may hand its dependents: 64KB, 1MB, or bytes (S13).")
+    package var resultLimit: String = "64KB"
+
     package init() {}
 
     package func validate() throws {
+        guard let limit = SizeText.bytes(resultLimit), limit >= 1, limit <= Double(Self.largestResultLimit) else {
+            throw ValidationError("--result-limit takes a size from 1 byte to 1GB, like 64KB or 1MB (got '\(resultLimit)').")
+        }
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1 (got \(threads)).") }
         if let threads, threads > ResolvedParallelSection.maximumThreads {
             throw ValidationError("--threads must be at most \(ResolvedParallelSection.maximumThreads) worker threads per rank (got \(threads)). Use more ranks (--mpi) for more step slots.")
@@ -79,6 +88,7 @@ package struct RunOptions: ParsableArguments, Sendable {
         s.mode = continueRun ? .continueRun : restart ? .restart : .new
         s.dryRun = dryRun
         s.crashLimit = crashLimit
+        s.resultLimit = SizeText.bytes(resultLimit).map { Int($0) } ?? StepResult.defaultLimit
         let timeout = DurationText.seconds(rankTimeout) ?? 60
         s.rankTimeout = timeout > 0 ? .milliseconds(Int64(timeout * 1000)) : nil
         s.notes = { FileHandle.standardError.write(Data("note: \($0)\n".utf8)) }

@@ -415,7 +415,8 @@ package final class Coordinator: Sendable {
                 byRank[a.rank].append(StepAssignment(id: a.step, function: s.graph.records[a.step - 1].spec.function,
                                                      args: s.graph.records[a.step - 1].spec.args,
                                                      threads: s.graph.records[a.step - 1].spec.threads,
-                                                     gpus: a.gpus, attempt: a.attempt, startBy: a.startBy))
+                                                     gpus: a.gpus, attempt: a.attempt, startBy: a.startBy,
+                                                     inputs: s.graph.resultCount > 0 ? s.graph.inputs(of: a.step) : nil))
             }
         }
         for (rank, steps) in byRank.enumerated() where !steps.isEmpty { transport.assign(steps, to: rank) }
@@ -457,6 +458,7 @@ package final class Coordinator: Sendable {
                 let wasStarted = s.graph.records[outcome.id - 1].start != nil
                 s.noteRun(outcome.id, slot: outcome.slot >= 0 ? outcome.slot : nil, start: outcome.start,
                           end: outcome.end, logPath: outcome.logPath)
+                if outcome.report == .finished { s.noteResult(outcome.id, outcome.result) }
                 if let start = outcome.start, let end = outcome.end, stepTime.add(end - start) {
                     s.adaptPrefetch(meanStepSeconds: stepTime.mean)
                 }

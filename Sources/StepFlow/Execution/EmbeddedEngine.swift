@@ -44,6 +44,7 @@ package final class EmbeddedEngine: @unchecked Sendable {
         var report: Scheduler.Report
         var logPath: String?
         var run: Int
+        var result: [UInt8]?
     }
 
     package let state: SchedulerState
@@ -168,7 +169,7 @@ package final class EmbeddedEngine: @unchecked Sendable {
             s.nextAssignments(now: now).map { a -> (Int, StepAssignment) in
                 let spec = s.graph.record(a.step).spec
                 return (a.rank, StepAssignment(id: a.step, function: spec.function, args: spec.args, threads: spec.threads,
-                                               gpus: a.gpus, attempt: a.attempt, startBy: a.startBy))
+                                               gpus: a.gpus, attempt: a.attempt, startBy: a.startBy, inputs: s.graph.inputs(of: a.step)))
             }
         }
         for (rank, step) in assigned { queues[rank].append(step) }
@@ -323,6 +324,7 @@ package final class EmbeddedEngine: @unchecked Sendable {
             let stopNow = state.withScheduler { [now] s -> Bool in
                 guard s.graph.check(r.assignment.id, from: r.rank) == .running else { return false }
                 s.noteRun(r.assignment.id, slot: r.slot, start: runs[r.run].start, end: now, logPath: r.logPath)
+                if r.report == .finished { s.noteResult(r.assignment.id, r.result) }
                 return s.stepEnded(r.assignment.id, r.report)
             }
             if stopNow { takeBackUnstarted() }
@@ -392,7 +394,8 @@ package final class EmbeddedEngine: @unchecked Sendable {
         runs.append(Run(step: step.id, attempt: step.attempt, rank: rank, slot: slot, start: now, end: nil, startRound: round, endRound: nil))
         let context = StepContext(id: step.id, function: step.function, args: step.args, rank: rank, slot: slot, gpus: step.gpus,
                                   attempt: step.attempt, runDirectory: runDirectory, editor: Editor(engine: self, forStep: true),
-                                  functionNames: executor.functionNames, threads: step.threads)
+                                  functionNames: executor.functionNames, threads: step.threads, inputs: step.inputs,
+                                  resultLimit: executor.resultLimit)
         let report: Scheduler.Report
         do {
             try executor.run(context)
@@ -405,7 +408,7 @@ package final class EmbeddedEngine: @unchecked Sendable {
         let spec = state.withScheduler { $0.graph.record(step.id).spec }
         let duration = durations[step.function].map(Self.seconds) ?? spec.expectedSeconds ?? 0
         running.append(Running(assignment: step, rank: rank, slot: slot, end: now + duration, report: report,
-                               logPath: context.logPath, run: index))
+                               logPath: context.logPath, run: index, result: report == .finished ? context.resultEncoded : nil))
     }
 
     /// Applies a graph edit from a running step or the hook. An `addPrerequisites` to a step sent ahead

@@ -43,6 +43,8 @@ public struct RunSettings: Sendable {
     /// A rank that sends nothing (not even its heartbeat, every second) for this long ends the run,
     /// recorded so that `--continue` can go on at once; nil waits forever.
     public var rankTimeout: Duration? = .seconds(60)
+    /// The largest result, in bytes, a step may hand its dependents (S13).
+    public var resultLimit = StepResult.defaultLimit
 
     /// Settings for a new run in `runDirectory`; the rest as the command line's defaults.
     public init(runDirectory: URL, threads: Int? = nil, mpi: Int? = nil, gpus: [Int]? = nil, keepGoing: Bool = false,
@@ -409,7 +411,9 @@ package enum ProtocolRunner {
         if let failure = setup.store?.recordHosts(Array(repeating: ProcessInfo.processInfo.hostName, count: parallel.mpi)) {
             settings.notes?(failure)
         }
-        let transport = InMemoryRanks.start(ranks: parallel.mpi, threads: parallel.threads, executor: StepExecutor(frozen),
+        var executor = StepExecutor(frozen)
+        executor.resultLimit = settings.resultLimit
+        let transport = InMemoryRanks.start(ranks: parallel.mpi, threads: parallel.threads, executor: executor,
                                             runDirectory: settings.runDirectory, launch: setup.launch)
         let coordinator = Coordinator(state: setup.state, transport: transport, functionNames: P.functions.names,
                                       hook: { try frozen.stepsCheck($0) },

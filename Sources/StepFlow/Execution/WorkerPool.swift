@@ -197,7 +197,8 @@ package final class WorkerPool: Sendable {
         let context = StepContext(id: step.id, function: step.function, args: step.args, rank: rank, slot: slot,
                                   gpus: step.gpus, attempt: step.attempt, runDirectory: runDirectory,
                                   editor: editor, functionNames: executor.functionNames, launch: launch,
-                                  threads: step.threads, cancellation: cancellation)
+                                  threads: step.threads, cancellation: cancellation, inputs: step.inputs,
+                                  resultLimit: executor.resultLimit)
         let start = Date().timeIntervalSince1970
         report(.started(StepStart(id: step.id, rank: rank, slot: slot, start: start)))
         let outcome: Scheduler.Report
@@ -210,7 +211,9 @@ package final class WorkerPool: Sendable {
             outcome = .failed(error: text)
         }
         let end = Date().timeIntervalSince1970
-        report(.ended(StepOutcome(id: step.id, rank: rank, slot: slot, report: outcome, start: start, end: end, logPath: context.logPath)))
+        let result = outcome == .finished ? context.resultEncoded : nil
+        report(.ended(StepOutcome(id: step.id, rank: rank, slot: slot, report: outcome, start: start, end: end, logPath: context.logPath,
+                                  result: result)))
     }
 }
 

@@ -195,6 +195,8 @@ extension StepGraph {
             }
         }
         r.attempts = 0
+        if r.result != nil { resultCount -= 1 }
+        r.result = nil
         r.start = nil
         r.end = nil
         r.rank = nil

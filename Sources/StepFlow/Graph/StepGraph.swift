@@ -65,6 +65,9 @@ package struct StepGraph: Sendable {
             case .finished, .failed, .waiting: break
             default: records[i].status = .new
             }
+            // Only a finished step's result stands (S13).
+            if records[i].status != .finished { records[i].result = nil }
+            if records[i].result != nil { resultCount += 1 }
             countByStatus[records[i].status.ordinal] += 1
             markChanged(i + 1)
             if records[i].prerequisites.count > Self.shortList { longPrerequisiteSets[i + 1] = Set(records[i].prerequisites) }
@@ -265,6 +268,25 @@ package struct StepGraph: Sendable {
     package mutating func hasReady() -> Bool { peekReady() != nil }
 
     /// Records where and when a running step ran.
+    /// Steps whose record holds a result (S13): until one does, no assignment carries inputs.
+    package internal(set) var resultCount = 0
+
+    /// Keeps the result a running step set, before it is recorded finished.
+    package mutating func noteResult(_ id: StepID, _ result: [UInt8]?) {
+        if records[id - 1].result == nil, result != nil { resultCount += 1 }
+        if records[id - 1].result != nil, result == nil { resultCount -= 1 }
+        records[id - 1].result = result
+    }
+
+    /// What a step about to run is handed of its prerequisites' results: each prerequisite with its
+    /// result (empty: it set none), or nil while no step of the run has set one (S13).
+    package func inputs(of id: StepID) -> [StepInput]? {
+        guard resultCount > 0 else { return nil }
+        return records[id - 1].prerequisites.map { p in
+            StepInput(id: p, name: records[p - 1].displayName, result: records[p - 1].result ?? [])
+        }
+    }
+
     package mutating func noteRun(_ id: StepID, rank: Int?, slot: Int?, gpus: [Int]? = nil,
                                  start: Double?, end: Double?, logPath: String?) {
         if let rank { records[id - 1].rank = rank }
@@ -282,6 +304,7 @@ package struct StepGraph: Sendable {
         precondition(records[id - 1].status == .running, "step \(id) finished but was \(records[id - 1].status)")
         if !staleRuns.isEmpty, staleRuns.remove(id) != nil {
             // An input changed while it ran (S9): what it made is stale, it runs again.
+            noteResult(id, nil)
             setStatus(id, .new)
             records[id - 1].attempts -= 1
             rebuildIndices()

@@ -95,8 +95,9 @@ public struct StepRecord: Sendable {
     private var storedReleasedBy: Int32 = 0
     private var storedInsertPrerequisiteCount: Int32
     private var storedAttempts: Int32 = 0
-    /// The GPU ids it held (`needsGPU`).
-    public package(set) var gpus: [Int] = []
+    /// The rare fields (GPU ids, a result) in one box: a record per step sits in rank 0's memory,
+    /// and two arrays inline cost every step 16 bytes that most never use.
+    private var extras: RecordExtras?
     /// Optional numbers are stored without their flag (a sentinel stands for nil): rank 0 keeps a
     /// record per step, and `Int?` and `Double?` take 16 bytes each where these take 4 or 8.
     private var storedRank: Int32 = -1
@@ -117,6 +118,18 @@ public struct StepRecord: Sendable {
         self.insertedBy = insertedBy
         self.status = status
         self.storedInsertPrerequisiteCount = Int32(clamping: insertPrerequisiteCount ?? prerequisites.count)
+    }
+
+    /// The GPU ids it held (`needsGPU`).
+    public package(set) var gpus: [Int] {
+        get { extras?.gpus ?? [] }
+        set { extras = RecordExtras.make(gpus: newValue, result: extras?.result) }
+    }
+
+    /// What it handed its dependents (`StepResult.encoded`), once it finished with one (S13).
+    package var result: [UInt8]? {
+        get { extras?.result }
+        set { extras = RecordExtras.make(gpus: extras?.gpus ?? [], result: newValue) }
     }
 
     /// The rank that ran its last attempt; nil if it never started.
@@ -198,5 +211,21 @@ public struct StepRecord: Sendable {
             case .step(let id)?: storedReleasedBy = Int32(clamping: id)
             }
         }
+    }
+}
+
+/// A step record's rare fields, shared between copies of the record and replaced whole on a change.
+private final class RecordExtras: Sendable {
+    let gpus: [Int]
+    let result: [UInt8]?
+
+    private init(gpus: [Int], result: [UInt8]?) {
+        self.gpus = gpus
+        self.result = result
+    }
+
+    /// A box for these fields, or nil when both are empty.
+    static func make(gpus: [Int], result: [UInt8]?) -> RecordExtras? {
+        gpus.isEmpty && result == nil ? nil : RecordExtras(gpus: gpus, result: result)
     }
 }

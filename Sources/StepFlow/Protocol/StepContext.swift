@@ -84,6 +84,13 @@ public final class StepContext: StepInserting, Sendable {
     public let launch: Int
     /// The inserter the step's edits go through: steps it inserts have it as their inserter (S12).
     public let steps: StepInserter
+    /// Its prerequisites and their results (an empty result: it set none), when rank 0 sent them:
+    /// it does once any step of the run has set a result (S13).
+    package let inputs: [StepInput]?
+    /// The largest result the step may set, in bytes as stored.
+    package let resultLimit: Int
+    /// What it set (`StepResult.encoded`).
+    private let setResultBytes = Mutex<[UInt8]?>(nil)
     /// The step's log, opened on the first line written, so steps that log nothing cost no file.
     /// Kept here rather than in an object of its own: that object cost an allocation and a release
     /// per step, a tenth of what a worker spends on an empty step.
@@ -91,7 +98,10 @@ public final class StepContext: StepInserting, Sendable {
 
     package init(id: StepID, function: String, args: [StepValue], rank: Int, slot: Int, gpus: [Int],
                 attempt: Int, runDirectory: URL, editor: any GraphEditor, functionNames: Set<String>, launch: Int = 1,
-                threads: Int = 1, cancellation: Cancellation = Cancellation()) {
+                threads: Int = 1, cancellation: Cancellation = Cancellation(), inputs: [StepInput]? = nil,
+                resultLimit: Int = StepResult.defaultLimit) {
+        self.inputs = inputs
+        self.resultLimit = resultLimit
         self.id = id
         self.function = function
         self.args = args
@@ -125,6 +135,41 @@ public final class StepContext: StepInserting, Sendable {
 
     /// The step's log file, once something was written to it.
     public var logPath: String? { logHandle.withLock { $0 != nil } ? logFilePath : nil }
+
+    /// Hands `result` to the steps that depend on this one (S13): each reads it with `result(of:)`.
+    /// Setting it again replaces it; it is kept only if the step finishes.
+    /// - Throws: `StepResultError.tooLarge` when it is larger than the run's limit (64 KiB unless
+    ///   `--result-limit` says otherwise); nothing is set then.
+    public func setResult(_ result: StepResult) throws {
+        let encoded = result.encoded
+        // The kind byte is the engine's: the limit counts what the step gave.
+        guard encoded.count - 1 <= resultLimit else {
+            throw StepResultError.tooLarge(step: id, function: function, bytes: encoded.count - 1, limit: resultLimit)
+        }
+        setResultBytes.withLock { $0 = encoded }
+    }
+
+    /// Hands `bytes` to the dependents; as `setResult(_:)`.
+    /// - Throws: `StepResultError.tooLarge` past the run's limit.
+    public func setResult(_ bytes: [UInt8]) throws { try setResult(.bytes(bytes)) }
+
+    /// Hands `value` to the dependents; as `setResult(_:)`.
+    /// - Throws: `StepResultError.tooLarge` past the run's limit.
+    public func setResult(_ value: StepValue) throws { try setResult(.value(value)) }
+
+    /// The result prerequisite `id` handed this step, or nil when it set none. (Before any step of the
+    /// run has set a result, every call returns nil.)
+    /// - Throws: `StepResultError.notAPrerequisite` when `id` is not one of this step's prerequisites.
+    public func result(of id: StepID) throws -> StepResult? {
+        guard let inputs else { return nil }
+        guard let input = inputs.first(where: { $0.id == id }) else {
+            throw StepResultError.notAPrerequisite(step: self.id, asked: id)
+        }
+        return input.result.isEmpty ? nil : StepResult(encoded: input.result)
+    }
+
+    /// The result this step set so far (`StepResult.encoded`).
+    package var resultEncoded: [UInt8]? { setResultBytes.withLock { $0 } }
 
     /// The argument at `index`, or nil past the end.
     public func arg(_ index: Int) -> StepValue? { index < args.count ? args[index] : nil }

@@ -115,6 +115,8 @@ package struct StepExecutor: Sendable {
 
     package let functionNames: Set<String>
     private let functions: [String: Body]
+    /// The largest result a step may set, in bytes (`--result-limit`, S13).
+    package var resultLimit = StepResult.defaultLimit
 
     package init<P: StepProtocol>(_ proto: P) {
         // Bound to the protocol value once: a table of the generic `Body` type made every lookup

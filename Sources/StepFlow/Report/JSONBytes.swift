@@ -68,6 +68,11 @@ struct JSONBytes {
     }
 
     /// A step's arguments: the same text `JSONText.values` writes.
+    mutating func value(_ value: StepValue) {
+        var text = value.jsonText
+        text.withUTF8 { bytes.append(contentsOf: $0) }
+    }
+
     mutating func values(_ values: [StepValue]) {
         if values.isEmpty { return raw("[]") }
         var text = JSONText.values(values)

@@ -154,6 +154,20 @@ package enum RunDocument {
         }
         out.raw("],\"rank\":")
         out.int(r.rank)
+        // Its result (S13): {"value": …} or {"base64": "…"}; null when it set none.
+        out.raw(",\"result\":")
+        switch r.result.flatMap({ StepResult(encoded: $0) }) {
+        case .value(let v)?:
+            out.raw("{\"value\":")
+            out.value(v)
+            out.raw("}")
+        case .bytes(let b)?:
+            out.raw("{\"base64\":")
+            out.string(Data(b).base64EncodedString())
+            out.raw("}")
+        case nil:
+            out.raw("null")
+        }
         out.raw(",\"slot\":")
         out.int(r.slot)
         out.raw(",\"start\":")

@@ -87,8 +87,12 @@ package struct StepAssignment: Sendable, Equatable {
     /// The latest moment (seconds since the epoch) the step may start; past it the rank hands the step
     /// back unstarted (`--stop-before`).
     package var startBy: Double?
+    /// Its prerequisites with their results (empty: none), once any step of the run has set a
+    /// result; nil before (S13).
+    package var inputs: [StepInput]?
 
-    package init(id: StepID, function: String, args: [StepValue], threads: Int, gpus: [Int], attempt: Int, startBy: Double? = nil) {
+    package init(id: StepID, function: String, args: [StepValue], threads: Int, gpus: [Int], attempt: Int, startBy: Double? = nil,
+                 inputs: [StepInput]? = nil) {
         self.id = id
         self.function = function
         self.args = args
@@ -96,6 +100,7 @@ package struct StepAssignment: Sendable, Equatable {
         self.gpus = gpus
         self.attempt = attempt
         self.startBy = startBy
+        self.inputs = inputs
     }
 }
 
@@ -109,8 +114,11 @@ package struct StepOutcome: Sendable, Equatable {
     package var start: Double?
     package var end: Double?
     package var logPath: String?
+    /// The result it set (`StepResult.encoded`), for a finished step that set one (S13).
+    package var result: [UInt8]?
 
-    package init(id: StepID, rank: Int, slot: Int, report: Scheduler.Report, start: Double?, end: Double?, logPath: String?) {
+    package init(id: StepID, rank: Int, slot: Int, report: Scheduler.Report, start: Double?, end: Double?, logPath: String?,
+                 result: [UInt8]? = nil) {
         self.id = id
         self.rank = rank
         self.slot = slot
@@ -118,6 +126,7 @@ package struct StepOutcome: Sendable, Equatable {
         self.start = start
         self.end = end
         self.logPath = logPath
+        self.result = result
     }
 }
 

@@ -260,6 +260,9 @@ package struct Scheduler: Sendable {
         graph.noteRun(id, rank: nil, slot: slot, start: start, end: end, logPath: logPath)
     }
 
+    /// Keeps the result a step set, as it is about to be recorded finished (S13).
+    package mutating func noteResult(_ id: StepID, _ result: [UInt8]?) { graph.noteResult(id, result) }
+
     /// Sets how far ahead to send, from the mean duration of recent steps: the shorter the steps, the
     /// more are sent ahead, so workers never wait a round trip; steps of a millisecond or more get
     /// `config.prefetch`, so a slow step never holds many others back; steps of `longStepSeconds` or

@@ -176,6 +176,7 @@ package struct ContinuePlan: Sendable {
                 r.start = o.start
                 r.end = o.end
                 r.logPath = o.logPath
+                r.result = o.result
                 r.releasedBy = Self.renumbered(o.releasedBy, newID)
                 out[node - 1] = r
                 continue

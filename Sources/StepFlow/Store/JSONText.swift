@@ -2,6 +2,15 @@ import Foundation
 
 /// Compact JSON text for id lists and the recorded command line, written by hand because the run database
 /// writes every step and Foundation's encoder costs more than the step itself.
+extension StepValue {
+    /// The value as compact JSON text (a command step reads a Swift step's value result so).
+    package var jsonText: String {
+        var out = ""
+        JSONText.append(self, to: &out)
+        return out
+    }
+}
+
 enum JSONText {
     static func values(_ values: [StepValue]) -> String {
         var out = "["

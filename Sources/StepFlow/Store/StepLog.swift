@@ -55,7 +55,9 @@ enum StepLog {
         static let needsGPU = Fields(rawValue: 1 << 18)
         /// The GPU ids it was given (written since this field came; older rows have none).
         static let gpus = Fields(rawValue: 1 << 19)
-        static let known: UInt64 = 1 << 20 - 1
+        /// The result it handed its dependents (S13).
+        static let result = Fields(rawValue: 1 << 20)
+        static let known: UInt64 = 1 << 21 - 1
     }
 
     /// One row's bytes: `records` in order (dropped steps as such).
@@ -138,12 +140,15 @@ enum StepLog {
             if p.pointee.spec.needsGPU { fields.insert(.needsGPU) }
             let gpuCount = p.pointee.gpus.count
             if gpuCount > 0 { fields.insert(.gpus) }
+            let resultCount = p.pointee.result?.count
+            if resultCount != nil { fields.insert(.result) }
             // Every fixed field at its largest (10 bytes a varint, 8 the expected time): ~175 bytes.
             var bound = 200 + 10 * (prerequisiteCount + gpuCount)
             if newFunction { bound += p.pointee.spec.function.utf8.count }
             if let args { bound += args.count }
             if let error = p.pointee.error { bound += error.utf8.count }
             if let logPath = p.pointee.logPath { bound += logPath.utf8.count }
+            if let resultCount { bound += resultCount }
             let startBits = start?.bitPattern
             w.withRoom(bound) { c in
                 c.byte(1)
@@ -173,6 +178,10 @@ enum StepLog {
                 if gpuCount > 0 {
                     c.varint(UInt64(gpuCount))
                     for g in p.pointee.gpus { c.int(g) }
+                }
+                if let result = p.pointee.result {
+                    c.varint(UInt64(result.count))
+                    result.withUnsafeBytes { c.raw($0) }
                 }
             }
             if let startBits { lastStartBits = startBits }
@@ -267,6 +276,7 @@ enum StepLog {
         let releasedBy = fields.contains(.releasedBy) ? try inserter(from: &r, "step releaser") : nil
         let crashes = fields.contains(.crashes) ? try r.int("step crashes") : 0
         let gpus = fields.contains(.gpus) ? try r.ints("step GPUs") : []
+        let result = fields.contains(.result) ? try r.blob("step result") : nil
         let spec = StepSpec(function: function, args: args, threads: threads, needsGPU: fields.contains(.needsGPU),
                             retries: retries, wait: fields.contains(.wait), expectedSeconds: expected)
         var record = StepRecord(id: id, spec: spec, prerequisites: prerequisites, insertedBy: insertedBy, status: status,
@@ -281,6 +291,7 @@ enum StepLog {
         record.error = error
         record.logPath = logPath
         record.gpus = gpus.filter { $0 >= 0 }
+        record.result = result
         return .step(record)
     }
 

@@ -248,6 +248,16 @@ struct WireWriter: ~Copyable {
 
     mutating func optionalString(_ s: String?) { withRoom(11 + (s?.utf8.count ?? 0)) { $0.optionalString(s) } }
 
+    /// A length, then the bytes.
+    mutating func blob(_ bytes: [UInt8]) {
+        varint(UInt64(bytes.count))
+        bytes.withUnsafeBytes { raw($0) }
+    }
+
+    mutating func optionalBlob(_ bytes: [UInt8]?) {
+        if let bytes { byte(1); blob(bytes) } else { byte(0) }
+    }
+
     mutating func ints(_ a: [Int]) {
         varint(UInt64(a.count))
         for i in a { int(i) }
@@ -430,6 +440,17 @@ struct WireReader {
 
     mutating func optionalString(_ field: @autoclosure () -> String) throws(WireError) -> String? {
         try flag(field() + " flag") ? try string(field()) : nil
+    }
+
+    /// A length, then that many bytes (checked against the bytes left).
+    mutating func blob(_ field: @autoclosure () -> String) throws(WireError) -> [UInt8] {
+        let n = try count(field() + " length", minimumBytes: 1)
+        defer { offset += n }
+        return Array(buffer[offset..<offset + n])
+    }
+
+    mutating func optionalBlob(_ field: @autoclosure () -> String) throws(WireError) -> [UInt8]? {
+        try flag(field() + " flag") ? try blob(field()) : nil
     }
 
     mutating func ints(_ field: @autoclosure () -> String) throws(WireError) -> [Int] {

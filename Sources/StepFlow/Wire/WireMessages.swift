@@ -10,6 +10,13 @@ extension ToRank: WireMessage {
             w.varint(UInt64(a.args.count))
             for v in a.args { w.value(v) }
             w.int(a.threads); w.ints(a.gpus); w.int(a.attempt); w.optionalDouble(a.startBy)
+            // 0: no inputs sent; n + 1: n of them.
+            if let inputs = a.inputs {
+                w.varint(UInt64(inputs.count) + 1)
+                for input in inputs { w.int(input.id); w.string(input.name); w.blob(input.result) }
+            } else {
+                w.varint(0)
+            }
         case .takeBackUnstarted:
             w.byte(2)
         case .takeBack(let ids):
@@ -36,8 +43,21 @@ extension ToRank: WireMessage {
         switch try r.byte("message kind") {
         case 1:
             let id = try r.int("step id"), function = try r.string("function name"), args = try r.values("argument count")
-            return .assign(StepAssignment(id: id, function: function, args: args, threads: try r.int("threads"),
-                                          gpus: try r.ints("gpu"), attempt: try r.int("attempt"), startBy: try r.optionalDouble("start-by time")))
+            var a = StepAssignment(id: id, function: function, args: args, threads: try r.int("threads"),
+                                   gpus: try r.ints("gpu"), attempt: try r.int("attempt"), startBy: try r.optionalDouble("start-by time"))
+            let sent = try r.varint("input count")
+            if sent > 0 {
+                guard sent - 1 <= UInt64(r.left / 3) else {
+                    throw .countPastEnd(field: "input count", count: sent - 1, offset: r.offset, left: r.left, minimumBytes: 3)
+                }
+                var inputs: [StepInput] = []
+                inputs.reserveCapacity(Int(sent - 1))
+                for _ in 0..<(sent - 1) {
+                    inputs.append(StepInput(id: try r.int("input step id"), name: try r.string("input step name"), result: try r.blob("input result")))
+                }
+                a.inputs = inputs
+            }
+            return .assign(a)
         case 2:
             return .takeBackUnstarted
         case 9:
@@ -78,7 +98,7 @@ extension FromRank: WireMessage {
             case .notStarted: w.byte(2)
             case .aborted: w.byte(3)
             }
-            w.optionalDouble(o.start); w.optionalDouble(o.end); w.optionalString(o.logPath)
+            w.optionalDouble(o.start); w.optionalDouble(o.end); w.optionalString(o.logPath); w.optionalBlob(o.result)
         case .request(let token, let request):
             w.byte(6); w.varint(UInt64(token)); w.int(request.from)
             switch request.edit {
@@ -117,7 +137,8 @@ extension FromRank: WireMessage {
             case let k: throw .unknownKind(field: "report kind", kind: k, offset: kindAt)
             }
             return .ended(StepOutcome(id: id, rank: rank, slot: slot, report: report, start: try r.optionalDouble("start time"),
-                                      end: try r.optionalDouble("end time"), logPath: try r.optionalString("log path")))
+                                      end: try r.optionalDouble("end time"), logPath: try r.optionalString("log path"),
+                                      result: try r.optionalBlob("step result")))
         case 6:
             let token = try r.token("request token"), from = try r.int("requesting step id")
             let edit: GraphEdit

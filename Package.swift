@@ -51,9 +51,15 @@ let package = Package(
             dependencies: ["StepFlow", .product(name: "Yams", package: "Yams"),
                            .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
+        .target(name: "CTaskBenchKernel"),
+        .target(
+            name: "StepFlowTaskBench",
+            dependencies: ["StepFlow", "CTaskBenchKernel", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
         .executableTarget(
             name: "stepflow",
-            dependencies: ["StepFlow", "StepFlowMPI", "StepFlowCommand", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["StepFlow", "StepFlowMPI", "StepFlowCommand", "StepFlowTaskBench",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
             name: "StepFlowProbe",
@@ -61,7 +67,7 @@ let package = Package(
         ),
         .testTarget(
             name: "StepFlowTests",
-            dependencies: ["StepFlow", "StepFlowCommand", .product(name: "GRDB", package: "GRDB.swift")]
+            dependencies: ["StepFlow", "StepFlowCommand", "StepFlowTaskBench", .product(name: "GRDB", package: "GRDB.swift")]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -18,7 +18,7 @@ enum BenchRunDirectoryError: Error, CustomStringConvertible {
     case inUse(RunDirectoryLockError)
 
     var description: String {
-        let advice = "stepflow bench replaces its --run-dir on every run and deletes only a previous benchmark's files. Give a new or empty folder with --run-dir DIR (or the folder of an earlier benchmark)."
+        let advice = "stepflow bench and stepflow taskbench replace their --run-dir on every run and delete only a previous benchmark's files. Give a new or empty folder with --run-dir DIR (or the folder of an earlier benchmark)."
         switch self {
         case .notAFolder(let path):
             return "--run-dir '\(path)' is a file, not a folder; nothing was changed. \(advice)"
@@ -41,6 +41,8 @@ enum BenchRunDirectoryError: Error, CustomStringConvertible {
 enum BenchRunDirectory {
     /// The idle measurement's run (one sleeping step, then one after it).
     static let idleFolder = "idle"
+    /// `stepflow taskbench`'s warm-up run (Task Bench times the second of two).
+    static let warmupFolder = "warmup"
     /// The same shape run again with the store off, to measure what the store costs.
     static let noStoreFolder = "no-store"
 
@@ -54,7 +56,7 @@ enum BenchRunDirectory {
     /// `idle`, `no-store`, `repeat-<n>` and `no-store-<n>` (n ≥ 2), or `compare-<shape>-t<threads>`
     /// (a shape `--compare` runs, threads ≥ 1).
     static func isBenchmarkRunFolder(_ name: String) -> Bool {
-        if name == idleFolder || name == noStoreFolder { return true }
+        if name == idleFolder || name == noStoreFolder || name == warmupFolder { return true }
         for prefix in ["repeat-", "no-store-"] where name.hasPrefix(prefix) {
             if let n = Int(name.dropFirst(prefix.count)), n >= 2, String(n) == name.dropFirst(prefix.count) { return true }
         }
@@ -93,13 +95,14 @@ enum BenchRunDirectory {
     /// Empties `directory` of a previous benchmark's files, or throws without deleting anything when
     /// it holds anything else. A missing or empty folder is fine (the run creates it).
     /// - Throws: `BenchRunDirectoryError` naming what is there and what to do.
-    static func clear(_ directory: URL) throws(BenchRunDirectoryError) {
+    /// `protocolName`: whose runs may be replaced (`stepflow bench`'s, or `stepflow taskbench`'s).
+    static func clear(_ directory: URL, protocolName: String = BenchProtocol.protocolName) throws(BenchRunDirectoryError) {
         let path = directory.path
         var exists: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &exists) else { return }
         guard exists.boolValue else { throw .notAFolder(path: path) }
         var plan: [String] = []
-        try collect(directory, into: &plan, level: 0)
+        try collect(directory, into: &plan, level: 0, protocolName: protocolName)
         for entry in plan {
             // Folders come after their contents; rmdir refuses one that gained an entry since it was checked.
             let failed = kind(entry) == .folder ? rmdir(entry) != 0 : unlink(entry) != 0
@@ -113,7 +116,7 @@ enum BenchRunDirectory {
     /// directory itself (level 0) stays. The launch's other runs (`idle/`, `no-store/`,
     /// `compare-<shape>-t<T>/`, see `isBenchmarkRunFolder`) and set-aside `previous-*` folders are
     /// runs of their own, checked the same way.
-    private static func collect(_ directory: URL, into plan: inout [String], level: Int) throws(BenchRunDirectoryError) {
+    private static func collect(_ directory: URL, into plan: inout [String], level: Int, protocolName: String) throws(BenchRunDirectoryError) {
         let path = directory.path
         func at(_ name: String) -> String { directory.appendingPathComponent(name).path }
         // A live launch's files are not a previous benchmark's, whoever wrote them.
@@ -134,7 +137,7 @@ enum BenchRunDirectory {
             }
             do {
                 let stored = try RunStore.read(runDirectory: directory, steps: false)
-                guard stored.protocolName == BenchProtocol.protocolName else {
+                guard stored.protocolName == protocolName else {
                     throw BenchRunDirectoryError.otherProtocol(path: database, protocolName: stored.protocolName)
                 }
             } catch let error as BenchRunDirectoryError {
@@ -176,7 +179,7 @@ enum BenchRunDirectory {
             // nothing about who wrote it.
             throw .unconfirmed(path: at(stray), reason: "there is no benchmark run.db beside it")
         }
-        if files.contains("report.json") { try confirmReport(at("report.json")) }
+        if files.contains("report.json") { try confirmReport(at("report.json"), protocolName: protocolName) }
         plan.append(contentsOf: (files + databases).map(at))
         if hasLogs {
             let logs = directory.appendingPathComponent("logs")
@@ -193,13 +196,13 @@ enum BenchRunDirectory {
             plan.append(contentsOf: entries.map { logs.appendingPathComponent($0).path })
             plan.append(logs.path)
         }
-        for run in runs { try collect(directory.appendingPathComponent(run), into: &plan, level: level + 1) }
+        for run in runs { try collect(directory.appendingPathComponent(run), into: &plan, level: level + 1, protocolName: protocolName) }
         if hasDatabase { plan.append(RunStore.path(in: directory)) }
         if level > 0 { plan.append(path) }
     }
 
-    /// A report.json must be a benchmark's: a run document whose protocol is Bench.
-    private static func confirmReport(_ path: String) throws(BenchRunDirectoryError) {
+    /// A report.json must be a benchmark's: a run document whose protocol is `protocolName`.
+    private static func confirmReport(_ path: String, protocolName: String) throws(BenchRunDirectoryError) {
         // The run's header comes first and is short: parse it alone (with the step list cut to empty)
         // rather than a million steps' report.
         let marker = Array(#""steps":["#.utf8)
@@ -211,6 +214,6 @@ enum BenchRunDirectory {
               let document = try? JSONSerialization.jsonObject(with: Data(head[..<(cut + marker.count)] + Array("]}".utf8))) as? [String: Any],
               let run = document["run"] as? [String: Any], let name = run["protocol"] as? String
         else { throw .unconfirmed(path: path, reason: "it is not a StepFlow run report") }
-        guard name == BenchProtocol.protocolName else { throw .otherProtocol(path: path, protocolName: name) }
+        guard name == protocolName else { throw .otherProtocol(path: path, protocolName: name) }
     }
 }

@@ -57,12 +57,14 @@ package struct TaskBenchProtocol: StepProtocol {
             throw TaskBenchError("step \(step.id) is not a Task Bench task (its arguments are \(step.args))")
         }
         let g = configuration.graphs[gi]
+        let expected = g.inputs(timestep: t, point: p)
         var inputs: [[UInt8]?] = []
-        for dep in g.inputs(timestep: t, point: p) {
+        inputs.reserveCapacity(expected.count)
+        for dep in expected {
             inputs.append(try step.result(of: ids[gi][t - 1][dep - g.offset(t - 1)])?.bytes)
         }
         let output = try scratch.using(bytes: g.scratchBytes) { area in
-            try TaskBenchTask.execute(graph: g, timestep: t, point: p, inputs: inputs, scratch: area)
+            try TaskBenchTask.execute(graph: g, timestep: t, point: p, inputs: inputs, expected: expected, scratch: area)
         }
         try step.setResult(.bytes(output))
     }

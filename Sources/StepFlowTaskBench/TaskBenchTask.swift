@@ -26,9 +26,11 @@ package enum TaskBenchTask {
     /// Checks task (t, p)'s inputs, given in its inputs' order (`TaskBenchGraph.inputs`): each must be
     /// the output of the point it stands for, at t - 1.
     /// - Throws: `TaskBenchInputError` naming the task, the input, and what was expected and found.
-    package static func checkInputs(graph g: TaskBenchGraph, timestep t: Int, point p: Int, inputs: [[UInt8]?]) throws(TaskBenchInputError) {
-        let expected = g.inputs(timestep: t, point: p)
-        let task = "task (graph \(g.index) timestep \(t) point \(p))"
+    package static func checkInputs(graph g: TaskBenchGraph, timestep t: Int, point p: Int, inputs: [[UInt8]?],
+                                    expected: [Int]? = nil) throws(TaskBenchInputError) {
+        let expected = expected ?? g.inputs(timestep: t, point: p)
+        // Made only for a message: interpolating it for every task cost more than the check.
+        var task: String { "task (graph \(g.index) timestep \(t) point \(p))" }
         guard inputs.count >= expected.count else {
             throw TaskBenchInputError(message: "\(task) has \(inputs.count) inputs, and needs \(expected.count) (from points \(expected.map(String.init).joined(separator: ", ")) at timestep \(t - 1))")
         }
@@ -60,9 +62,9 @@ package enum TaskBenchTask {
     /// Runs task (t, p): checks its inputs, makes its output, runs its kernel in `scratch` (the task's
     /// scratch area, `graph.scratchBytes`, prepared by `prepare`). Returns the output.
     /// - Throws: `TaskBenchInputError` for a wrong input or a scratch area that lost its magic.
-    package static func execute(graph g: TaskBenchGraph, timestep t: Int, point p: Int, inputs: [[UInt8]?],
+    package static func execute(graph g: TaskBenchGraph, timestep t: Int, point p: Int, inputs: [[UInt8]?], expected: [Int]? = nil,
                                 scratch: UnsafeMutableRawBufferPointer?) throws(TaskBenchInputError) -> [UInt8] {
-        try checkInputs(graph: g, timestep: t, point: p, inputs: inputs)
+        try checkInputs(graph: g, timestep: t, point: p, inputs: inputs, expected: expected)
         let output = output(graph: g, timestep: t, point: p)
         if g.scratchBytes > 0 {
             guard let scratch, scratch.count >= g.scratchBytes,

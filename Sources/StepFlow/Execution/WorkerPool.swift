@@ -65,6 +65,10 @@ package final class WorkerPool: Sendable {
         self.stepSignalMask = SignalMask.current()
     }
 
+    /// Whether every slot runs a step: nothing the rank receives now could start before one ends,
+    /// and an ending wakes the rank's loop by itself (its report).
+    package var isSaturated: Bool { state.withLock { $0.busyUnits >= threads } }
+
     /// Queues steps; they start as slots free up, in order.
     package func submit(_ steps: [StepAssignment]) {
         guard !steps.isEmpty else { return }
@@ -176,11 +180,14 @@ package final class WorkerPool: Sendable {
                 body = executor.body(for: step.function)
                 last = (step.function, body)
             }
-            run(step, slot: slot, body: body)
+            let ended = run(step, slot: slot, body: body)
             let (next, others) = state.withLock { s in
                 s.busyUnits -= step.threads
                 return claimStartable(&s, freedSlot: slot)
             }
+            // Reported once the slot is counted free (or has its next step): the rank's loop, woken by
+            // the report, then sees whether it may sleep until a step ends (`isSaturated`).
+            report(ended)
             // Only a step that held several units can make room for more than the one this slot takes.
             others.forEach(startServing)
             guard let next else { return }
@@ -188,11 +195,11 @@ package final class WorkerPool: Sendable {
         }
     }
 
-    private func run(_ step: StepAssignment, slot: Int, body: StepExecutor.Body) {
+    /// Runs a step; returns its end report, for the caller to send once the slot is free.
+    private func run(_ step: StepAssignment, slot: Int, body: StepExecutor.Body) -> FromRank {
         // Sent ahead before the launch deadline, but its turn came too late to end before it.
         if let startBy = step.startBy, Date().timeIntervalSince1970 > startBy {
-            report(.ended(StepOutcome(id: step.id, rank: rank, slot: -1, report: .notStarted, start: nil, end: nil, logPath: nil)))
-            return
+            return .ended(StepOutcome(id: step.id, rank: rank, slot: -1, report: .notStarted, start: nil, end: nil, logPath: nil))
         }
         let context = StepContext(id: step.id, function: step.function, args: step.args, rank: rank, slot: slot,
                                   gpus: step.gpus, attempt: step.attempt, runDirectory: runDirectory,
@@ -212,8 +219,8 @@ package final class WorkerPool: Sendable {
         }
         let end = Date().timeIntervalSince1970
         let result = outcome == .finished ? context.resultEncoded : nil
-        report(.ended(StepOutcome(id: step.id, rank: rank, slot: slot, report: outcome, start: start, end: end, logPath: context.logPath,
-                                  result: result)))
+        return .ended(StepOutcome(id: step.id, rank: rank, slot: slot, report: outcome, start: start, end: end, logPath: context.logPath,
+                                  result: result))
     }
 }
 

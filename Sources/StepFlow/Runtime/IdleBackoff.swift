@@ -13,6 +13,13 @@ package struct IdleBackoff: Sendable {
     package static let spinWindow: Duration = .microseconds(
         ProcessInfo.processInfo.environment["STEPFLOW_SPIN_US"].flatMap { Int($0) }.map { max($0, 0) } ?? 100)
     package static let activeSleep: Duration = .microseconds(200)
+    /// How long a rank whose slots all run steps sleeps between looks at MPI: nothing it could receive
+    /// would start before a step ends, and a step's end wakes it at once. Measured: a worker rank
+    /// waking every 200 µs beside a compute-bound step took ~15% of its core (each wake-up of a
+    /// sleeping thread costs ~30 µs on these VMs), and Task Bench's efficiency with it.
+    /// `STEPFLOW_SATURATED_SLEEP_US` overrides it.
+    package static let saturatedSleep: Duration = .microseconds(
+        ProcessInfo.processInfo.environment["STEPFLOW_SATURATED_SLEEP_US"].flatMap { Int($0) }.map { max($0, 10) } ?? 2000)
     package static let longIdle: Duration = .milliseconds(20)
     /// `STEPFLOW_IDLE_SLEEP_US` overrides it (to measure the trade-off between idle CPU and wake-up).
     package static let idleSleep: Duration = .microseconds(

@@ -85,7 +85,10 @@ package final class RankLink: CoordinatorTransport, @unchecked Sendable {
             }
             let now = clock.now
             if now >= deadline { return [] }
-            let pause = min(backoff.next(), deadline - now)
+            var pause = min(backoff.next(), deadline - now)
+            // Rank 0's own slots all run steps: spinning would take the core from them. Its steps'
+            // ends wake it at once; the other ranks' reports wait for the next look, 100 µs at most.
+            if pause < Self.saturatedLook, localPool.isSaturated { pause = min(Self.saturatedLook, deadline - now) }
             if pause > .zero {
                 // Sleep on the local queue, so rank 0's own workers (and, in memory, arriving frames)
                 // wake us at once.
@@ -101,6 +104,9 @@ package final class RankLink: CoordinatorTransport, @unchecked Sendable {
             }
         }
     }
+
+    /// How often rank 0 looks at MPI while its own slots are all busy.
+    static let saturatedLook: Duration = .microseconds(100)
 
     package func shutdown(within limit: Duration?) -> Bool {
         flushOutgoing()

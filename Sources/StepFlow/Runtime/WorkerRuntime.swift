@@ -83,6 +83,9 @@ package final class WorkerRuntime {
             messenger.progressSends()
             if busy {
                 backoff.reset()
+            } else if pool.isSaturated {
+                // Every slot runs a step: sleep until one reports (its end wakes the outbox).
+                if sendOutbox(outbox.drain(waitingUpTo: IdleBackoff.saturatedSleep)) { backoff.reset() }
             } else {
                 let pause = backoff.next()
                 if pause == .zero {

@@ -17,6 +17,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         .target(
@@ -52,13 +53,19 @@ let package = Package(
                            .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .target(name: "CTaskBenchKernel"),
+        .target(name: "CTerminal"),
         .target(
             name: "StepFlowTaskBench",
             dependencies: ["StepFlow", "CTaskBenchKernel", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
+        .target(
+            name: "StepFlowServe",
+            dependencies: ["StepFlow", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+                           .product(name: "NIOHTTP1", package: "swift-nio")]
+        ),
         .executableTarget(
             name: "stepflow",
-            dependencies: ["StepFlow", "StepFlowMPI", "StepFlowCommand", "StepFlowTaskBench",
+            dependencies: ["StepFlow", "StepFlowMPI", "StepFlowCommand", "StepFlowTaskBench", "StepFlowServe", "CTerminal",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
@@ -67,7 +74,9 @@ let package = Package(
         ),
         .testTarget(
             name: "StepFlowTests",
-            dependencies: ["StepFlow", "StepFlowCommand", "StepFlowTaskBench", .product(name: "GRDB", package: "GRDB.swift")]
+            dependencies: ["StepFlow", "StepFlowCommand", "StepFlowTaskBench", "StepFlowServe", .product(name: "GRDB", package: "GRDB.swift")],
+            // Read by the tests from their place in the source tree, not bundled.
+            exclude: ["TaskBenchReference", "Support/scripts"]
         ),
     ],
     swiftLanguageModes: [.v6]

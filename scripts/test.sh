@@ -39,8 +39,11 @@ trap report_time EXIT
 # libsqlite3-dev: the run database; iproute2: `ip netns` for the multi-"host" tests;
 # pkg-config: SwiftPM asks it for the multiarch search path where Debian keeps ompi-c.pc
 # (/usr/lib/x86_64-linux-gnu/pkgconfig), without it CMPI's flags are not found; jq: the API checks
-# read symbol graphs and `status --json`.
-./scripts/ensure-packages.sh test.sh libopenmpi-dev openmpi-bin libsqlite3-dev iproute2 pkg-config jq
+# read symbol graphs and `status --json`. The live-view tests (LiveViewTests, ServeTests): chromium
+# loads `stepflow serve`'s page headless and python3-websocket drives it; python3-prometheus-client
+# parses /metrics with Prometheus's own parser; curl polls the server.
+./scripts/ensure-packages.sh test.sh libopenmpi-dev openmpi-bin libsqlite3-dev iproute2 pkg-config jq \
+    curl chromium python3 python3-websocket python3-prometheus-client
 
 if ! command -v swift >/dev/null 2>&1; then
     echo "test.sh: 'swift' is not on PATH; install a Swift 6.1+ toolchain (https://www.swift.org/install/) and retry." >&2

@@ -16,10 +16,11 @@ enum ReportOutputError: Error, CustomStringConvertible {
 
 /// Reading the run and writing what `trace` and `report` make of it.
 enum ReportOutput {
-    /// Reads the run database of `directory`; a missing or unreadable one is reported and exits 2.
+    /// Reads the run of `directory` through the read model every view shares (a run whose launch died
+    /// shows as interrupted); a missing or unreadable database is reported and exits 2.
     static func readRun(_ directory: URL) throws -> StoredRun {
         do {
-            return try RunStore.read(runDirectory: directory)
+            return try RunWatcher(runDirectory: directory).refresh().stored
         } catch {
             FileHandle.standardError.write(Data("error: \(error)\n".utf8))
             throw ExitCode(2)

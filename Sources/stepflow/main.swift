@@ -9,7 +9,8 @@ struct StepFlowCLI: ParsableCommand {
         abstract: "Run graphs of steps across MPI ranks.",
         discussion: "Exit codes: 0 done, 1 a run failed, 2 bad input or usage.",
         subcommands: [RunWorkflowCommand.self, ValidateCommand.self, StatusCommand.self, GraphCommand.self,
-                      TraceCommand.self, ReportCommand.self, BenchCommand.self, TaskBenchCommand.self, METGCommand.self])
+                      TraceCommand.self, ReportCommand.self, BenchCommand.self, TaskBenchCommand.self, METGCommand.self,
+                      TopCommand.self, ServeCommand.self])
 }
 
 // Bad usage exits 2, as it does for every protocol executable (argument-parser's default is 64).

@@ -27,79 +27,37 @@ package struct StatusCommand: ParsableCommand {
 
     package func run() throws {
         let dir = URL(fileURLWithPath: directory ?? runDir ?? "./run")
-        let (stored, liveness): (StoredRun, Liveness)
+        let view: RunView
         do {
-            (stored, liveness) = try Self.read(dir)
+            view = try RunWatcher(runDirectory: dir).refresh()
         } catch {
             FileHandle.standardError.write(Data("error: \(error)\n".utf8))
             throw ExitCode(2)
         }
         if ending {
-            print(TerminalText.visible(Self.endingLines(stored, liveness: liveness)))
+            print(TerminalText.visible(Self.endingLines(view)))
         } else if json {
-            let owner = liveness.owner.map { owner in
-                (host: owner.host, pid: owner.pid.map { Int($0) }, started: owner.started?.timeIntervalSince1970)
-            }
-            var header = RunDocument.Header(protocolName: stored.protocolName, status: liveness.status(stored), threads: stored.threads,
-                                            mpi: stored.mpi, started: stored.started, ended: stored.ended, owner: .some(owner))
-            header.launches = stored.launchRecords
-            print(RunDocument.text(header, steps: stored.steps))
+            print(RunDocument.text(view))
         } else {
-            print(TerminalText.visible(Self.table(stored, liveness: liveness, runDirectory: dir)))
+            print(TerminalText.visible(Self.table(view)))
         }
     }
 
-    /// What the run directory's lock says about a run its database calls `running`.
-    enum Liveness: Equatable {
-        /// Not `running`, or nothing to tell (no lock file: a StepFlow that takes no lock ran it).
-        case asRecorded
-        /// A live launch holds the lock.
-        case owned(LockHolder)
-        /// Nobody holds the lock: the launch ended without recording how (killed, node lost).
-        case interrupted
-
-        func status(_ run: StoredRun) -> String { self == .interrupted ? "interrupted" : run.status }
-
-        var owner: LockHolder? {
-            if case .owned(let holder) = self { return holder }
-            return nil
-        }
-    }
-
-    /// Reads the run and, when it says `running`, asks the lock whether a launch still owns it.
-    static func read(_ dir: URL) throws(RunStoreError) -> (StoredRun, Liveness) {
-        var stored = try RunStore.read(runDirectory: dir)
-        for attempt in 0..<2 where stored.status == "running" {
-            switch RunDirectoryLock.probe(runDirectory: dir) {
-            case .held(let holder):
-                return (stored, .owned(holder))
-            case .noLockFile, .unknown:
-                return (stored, .asRecorded)
-            case .free:
-                if attempt == 1 { return (stored, .interrupted) }
-                // A run records its end before it lets the lock go, and a new one takes the lock before
-                // it records its start: read again, then look again, so neither is taken for a crash.
-                stored = try RunStore.read(runDirectory: dir)
-            }
-        }
-        return (stored, .asRecorded)
-    }
-
-    static func table(_ run: StoredRun, liveness: Liveness = .asRecorded, runDirectory: URL? = nil) -> String {
+    static func table(_ view: RunView) -> String {
+        let run = view.header
         var counts = StepStatus.allCases.compactMap { s -> String? in
-            let n = run.count(s)
+            let n = view.count(s)
             return n > 0 ? "\(n) \(s.rawValue)" : nil
         }
         if counts.isEmpty { counts = ["no steps"] }
-        let owner = liveness.owner.map { " (\($0))" } ?? ""
-        var lines = ["\(run.protocolName): \(liveness.status(run))\(owner), mpi=\(run.mpi) threads=\(run.threads), \(run.steps.count) steps: \(counts.joined(separator: ", "))"]
-        if liveness == .interrupted {
-            let lock = runDirectory.map { RunDirectoryLock.path(in: $0) } ?? RunDirectoryLock.fileName
-            lines.append("note: the database says running, but no launch holds \(lock): the run ended without recording how (killed, or its node was lost). Finish it with --continue.")
+        let owner = view.liveness.owner.map { " (\($0))" } ?? ""
+        var lines = ["\(run.protocolName): \(view.status)\(owner), mpi=\(run.mpi) threads=\(run.threads), \(view.total) steps: \(counts.joined(separator: ", "))"]
+        if view.liveness == .interrupted {
+            lines.append("note: the database says running, but no launch holds \(RunDirectoryLock.path(in: view.runDirectory)): the run ended without recording how (killed, or its node was lost). Finish it with --continue.")
         }
         lines += launchLines(run)
         lines.append(pad("ID", 7) + pad("FUNCTION", 24) + pad("STATUS", 10) + pad("RANK/SLOT", 11) + pad("SECONDS", 10) + "ERROR")
-        for r in run.steps {
+        for case let r? in view.records {
             let place = r.rank.map { "\($0)/\(r.slot.map(String.init) ?? "-")" } ?? "-"
             let seconds = r.start.flatMap { s in r.end.map { String(format: "%.3f", $0 - s) } } ?? "-"
             lines.append(pad(String(r.id), 7) + pad(r.displayName, 24) + pad(r.status.rawValue, 10) + pad(place, 11)
@@ -111,7 +69,8 @@ package struct StatusCommand: ParsableCommand {
     /// How the last launch ended, for scripts: `key=value` lines (values on one line, lists
     /// space-separated). `ending` is `interrupted` for a launch that died without saying, `none`
     /// for a database of an older build.
-    static func endingLines(_ run: StoredRun, liveness: Liveness) -> String {
+    static func endingLines(_ view: RunView) -> String {
+        let run = view.header, liveness = view.liveness
         let last = run.launchRecords.last
         let ending: String
         if let kind = last?.ending {
@@ -124,7 +83,7 @@ package struct StatusCommand: ParsableCommand {
         let lost = last?.lostRanks ?? []
         func oneLine(_ s: String) -> String { s.replacingOccurrences(of: "\n", with: " ") }
         return [
-            "status=\(liveness.status(run))",
+            "status=\(view.status)",
             "launches=\(run.launches)",
             "ending=\(ending)",
             "why=\(oneLine(last?.why ?? ""))",
@@ -133,7 +92,7 @@ package struct StatusCommand: ParsableCommand {
             "lost_ranks=\(lost.map(String.init).joined(separator: " "))",
             "lost_hosts=\(lost.map { last?.host(of: $0) ?? "?" }.joined(separator: " "))",
             "hosts=\((last?.hosts ?? []).joined(separator: " "))",
-            "running_steps=\(run.count(.running))",
+            "running_steps=\(view.count(.running))",
         ].joined(separator: "\n")
     }
 

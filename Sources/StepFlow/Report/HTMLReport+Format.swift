@@ -1,11 +1,11 @@
 import Foundation
 
 /// Escaping and number formatting for the HTML report.
-enum HTMLText {
+package enum HTMLText {
     /// Text from the run (labels, errors, logs) made safe for HTML text and attribute values, and for
     /// an XML parser too: control characters (terminal colour codes in logs, say) become their visible
     /// Unicode pictures, since XML forbids them even escaped.
-    static func escape(_ s: String) -> String {
+    package static func escape(_ s: String) -> String {
         var out = ""
         out.reserveCapacity(s.utf8.count)
         for u in s.unicodeScalars {
@@ -32,7 +32,7 @@ enum HTMLText {
     }
 
     /// 20000 → "20,000".
-    static func count(_ n: Int) -> String {
+    package static func count(_ n: Int) -> String {
         let digits = String(n.magnitude)
         var out = ""
         for (i, c) in digits.enumerated() {

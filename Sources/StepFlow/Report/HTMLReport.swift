@@ -54,6 +54,20 @@ package enum HTMLReport {
         return page.text
     }
 
+    /// The timeline section alone (`serve`'s live page redraws it as the run goes), and the style
+    /// sheet it needs (`css`).
+    package static func timelineSection(_ run: StoredRun, label: (StepRecord) -> String = { $0.spec.function },
+                                        options: Options = Options()) -> String {
+        let timeline = RunTimeline(run)
+        var page = Page()
+        TimelineSVG(run: run, timeline: timeline, labels: run.steps.map { label($0) }, criticalPath: timeline.criticalPath(run),
+                    options: options).write(&page)
+        return page.text
+    }
+
+    /// The report's style sheet.
+    package static var styleSheet: String { css }
+
     /// The page being written.
     struct Page {
         var text = ""

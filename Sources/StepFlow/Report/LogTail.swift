@@ -58,31 +58,37 @@ package struct LogTail: Sendable, Equatable {
         return LogTail(path: path, lines: kept, earlierLinesOmitted: !fromStart || all.count > kept.count)
     }
 
-    /// The log tails of the run's failed steps, by step id (at most `limit` steps, first failed first).
-    /// A log recorded under another directory (the run directory was moved or set aside by
-    /// `--restart`) is looked for under `runDirectory/logs/` too.
-    ///
-    /// Only files under `runDirectory/logs/` are read (links resolved): a path from a damaged or
-    /// foreign database never makes a report show another file's text.
+    /// The log tails of the run's failed steps, by step id (at most `limit` steps, first failed first),
+    /// each as `of` reads it.
     package static func failedSteps(of run: StoredRun, runDirectory: URL, lines: Int = 30, limit: Int = 50) -> [StepID: LogTail] {
         var out: [StepID: LogTail] = [:]
-        let logs = runDirectory.appendingPathComponent("logs").path
-        let root = (resolved(logs) ?? logs) + "/"
         for r in run.steps where r.status == .failed {
             if out.count >= limit { break }
-            let recorded = r.logPath ?? StepLogFile.path(runDirectory: runDirectory, step: r.id)
-            var candidates = [recorded]
-            if let range = recorded.range(of: "/logs/", options: .backwards) { candidates.append(runDirectory.path + recorded[range.lowerBound...]) }
-            let existing = candidates.filter { FileManager.default.fileExists(atPath: $0) }
-            if let inside = existing.first(where: { resolved($0)?.hasPrefix(root) == true }) {
-                out[r.id] = read(path: inside, lines: lines)
-            } else if existing.isEmpty {
-                out[r.id] = LogTail(path: recorded, lines: [], problem: "log missing: no such file")
-            } else {
-                out[r.id] = LogTail(path: recorded, lines: [], problem: "the recorded log is not in this run's logs folder (\(logs)), so it was not read")
-            }
+            out[r.id] = of(r, runDirectory: runDirectory, lines: lines)
         }
         return out
+    }
+
+    /// The last `lines` lines of step `r`'s log (looking at its last `maxBytes` bytes). A log recorded
+    /// under another directory (the run directory was moved or set aside by `--restart`) is looked
+    /// for under `runDirectory/logs/` too.
+    ///
+    /// Only files under `runDirectory/logs/` are read (links resolved): a path from a damaged or
+    /// foreign database never makes a view show another file's text.
+    package static func of(_ r: StepRecord, runDirectory: URL, lines: Int = 30, maxBytes: Int = 64 * 1024) -> LogTail {
+        let logs = runDirectory.appendingPathComponent("logs").path
+        let root = (resolved(logs) ?? logs) + "/"
+        let recorded = r.logPath ?? StepLogFile.path(runDirectory: runDirectory, step: r.id)
+        var candidates = [recorded]
+        if let range = recorded.range(of: "/logs/", options: .backwards) { candidates.append(runDirectory.path + recorded[range.lowerBound...]) }
+        let existing = candidates.filter { FileManager.default.fileExists(atPath: $0) }
+        if let inside = existing.first(where: { resolved($0)?.hasPrefix(root) == true }) {
+            return read(path: inside, lines: lines, maxBytes: maxBytes)
+        } else if existing.isEmpty {
+            return LogTail(path: recorded, lines: [], problem: "log missing: no such file")
+        } else {
+            return LogTail(path: recorded, lines: [], problem: "the recorded log is not in this run's logs folder (\(logs)), so it was not read")
+        }
     }
 
     /// `path` with every link and `..` resolved, or nil when it does not exist.

@@ -38,13 +38,18 @@ package enum RunDocument {
 
     /// Writes the document for `steps` to `sink`, a chunk of UTF-8 text at a time.
     /// - Throws: whatever `sink` throws.
-    package static func write(_ header: Header, steps: [StepRecord], to sink: ([UInt8]) throws -> Void) throws {
+    /// - Parameter statusCounts: the steps by status in `StepStatus.allCases` order, when the caller has
+    ///   them (a `RunView`'s); else counted from `steps`.
+    package static func write<Steps: Sequence<StepRecord>>(_ header: Header, steps: Steps, statusCounts: [Int]? = nil,
+                                                            to sink: ([UInt8]) throws -> Void) throws {
         var out = JSONBytes()
         out.reserve(chunkBytes + 4096)
         out.raw("{\"run\":{\"counts\":{")
-        var counts = [Int](repeating: 0, count: StepStatus.allCases.count)
         let statuses = StepStatus.allCases
-        for r in steps { counts[statuses.firstIndex(of: r.status)!] += 1 }
+        var counts = statusCounts ?? [Int](repeating: 0, count: statuses.count)
+        if statusCounts == nil {
+            for r in steps { counts[statuses.firstIndex(of: r.status)!] += 1 }
+        }
         let sortedCounts = zip(statuses.map(\.rawValue), counts).sorted { $0.0 < $1.0 }
         for (i, (name, count)) in sortedCounts.enumerated() {
             if i > 0 { out.raw(",") }
@@ -122,6 +127,21 @@ package enum RunDocument {
         var bytes: [UInt8] = []
         // The sink never throws.
         try? write(header, steps: steps) { bytes += $0 }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// The document of a run as `RunView` shows it (`status --json`): its status as shown, the launch
+    /// that owns it, its launches, and its counts.
+    package static func text(_ view: RunView) -> String {
+        let run = view.header
+        let owner = view.liveness.owner.map { owner in
+            (host: owner.host, pid: owner.pid.map { Int($0) }, started: owner.started?.timeIntervalSince1970)
+        }
+        var header = Header(protocolName: run.protocolName, status: view.status, threads: run.threads, mpi: run.mpi,
+                            started: run.started, ended: run.ended, owner: .some(owner))
+        header.launches = run.launchRecords
+        var bytes: [UInt8] = []
+        try? write(header, steps: view.records.lazy.compactMap { $0 }, statusCounts: view.statusCounts) { bytes += $0 }
         return String(decoding: bytes, as: UTF8.self)
     }
 

@@ -46,6 +46,8 @@ package struct StoredRun: Sendable {
     package var launchRecords: [LaunchRecord] = []
     /// The database's schema version; 1 kept neither added prerequisites apart nor releasers.
     package var schemaVersion = RunStore.schemaVersion
+    /// How long the writer's commits took, this launch (nil: a database of an older build).
+    package var commits: CommitStats?
 
     package func count(_ status: StepStatus) -> Int { steps.lazy.filter { $0.status == status }.count }
 
@@ -54,6 +56,15 @@ package struct StoredRun: Sendable {
         guard let t, t.isFinite, t >= 0, t < 1e11 else { return nil }
         return t
     }
+}
+
+/// How long the run's writer took to commit step changes in this launch: each commit's time is
+/// recorded with the next commit (and the last one as the run ends), so the figures lag one commit.
+package struct CommitStats: Sendable, Equatable {
+    package var count: Int
+    package var totalSeconds: Double
+    package var maxSeconds: Double
+    package var lastSeconds: Double
 }
 
 /// The run database (S8): `<run-dir>/run.db`, SQLite in WAL mode, owned by rank 0. Step records are
@@ -247,6 +258,8 @@ package final class RunStore: Sendable {
 
     private func writerLoop() {
         let row = StepLog.Row()
+        let clock = ContinuousClock()
+        var stats = CommitStats(count: 0, totalSeconds: 0, maxSeconds: 0, lastSeconds: 0)
         while true {
             wake.lock()
             var batches: [Batch] = []
@@ -272,7 +285,17 @@ package final class RunStore: Sendable {
                 }
                 if !row.isEmpty {
                     do {
-                        try db.write { db in try self.appendLog(row.bytes, db) }
+                        let began = clock.now
+                        try db.write { db in
+                            try self.appendLog(row.bytes, db)
+                            if stats.count > 0 { try Self.recordStats(stats, db) }
+                        }
+                        let took = clock.now - began
+                        let seconds = Double(took.components.seconds) + Double(took.components.attoseconds) * 1e-18
+                        stats.count += 1
+                        stats.totalSeconds += seconds
+                        stats.maxSeconds = max(stats.maxSeconds, seconds)
+                        stats.lastSeconds = seconds
                     } catch {
                         failure = Self.reason(error)
                     }
@@ -287,7 +310,16 @@ package final class RunStore: Sendable {
             }
             if closing && batches.isEmpty { break }
         }
+        // The last commit's time, which no later commit carries.
+        if stats.count > 0 { _ = try? db.write { db in try Self.recordStats(stats, db) } }
         writerDone.signal()
+    }
+
+    private static func recordStats(_ stats: CommitStats, _ db: Database) throws {
+        let statement = try db.cachedStatement(sql: """
+            INSERT OR REPLACE INTO store_stats (id, commits, commit_seconds, commit_max_seconds, last_commit_seconds) VALUES (1, ?, ?, ?, ?)
+            """)
+        try statement.execute(arguments: [stats.count, stats.totalSeconds, stats.maxSeconds, stats.lastSeconds])
     }
 
     /// Appends one row of `StepLog` bytes, bound in place.
@@ -320,6 +352,8 @@ package final class RunStore: Sendable {
                     """, arguments: [protocolName, JSONText.values(params.map { .string($0) }), threads, mpi, Date().timeIntervalSince1970, launch])
                 try db.execute(sql: "INSERT OR REPLACE INTO launch (n, started, mpi, threads) VALUES (?, ?, ?, ?)",
                                arguments: [launch, Date().timeIntervalSince1970, mpi, threads])
+                // The commit figures are this launch's.
+                try db.execute(sql: "DELETE FROM store_stats")
                 if let replaceSteps {
                     // The continued graph in one row: what the old rows said is in it.
                     try db.execute(sql: "DELETE FROM step; DELETE FROM step_log")
@@ -344,6 +378,9 @@ package final class RunStore: Sendable {
           attempts INTEGER NOT NULL, start REAL, "end" REAL, error TEXT, log TEXT,
           insert_prerequisites INTEGER, released_by INTEGER, crashes INTEGER, expected REAL);
         CREATE TABLE IF NOT EXISTS step_log (seq INTEGER PRIMARY KEY, steps BLOB NOT NULL);
+        CREATE TABLE IF NOT EXISTS store_stats (
+          id INTEGER PRIMARY KEY CHECK (id = 1), commits INTEGER NOT NULL, commit_seconds REAL NOT NULL,
+          commit_max_seconds REAL NOT NULL, last_commit_seconds REAL NOT NULL);
         """ + LaunchRecord.schema
 
     static let upgradeFrom1 = """
@@ -358,90 +395,8 @@ package final class RunStore: Sendable {
     private static func load(_ reader: DatabaseQueue, path: String, steps readSteps: Bool = true) throws(RunStoreError) -> StoredRun {
         do {
             return try reader.read { db -> StoredRun in
-                let version = try Int.fetchOne(db, sql: "PRAGMA user_version") ?? 0
-                if version > schemaVersion { throw RunStoreError.newerSchema(path: path, found: version, supported: schemaVersion) }
-                guard try db.tableExists("run"), try db.tableExists("step"), let run = try Row.fetchOne(db, sql: "SELECT * FROM run WHERE id = 1") else {
-                    throw RunStoreError.unreadable(path: path, reason: "it has no StepFlow run in it")
-                }
-                let cells = Cells(path: path)
-                var steps: [StepRecord] = []
-                for row in try Row.fetchAll(db, sql: readSteps ? "SELECT * FROM step ORDER BY id" : "SELECT * FROM step WHERE 0") {
-                    let id: Int = try cells.required(row, "id", "a step")
-                    let at = "step \(id)"
-                    // Ids index the graph's arrays: a damaged row's must not reach them.
-                    let idRange = 1...Int(Int32.max)
-                    guard idRange.contains(id) else { throw RunStoreError.unreadable(path: path, reason: "a step has the id \(id)") }
-                    let kind: String = try cells.required(row, "inserter", at)
-                    let by: Int? = try cells.optional(row, "inserted_by", at)
-                    let inserter: Inserter
-                    switch (kind, by) {
-                    case ("step", let s?) where idRange.contains(s): inserter = .step(s)
-                    case ("stepsCheck", _): inserter = .stepsCheck
-                    case ("protocol", _): inserter = .protocolSteps
-                    default: throw RunStoreError.unreadable(path: path, reason: "\(at) names an unknown inserter '\(kind)'")
-                    }
-                    let argBytes: Data = try cells.required(row, "args", at)
-                    let args: [StepValue]
-                    do {
-                        args = try WireCodec.decode(arguments: [UInt8](argBytes))
-                    } catch {
-                        throw RunStoreError.unreadable(path: path, reason: "\(at)'s arguments cannot be read (\(error))")
-                    }
-                    let spec = StepSpec(function: try cells.required(row, "function", at), args: args,
-                                        threads: try cells.required(row, "threads", at), needsGPU: try cells.required(row, "needs_gpu", at),
-                                        retries: try cells.required(row, "retries", at), wait: try cells.required(row, "wait", at),
-                                        expectedSeconds: try cells.optional(row, "expected", at))
-                    let prerequisiteText: String = try cells.required(row, "prerequisites", at)
-                    guard let prerequisites = JSONText.parseIDList(prerequisiteText), prerequisites.allSatisfy(idRange.contains) else {
-                        throw RunStoreError.unreadable(path: path, reason: "\(at)'s prerequisites cannot be read ('\(prerequisiteText.prefix(80))')")
-                    }
-                    let statusText: String = try cells.required(row, "status", at)
-                    guard let status = StepStatus(rawValue: statusText) else {
-                        throw RunStoreError.unreadable(path: path, reason: "\(at) has an unknown status '\(statusText)'")
-                    }
-                    // A version 1 database did not tell insert-time prerequisites from added ones: all count.
-                    let insertCount: Int? = try cells.optional(row, "insert_prerequisites", at)
-                    var r = StepRecord(id: id, spec: spec, prerequisites: prerequisites, insertedBy: inserter, status: status,
-                                       insertPrerequisiteCount: insertCount.map { min(max($0, 0), prerequisites.count) })
-                    // NULL: not released; -1 insertAllSteps, -2 the stepsCheck hook, n > 0 step n.
-                    let released: Int? = try cells.optional(row, "released_by", at)
-                    switch released {
-                    case nil: r.releasedBy = nil
-                    case -1: r.releasedBy = .protocolSteps
-                    case -2: r.releasedBy = .stepsCheck
-                    case let n? where n > 0: r.releasedBy = .step(n)
-                    case let other?: throw RunStoreError.unreadable(path: path, reason: "\(at) was released by an unknown \(other)")
-                    }
-                    r.crashes = try cells.optional(row, "crashes", at) ?? 0
-                    r.rank = try cells.optional(row, "rank", at)
-                    r.slot = try cells.optional(row, "slot", at)
-                    r.attempts = try cells.required(row, "attempts", at)
-                    r.start = try cells.optional(row, "start", at)
-                    r.end = try cells.optional(row, "end", at)
-                    r.error = try cells.optional(row, "error", at)
-                    r.logPath = try cells.optional(row, "log", at)
-                    steps.append(r)
-                }
-                if readSteps, try db.tableExists("step_log") {
-                    steps = try applyLog(db, to: steps, path: path)
-                }
-                let params = JSONText.parseStrings(try cells.optional(run, "params", "the run") ?? "[]") ?? []
-                let threads: Int = try cells.required(run, "threads", "the run"), mpi: Int = try cells.required(run, "mpi", "the run")
-                // Sizes and counts are computed from these: a damaged database's must not overflow them.
-                guard (1...Int(Int32.max)).contains(threads), (1...Int(Int32.max)).contains(mpi) else {
-                    throw RunStoreError.unreadable(path: path, reason: "its run has threads \(threads) and mpi \(mpi), which no run can have")
-                }
-                // A time no run can have (NaN, infinite, before 1970 or millennia ahead) reads as none.
-                for i in steps.indices {
-                    steps[i].start = StoredRun.plausibleTime(steps[i].start)
-                    steps[i].end = StoredRun.plausibleTime(steps[i].end)
-                }
-                var stored = StoredRun(protocolName: try cells.required(run, "protocol", "the run"), params: params,
-                                       status: try cells.required(run, "status", "the run"), threads: threads, mpi: mpi,
-                                       started: StoredRun.plausibleTime(try cells.optional(run, "started", "the run")),
-                                       ended: StoredRun.plausibleTime(try cells.optional(run, "ended", "the run")),
-                                       launches: try cells.optional(run, "launches", "the run") ?? 1, steps: steps, schemaVersion: version)
-                stored.launchRecords = try LaunchRecord.readAll(db)
+                var stored = try header(db, path: path)
+                if readSteps { stored.steps = try steps(db, path: path) }
                 return stored
             }
         } catch let error as RunStoreError {
@@ -451,32 +406,157 @@ package final class RunStore: Sendable {
         }
     }
 
-    /// The steps of `step` rows (schemas 1 and 2) with the rows of `step_log` applied in order: the
-    /// last entry of a step is the step. Returns them in id order.
-    private static func applyLog(_ db: Database, to rows: [StepRecord], path: String) throws -> [StepRecord] {
-        var byID: [StepID: StepRecord] = [:]
-        byID.reserveCapacity(rows.count)
-        for r in rows { byID[r.id] = r }
-        let cursor = try Row.fetchCursor(db, sql: "SELECT seq, steps FROM step_log ORDER BY seq")
-        while let row = try cursor.next() {
-            let seq: Int64 = row[0]
-            guard let data = row[1] as Data? else {
-                throw RunStoreError.unreadable(path: path, reason: "step log row \(seq) is empty")
+    /// The run's row and launches, with no steps: what a reader that keeps the steps itself reads each time.
+    static func header(_ db: Database, path: String) throws -> StoredRun {
+        let version = try Int.fetchOne(db, sql: "PRAGMA user_version") ?? 0
+        if version > schemaVersion { throw RunStoreError.newerSchema(path: path, found: version, supported: schemaVersion) }
+        guard try db.tableExists("run"), try db.tableExists("step"), let run = try Row.fetchOne(db, sql: "SELECT * FROM run WHERE id = 1") else {
+            throw RunStoreError.unreadable(path: path, reason: "it has no StepFlow run in it")
+        }
+        let cells = Cells(path: path)
+        let params = JSONText.parseStrings(try cells.optional(run, "params", "the run") ?? "[]") ?? []
+        let threads: Int = try cells.required(run, "threads", "the run"), mpi: Int = try cells.required(run, "mpi", "the run")
+        // Sizes and counts are computed from these: a damaged database's must not overflow them.
+        guard (1...Int(Int32.max)).contains(threads), (1...Int(Int32.max)).contains(mpi) else {
+            throw RunStoreError.unreadable(path: path, reason: "its run has threads \(threads) and mpi \(mpi), which no run can have")
+        }
+        var stored = StoredRun(protocolName: try cells.required(run, "protocol", "the run"), params: params,
+                               status: try cells.required(run, "status", "the run"), threads: threads, mpi: mpi,
+                               started: StoredRun.plausibleTime(try cells.optional(run, "started", "the run")),
+                               ended: StoredRun.plausibleTime(try cells.optional(run, "ended", "the run")),
+                               launches: try cells.optional(run, "launches", "the run") ?? 1, steps: [], schemaVersion: version)
+        stored.launchRecords = try LaunchRecord.readAll(db)
+        if try db.tableExists("store_stats"), let row = try Row.fetchOne(db, sql: "SELECT * FROM store_stats WHERE id = 1") {
+            stored.commits = CommitStats(count: try cells.required(row, "commits", "the commit figures"),
+                                         totalSeconds: try cells.required(row, "commit_seconds", "the commit figures"),
+                                         maxSeconds: try cells.required(row, "commit_max_seconds", "the commit figures"),
+                                         lastSeconds: try cells.required(row, "last_commit_seconds", "the commit figures"))
+        }
+        return stored
+    }
+
+    /// Every step: the `step` rows (schemas 1 and 2, and a database upgraded from them) with the
+    /// `step_log` rows applied, in id order.
+    static func steps(_ db: Database, path: String) throws -> [StepRecord] {
+        try stepSlots(db, path: path).compactMap { $0 }
+    }
+
+    /// Every step by id − 1 (nil where no step has that id). Ids are dense from 1, so an array indexed
+    /// by id takes the log's entries in place: a dictionary and a sort of the records cost 3× more for
+    /// a million steps.
+    static func stepSlots(_ db: Database, path: String) throws -> [StepRecord?] {
+        let cells = Cells(path: path)
+        var steps: [StepRecord] = []
+        for row in try Row.fetchAll(db, sql: "SELECT * FROM step ORDER BY id") {
+            let id: Int = try cells.required(row, "id", "a step")
+            let at = "step \(id)"
+            // Ids index the graph's arrays: a damaged row's must not reach them.
+            let idRange = 1...Int(Int32.max)
+            guard idRange.contains(id) else { throw RunStoreError.unreadable(path: path, reason: "a step has the id \(id)") }
+            let kind: String = try cells.required(row, "inserter", at)
+            let by: Int? = try cells.optional(row, "inserted_by", at)
+            let inserter: Inserter
+            switch (kind, by) {
+            case ("step", let s?) where idRange.contains(s): inserter = .step(s)
+            case ("stepsCheck", _): inserter = .stepsCheck
+            case ("protocol", _): inserter = .protocolSteps
+            default: throw RunStoreError.unreadable(path: path, reason: "\(at) names an unknown inserter '\(kind)'")
             }
-            let entries: [StepLog.Entry]
+            let argBytes: Data = try cells.required(row, "args", at)
+            let args: [StepValue]
             do {
-                entries = try StepLog.decode([UInt8](data))
+                args = try WireCodec.decode(arguments: [UInt8](argBytes))
             } catch {
-                throw RunStoreError.unreadable(path: path, reason: "step log row \(seq) cannot be read (\(error.problem), at byte \(error.offset))")
+                throw RunStoreError.unreadable(path: path, reason: "\(at)'s arguments cannot be read (\(error))")
             }
-            for entry in entries {
-                switch entry {
-                case .step(let r): byID[r.id] = r
-                case .dropped(let id): byID[id] = nil
+            let spec = StepSpec(function: try cells.required(row, "function", at), args: args,
+                                threads: try cells.required(row, "threads", at), needsGPU: try cells.required(row, "needs_gpu", at),
+                                retries: try cells.required(row, "retries", at), wait: try cells.required(row, "wait", at),
+                                expectedSeconds: try cells.optional(row, "expected", at))
+            let prerequisiteText: String = try cells.required(row, "prerequisites", at)
+            guard let prerequisites = JSONText.parseIDList(prerequisiteText), prerequisites.allSatisfy(idRange.contains) else {
+                throw RunStoreError.unreadable(path: path, reason: "\(at)'s prerequisites cannot be read ('\(prerequisiteText.prefix(80))')")
+            }
+            let statusText: String = try cells.required(row, "status", at)
+            guard let status = StepStatus(rawValue: statusText) else {
+                throw RunStoreError.unreadable(path: path, reason: "\(at) has an unknown status '\(statusText)'")
+            }
+            // A version 1 database did not tell insert-time prerequisites from added ones: all count.
+            let insertCount: Int? = try cells.optional(row, "insert_prerequisites", at)
+            var r = StepRecord(id: id, spec: spec, prerequisites: prerequisites, insertedBy: inserter, status: status,
+                               insertPrerequisiteCount: insertCount.map { min(max($0, 0), prerequisites.count) })
+            // NULL: not released; -1 insertAllSteps, -2 the stepsCheck hook, n > 0 step n.
+            let released: Int? = try cells.optional(row, "released_by", at)
+            switch released {
+            case nil: r.releasedBy = nil
+            case -1: r.releasedBy = .protocolSteps
+            case -2: r.releasedBy = .stepsCheck
+            case let n? where n > 0: r.releasedBy = .step(n)
+            case let other?: throw RunStoreError.unreadable(path: path, reason: "\(at) was released by an unknown \(other)")
+            }
+            r.crashes = try cells.optional(row, "crashes", at) ?? 0
+            r.rank = try cells.optional(row, "rank", at)
+            r.slot = try cells.optional(row, "slot", at)
+            r.attempts = try cells.required(row, "attempts", at)
+            r.start = try cells.optional(row, "start", at)
+            r.end = try cells.optional(row, "end", at)
+            r.error = try cells.optional(row, "error", at)
+            r.logPath = try cells.optional(row, "log", at)
+            steps.append(r)
+        }
+        var slots: [StepRecord?] = []
+        slots.reserveCapacity(steps.count)
+        func put(_ id: StepID, _ record: StepRecord?) throws {
+            // Ids come one after another: append, so the array grows geometrically (an append of
+            // a repeated nil reallocated it to the exact size each time, a copy per step).
+            if id == slots.count + 1 {
+                slots.append(record)
+                return
+            }
+            if id > slots.count {
+                // Ids are handed out one by one: a jump this far is a damaged row, not a run.
+                guard id - slots.count <= maxIDJump else {
+                    throw RunStoreError.unreadable(path: path, reason: "a step has the id \(id), far beyond the run's \(slots.count) others")
+                }
+                slots += repeatElement(nil, count: id - slots.count)
+            }
+            slots[id - 1] = record
+        }
+        for r in steps { try put(r.id, r) }
+        steps = []
+        if try db.tableExists("step_log") {
+            let cursor = try Row.fetchCursor(db, sql: "SELECT seq, steps FROM step_log ORDER BY seq")
+            while let row = try cursor.next() {
+                let seq: Int64 = row[0]
+                guard let data = row[1] as Data? else {
+                    throw RunStoreError.unreadable(path: path, reason: "step log row \(seq) is empty")
+                }
+                for entry in try logEntries(data, seq: seq, path: path) {
+                    switch entry {
+                    case .step(let r): try put(r.id, r)
+                    case .dropped(let id): if id >= 1 && id <= slots.count { slots[id - 1] = nil }
+                    }
                 }
             }
         }
-        return byID.values.sorted { $0.id < $1.id }
+        // A time no run can have (NaN, infinite, before 1970 or millennia ahead) reads as none.
+        for i in slots.indices where slots[i] != nil {
+            slots[i]!.start = StoredRun.plausibleTime(slots[i]!.start)
+            slots[i]!.end = StoredRun.plausibleTime(slots[i]!.end)
+        }
+        return slots
+    }
+
+    /// How far past the highest id seen a step's id may be: a run inserts its steps one id at a time.
+    static let maxIDJump = 10_000_000
+
+    /// The entries of one `step_log` row.
+    static func logEntries(_ data: Data, seq: Int64, path: String) throws(RunStoreError) -> [StepLog.Entry] {
+        do {
+            return try StepLog.decode([UInt8](data))
+        } catch {
+            throw .unreadable(path: path, reason: "step log row \(seq) cannot be read (\(error.problem), at byte \(error.offset))")
+        }
     }
 
     /// Reads cells of a database that may be damaged: a missing, NULL or mistyped cell is an error

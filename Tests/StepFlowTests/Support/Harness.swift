@@ -82,6 +82,13 @@ struct ProcessResult {
 }
 
 enum Executables {
+    /// The system's Python, which sees the Debian packages scripts/test.sh installs
+    /// (python3-websocket, python3-prometheus-client); a `python3` first on PATH (pyenv, a venv)
+    /// does not.
+    static var python3: String {
+        FileManager.default.isExecutableFile(atPath: "/usr/bin/python3") ? "/usr/bin/python3" : "python3"
+    }
+
     /// The folder holding the package's built executables (next to the test bundle).
     static var buildFolder: URL {
         let bundle = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
@@ -96,7 +103,8 @@ enum Executables {
         return try runProcess(path, args, cwd: cwd, environment: environment)
     }
 
-    static func runProcess(_ path: String, _ args: [String], cwd: URL? = nil, environment: [String: String] = [:]) throws -> ProcessResult {
+    static func runProcess(_ path: String, _ args: [String], cwd: URL? = nil, environment: [String: String] = [:],
+                           stdin: String? = nil) throws -> ProcessResult {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: path)
         p.arguments = args
@@ -109,7 +117,15 @@ enum Executables {
         let out = Pipe(), err = Pipe()
         p.standardOutput = out
         p.standardError = err
+        let input = stdin.map { _ in Pipe() }
+        if let input { p.standardInput = input }
         try p.run()
+        if let input, let stdin {
+            DispatchQueue.global().async {
+                input.fileHandleForWriting.write(Data(stdin.utf8))
+                try? input.fileHandleForWriting.close()
+            }
+        }
         // Read both pipes while the process runs, so a chatty child never blocks on a full pipe.
         let captured = Mutex<[Int: Data]>([:])
         let group = DispatchGroup()

@@ -110,19 +110,23 @@ struct ImportMovies: StepProtocol {
 
     func registerImageStep(_ step: StepContext) throws {
         let url = URL(fileURLWithPath: try step.stringArg(0))
+        let out = step.runDirectory.appendingPathComponent("registered")
+        // Declared before reading: a --continue after the movie changed registers it again.
+        try step.declareFiles(inputs: [url.path], outputs: [out.appendingPathComponent(url.lastPathComponent + ".json").path])
         let data = try Data(contentsOf: url)
         let digest = SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined()
         if params.registerMilliseconds > 0 { usleep(UInt32(params.registerMilliseconds) * 1000) }
         let entry = RegisteredMovie(name: url.lastPathComponent, size: data.count, sha256: digest)
-        let out = step.runDirectory.appendingPathComponent("registered")
         try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
         try JSONEncoder.sorted.encode(entry).write(to: out.appendingPathComponent(entry.name + ".json"), options: .atomic)
     }
 
     func closeSetStep(_ step: StepContext) throws {
         let folder = step.runDirectory.appendingPathComponent("registered")
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []
-        let movies = try names.filter { $0.hasSuffix(".json") }.sorted().map {
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []).filter { $0.hasSuffix(".json") }.sorted()
+        try step.declareFiles(inputs: names.map { folder.appendingPathComponent($0).path },
+                              outputs: [step.runDirectory.appendingPathComponent("set.json").path])
+        let movies = try names.map {
             try JSONDecoder().decode(RegisteredMovie.self, from: Data(contentsOf: folder.appendingPathComponent($0)))
         }.sorted { $0.name < $1.name }
         try JSONEncoder.sorted.encode(MovieSet(count: movies.count, files: movies))

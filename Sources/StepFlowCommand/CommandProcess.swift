@@ -14,6 +14,8 @@ package enum CommandError: Error, CustomStringConvertible, Sendable, Equatable {
     case notACommand(StepID)
     /// Its result (`$STEPFLOW_RESULT`) could not be taken: too large, not a file, unreadable.
     case badResult(String)
+    /// A declared file: an input missing when the step is due, an output it did not make.
+    case files(String)
 
     package var description: String {
         switch self {
@@ -26,6 +28,7 @@ package enum CommandError: Error, CustomStringConvertible, Sendable, Equatable {
         case .badInsert(let line, let reason): return "STEPFLOW_INSERT line \(line): \(reason)"
         case .notACommand(let id): return "step \(id) has no command argument; it was not inserted by a workflow"
         case .badResult(let why): return why
+        case .files(let why): return why
         }
     }
 

@@ -18,6 +18,13 @@ package struct CommandSpec: Sendable, Equatable {
     package var timeout: Double?
     /// Bytes of stdout and stderr kept in the step's log; past it the log keeps its head and tail.
     package var logLimit: Int
+    /// Declared files (S9 with files), as written with placeholders replaced: relative to the
+    /// workflow's folder, or absolute. Inputs may be globs, matched when the step starts.
+    package var inputs: [String] = []
+    package var outputs: [String] = []
+    /// For each input another step declares as its output, that step's name (for the message when
+    /// the input is missing).
+    package var madeBy: [String: String] = [:]
 
     package static let defaultLogLimit = 100 * 1024 * 1024
 
@@ -39,6 +46,10 @@ package struct CommandSpec: Sendable, Equatable {
         if let shell { o["shell"] = .string(shell) }
         if !env.isEmpty { o["env"] = .object(env.mapValues { .string($0) }) }
         if let timeout { o["timeout"] = .double(timeout) }
+        // Only when declared: a step without files keeps the identity it had before files existed.
+        if !inputs.isEmpty { o["inputs"] = .array(inputs.map { .string($0) }) }
+        if !outputs.isEmpty { o["outputs"] = .array(outputs.map { .string($0) }) }
+        if !madeBy.isEmpty { o["madeBy"] = .object(madeBy.mapValues { .string($0) }) }
         return .object(o)
     }
 
@@ -69,5 +80,14 @@ package struct CommandSpec: Sendable, Equatable {
         }
         self.init(name: name, argv: argv, shell: shell, env: env, cwd: cwd, timeout: timeout,
                   logLimit: o["logLimit"]?.intValue ?? CommandSpec.defaultLogLimit)
+        func strings(_ key: String) -> [String]? {
+            guard case .array(let items)? = o[key] else { return o[key] == nil ? [] : nil }
+            let s = items.compactMap(\.stringValue)
+            return s.count == items.count ? s : nil
+        }
+        guard let inputs = strings("inputs"), let outputs = strings("outputs") else { return nil }
+        self.inputs = inputs
+        self.outputs = outputs
+        if case .object(let m)? = o["madeBy"] { madeBy = m.compactMapValues(\.stringValue) }
     }
 }

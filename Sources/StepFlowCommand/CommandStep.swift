@@ -32,6 +32,7 @@ struct CommandStep {
         var insertInfo = stat()
         fstat(insertFD, &insertInfo)
         close(insertFD)
+        try declareFiles()
         step.logger.info("\(spec.name): \(spec.shell.map { "sh -c \($0)" } ?? argv.joined(separator: " ")) (in \(spec.cwd))")
         let results = try StepResultFiles(step: step)
         let log = try CappedLog(path: step.logFilePath, limit: spec.logLimit)
@@ -81,6 +82,55 @@ struct CommandStep {
         let code = (raw >> 8) & 0xff
         if code != 0 { throw .exited(code: code) }
         try results.collect()
+    }
+
+    /// Fingerprints the declared inputs now, before the command starts (a file changed while it runs
+    /// is then noticed by the next `--continue`), and names the outputs to fingerprint when it ends.
+    /// Paths are relative to the workflow's folder; a glob input stands for every file it matches.
+    /// - Throws: `CommandError.files` for an input that is missing (naming the step that should
+    ///   have made it) or unreadable.
+    private func declareFiles() throws(CommandError) {
+        guard !spec.inputs.isEmpty || !spec.outputs.isEmpty else { return }
+        var inputs: [(String, String)] = []
+        for declared in spec.inputs {
+            let shown = runDirectoryExpanded(declared)
+            let absolute = StepFields.absolutePath(shown, folder: folder)
+            guard shown.contains(where: { "*?[".contains($0) }) else {
+                inputs.append((shown, absolute))
+                continue
+            }
+            do {
+                let matches = try Foreach.matching(shown, folder: folder, mark: nil, what: "input of step '\(spec.name)'")
+                inputs += matches.map { ($0.text, StepFields.absolutePath($0.text, folder: folder)) }
+            } catch {
+                throw .files(StepFilesError.missingInput(step: step.id, name: spec.name, path: shown + " (a glob that matches no file)",
+                                                         producer: spec.madeBy[shown]).description)
+            }
+        }
+        do {
+            let producers = Dictionary(spec.madeBy.map { (runDirectoryExpanded($0.key), $0.value) }) { first, _ in first }
+            try step.declareFiles(inputs: inputs, outputs: spec.outputs.map { ($0, StepFields.absolutePath(runDirectoryExpanded($0), folder: folder)) },
+                                  producers: producers)
+        } catch let error as StepFilesError {
+            throw .files(Self.renamed(error, name: spec.name).description)
+        } catch {
+            throw .files(ErrorText.sentence(error))
+        }
+    }
+
+    /// A declared path with a leading `$STEPFLOW_RUN_DIR` (or `${STEPFLOW_RUN_DIR}`) made the run
+    /// directory's: files a step writes under the run directory are declared as it names them.
+    private func runDirectoryExpanded(_ path: String) -> String {
+        for prefix in ["$STEPFLOW_RUN_DIR", "${STEPFLOW_RUN_DIR}"] where path == prefix || path.hasPrefix(prefix + "/") {
+            return step.runDirectory.path + path.dropFirst(prefix.count)
+        }
+        return path
+    }
+
+    /// The error naming the step by its workflow name, not the protocol's function.
+    private static func renamed(_ error: StepFilesError, name: String) -> StepFilesError {
+        if case .missingInput(let step, _, let path, let producer) = error { return .missingInput(step: step, name: name, path: path, producer: producer) }
+        return error
     }
 
     /// The rank's environment without the MPI launcher's variables (a command that runs an MPI program

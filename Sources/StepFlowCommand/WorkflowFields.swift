@@ -27,11 +27,15 @@ struct StepFields {
     var env: [String: Located<String>] = [:]
     var cwd: Located<String>?
     var logLimit: Int?
+    /// Declared files: paths (inputs may be globs), relative to the workflow's folder.
+    var inputs: [Located<String>]?
+    var outputs: [Located<String>]?
     /// Workflow files only.
     var foreach: Node?
     var batch: Located<Int>?
 
-    static let commandKeys = ["name", "run", "shell", "after", "threads", "gpu", "retries", "timeout", "expect", "wait", "env", "cwd", "log_limit"]
+    static let commandKeys = ["name", "run", "shell", "after", "threads", "gpu", "retries", "timeout", "expect", "wait", "env", "cwd", "log_limit",
+                              "inputs", "outputs"]
     static let workflowKeys = commandKeys + ["foreach", "batch"]
 
     /// Words people write for a key, from other tools, and the key StepFlow spells it with.
@@ -41,6 +45,7 @@ struct StepFields {
         "dir": "cwd", "workdir": "cwd", "working_directory": "cwd", "directory": "cwd", "environment": "env",
         "for_each": "foreach", "for": "foreach", "each": "foreach", "items": "foreach", "retry": "retries",
         "gpus": "gpu", "needs_gpu": "gpu", "loglimit": "log_limit", "log-limit": "log_limit", "time_limit": "timeout",
+        "input": "inputs", "output": "outputs",
     ]
 
     /// Reads and checks a step's mapping. `what` names the step in messages ("step 3", "the insert").
@@ -111,6 +116,24 @@ struct StepFields {
                     throw FieldError(value.mark, "\(field) starts with '~', which is not expanded (no shell reads it). Write the folder's full path, or one relative to the workflow's folder.")
                 }
                 cwd = Located(value: path, mark: value.mark)
+            case "inputs", "outputs":
+                var paths: [Located<String>] = []
+                let elements: [Node]
+                if case .scalar = value { elements = [value] } else { elements = try YAMLRead.list(value, field) }
+                for element in elements {
+                    let path = try YAMLRead.string(element, "each path in \(field)")
+                    guard !path.isEmpty, !path.utf8.contains(0) else {
+                        throw FieldError(element.mark, "a path in \(field) is empty or holds a NUL character. Give the file's path, relative to the workflow's folder.")
+                    }
+                    guard !path.hasPrefix("~") else {
+                        throw FieldError(element.mark, "'\(path)' in \(field) starts with '~', which is not expanded. Write the path relative to the workflow's folder, or whole.")
+                    }
+                    if entry.key == "outputs", path.contains(where: { "*?[".contains($0) }) {
+                        throw FieldError(element.mark, "'\(path)' in \(field) is a glob; outputs are the files a step makes, named one by one (inputs may be globs).")
+                    }
+                    paths.append(Located(value: path, mark: element.mark))
+                }
+                if entry.key == "inputs" { inputs = paths } else { outputs = paths }
             case "foreach": foreach = value
             case "batch": batch = Located(value: try YAMLRead.int(value, field, atLeast: 1), mark: value.mark)
             default: break
@@ -146,10 +169,13 @@ struct StepFields {
             line = shellLine.line
             environment.merge(shellLine.environment) { _, item in item }
         }
-        return CommandSpec(name: name, argv: argv, shell: line,
-                           env: environment,
-                           cwd: Self.absolutePath(cwd.map { substituted($0.value) } ?? ".", folder: folder),
-                           timeout: timeout, logLimit: logLimit ?? defaultLogLimit)
+        var spec = CommandSpec(name: name, argv: argv, shell: line,
+                               env: environment,
+                               cwd: Self.absolutePath(cwd.map { substituted($0.value) } ?? ".", folder: folder),
+                               timeout: timeout, logLimit: logLimit ?? defaultLogLimit)
+        spec.inputs = (inputs ?? []).map { substituted($0.value) }
+        spec.outputs = (outputs ?? []).map { substituted($0.value) }
+        return spec
     }
 
     /// A step name: shown in logs and graphs and used by `after`; `[` and `]` are kept for foreach

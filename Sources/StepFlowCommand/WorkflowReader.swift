@@ -1,3 +1,4 @@
+import Foundation
 import Yams
 
 /// Reads a workflow document into its steps as written, then orders and expands them. Errors are
@@ -12,6 +13,11 @@ struct WorkflowReader {
         /// Indexes of the file steps it runs after, each with where that is said (nil mark and
         /// `isDefault`: the step above, by default).
         var prerequisites: [(step: Int, mark: Mark?, isDefault: Bool)] = []
+        /// Per expanded step (item), the (file step, item) that make its declared inputs: its
+        /// prerequisites when it has inputs and no `after`.
+        var implied: [[(step: Int, item: Int)]]?
+        /// Per expanded step, each input (as declared) another step makes, and that step's name.
+        var madeBy: [[String: String]] = []
     }
 
     let folder: String
@@ -85,6 +91,9 @@ struct WorkflowReader {
         if let cwd = fields.cwd {
             try Placeholder.check(cwd, place: .plain("cwd"), what: "cwd of \(what)", foreach: foreach, batch: batch)
         }
+        for path in (fields.inputs ?? []) + (fields.outputs ?? []) {
+            try Placeholder.check(path, place: .plain("inputs and outputs"), what: "a file of \(what)", foreach: foreach, batch: batch)
+        }
         var items: [ItemContext]?
         if let node = fields.foreach {
             let found = try Foreach.items(node, what: "foreach of \(what)", folder: folder)
@@ -100,9 +109,16 @@ struct WorkflowReader {
     /// Turns each step's `after` names into step indexes; without `after`, a step runs after the step
     /// above it (S2's default, in file order).
     private mutating func resolveAfter() throws(FieldError) {
+        try resolveFiles()
         for index in steps.indices {
             guard let after = steps[index].fields.after else {
-                if index > 0 { steps[index].prerequisites = [(index - 1, nil, true)] }
+                if let implied = steps[index].implied {
+                    // Declared inputs, no after: the steps that make them (none: it needs none).
+                    let makers = Set(implied.flatMap { $0.map(\.step) })
+                    steps[index].prerequisites = makers.sorted().map { ($0, nil, false) }
+                } else if index > 0 {
+                    steps[index].prerequisites = [(index - 1, nil, true)]
+                }
                 continue
             }
             for name in after {
@@ -114,6 +130,63 @@ struct WorkflowReader {
                 }
             }
         }
+    }
+
+    /// Each expanded step's declared files, absolute, by file step and item.
+    private func declaredFiles(_ index: Int) -> [(inputs: [(shown: String, absolute: String)], outputs: [(shown: String, absolute: String)], mark: Mark?)] {
+        let fields = steps[index].fields
+        return (steps[index].items.map { $0.map(Optional.some) } ?? [nil]).map { context in
+            func expanded(_ list: [Located<String>]?) -> [(shown: String, absolute: String)] {
+                (list ?? []).map { path in
+                    let shown = context.map { Placeholder.substitute(path.value, $0) } ?? path.value
+                    return (shown, StepFields.absolutePath(shown, folder: folder))
+                }
+            }
+            return (expanded(fields.inputs), expanded(fields.outputs), fields.outputs?.first?.mark ?? fields.mark)
+        }
+    }
+
+    /// Finds which expanded step makes each declared input: an output named the same, or, for a
+    /// glob input, every output it matches. Two steps may not declare the same output.
+    private mutating func resolveFiles() throws(FieldError) {
+        let files = steps.indices.map(declaredFiles)
+        var maker: [String: (step: Int, item: Int)] = [:]
+        for (index, perItem) in files.enumerated() {
+            for (item, f) in perItem.enumerated() {
+                for output in f.outputs {
+                    if let other = maker[output.absolute], other.step != index || other.item != item {
+                        throw FieldError(f.mark, "\(expandedName(index, item)) and \(expandedName(other.step, other.item)) both declare the output \(output.shown). Each file has one step that makes it: rename one.")
+                    }
+                    maker[output.absolute] = (index, item)
+                }
+            }
+        }
+        let outputs = maker.keys.sorted()
+        for (index, perItem) in files.enumerated() {
+            steps[index].madeBy = perItem.map { f in
+                var made: [String: String] = [:]
+                for input in f.inputs {
+                    for m in Self.makers(of: input.absolute, maker, outputs) where m.step != index {
+                        made[input.shown] = expandedName(m.step, m.item)
+                    }
+                }
+                return made
+            }
+            // An after written in the file says otherwise.
+            guard steps[index].fields.inputs != nil, steps[index].fields.after == nil else { continue }
+            steps[index].implied = perItem.map { f in
+                f.inputs.flatMap { Self.makers(of: $0.absolute, maker, outputs) }.filter { $0.step != index }
+            }
+        }
+    }
+
+    private static func makers(of input: String, _ maker: [String: (step: Int, item: Int)], _ outputs: [String]) -> [(step: Int, item: Int)] {
+        guard input.contains(where: { "*?[".contains($0) }) else { return maker[input].map { [$0] } ?? [] }
+        return outputs.filter { fnmatch(input, $0, FNM_PATHNAME) == 0 }.compactMap { maker[$0] }
+    }
+
+    private func expandedName(_ index: Int, _ item: Int) -> String {
+        steps[index].items == nil ? "'\(steps[index].name)'" : "'\(steps[index].name)[\(item)]'"
     }
 
     private func suggestion(for name: String) -> String {
@@ -139,11 +212,19 @@ struct WorkflowReader {
             after = Array(Set(after)).sorted()
             let fields = step.fields
             var indexes: [Int] = []
-            for context in step.items.map({ $0.map(Optional.some) }) ?? [nil] {
+            let contexts: [ItemContext?] = step.items.map { $0.map(Optional.some) } ?? [nil]
+            for item in contexts.indices {
+                let context = contexts[item]
                 let name = context.map { "\(step.name)[\($0.index)]" } ?? step.name
                 indexes.append(expanded.count)
-                expanded.append(WorkflowStep(group: step.name, command: fields.command(name: name, folder: folder, logLimit: logLimit, context: context),
-                                             after: after, threads: fields.threads, gpu: fields.gpu, retries: fields.retries, wait: fields.wait,
+                var command = fields.command(name: name, folder: folder, logLimit: logLimit, context: context)
+                if item < step.madeBy.count { command.madeBy = step.madeBy[item] }
+                // Implied by files: exactly the expanded steps that make this one's inputs.
+                let itemAfter = step.implied.map { implied in
+                    Array(Set(implied[item].compactMap { groups[steps[$0.step].name]?[$0.item] })).sorted()
+                } ?? after
+                expanded.append(WorkflowStep(group: step.name, command: command,
+                                             after: itemAfter, threads: fields.threads, gpu: fields.gpu, retries: fields.retries, wait: fields.wait,
                                              expected: fields.expected))
             }
             groups[step.name] = indexes

@@ -110,6 +110,7 @@ public enum MPIProtocolRunner {
         let frozen = proto
         var executor = StepExecutor(frozen)
         executor.resultLimit = settings.resultLimit
+        executor.fingerprintContent = settings.fingerprintContent
         let hosts = world.hostNames()
         guard world.rank == 0, let setup else {
             let ended = WorkerRuntime(rank: world.rank, messenger: MPIMessenger(), threads: parallel.threads, executor: executor,

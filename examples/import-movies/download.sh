@@ -15,7 +15,8 @@ while [ "$i" -le "${SAMPLES:-20}" ]; do
     if [ ! -f "$file" ] || [ "$(wc -c <"$file")" -ne "$size" ]; then
         yes "movie $i" | head -c "$size" >"$file.part" && mv "$file.part" "$file"
     fi
-    printf '{"name": "register-%d", "run": ["%s/register.sh", "%s"], "after": ["readxml"]}\n' "$i" "$here" "$file" >>"$STEPFLOW_INSERT"
+    printf '{"name": "register-%d", "run": ["%s/register.sh", "%s"], "after": ["readxml"], "inputs": ["%s"], "outputs": ["%s"]}\n' \
+        "$i" "$here" "$file" "$file" "$STEPFLOW_RUN_DIR/registered/$(basename "$file").json" >>"$STEPFLOW_INSERT"
     printf '{"addPrerequisites": {"to": "close", "from": ["register-%d"]}}\n' "$i" >>"$STEPFLOW_INSERT"
     i=$((i + 1))
 done

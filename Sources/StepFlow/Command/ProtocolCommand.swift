@@ -47,6 +47,9 @@ package struct RunOptions: ParsableArguments, Sendable {
     @Option(name: .customLong("result-limit"), help: "The largest result a step may hand its dependents: 64KB, 1MB, or bytes (S13).")
     package var resultLimit: String = "64KB"
 
+    @Option(name: .customLong("fingerprint"), help: "How a step's declared input files are fingerprinted for --continue: stat (size and modification time) or content (a hash of the bytes).")
+    package var fingerprint: FingerprintMode = .stat
+
     package init() {}
 
     package func validate() throws {
@@ -89,6 +92,7 @@ package struct RunOptions: ParsableArguments, Sendable {
         s.dryRun = dryRun
         s.crashLimit = crashLimit
         s.resultLimit = SizeText.bytes(resultLimit).map { Int($0) } ?? StepResult.defaultLimit
+        s.fingerprintContent = fingerprint == .content
         let timeout = DurationText.seconds(rankTimeout) ?? 60
         s.rankTimeout = timeout > 0 ? .milliseconds(Int64(timeout * 1000)) : nil
         s.notes = { FileHandle.standardError.write(Data("note: \($0)\n".utf8)) }
@@ -209,4 +213,12 @@ public enum ProtocolMain {
             return 2
         }
     }
+}
+
+/// `--fingerprint`: what tells a changed input file from an unchanged one.
+package enum FingerprintMode: String, ExpressibleByArgument, CaseIterable, Sendable {
+    /// Size and modification time: cheap, like Nextflow's standard mode.
+    case stat
+    /// A hash (XXH64) of the bytes, read whole: a file rewritten with the same bytes is unchanged.
+    case content
 }

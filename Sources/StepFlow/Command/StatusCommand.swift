@@ -23,6 +23,9 @@ package struct StatusCommand: ParsableCommand {
     @Flag(help: "Print how the last launch ended, as key=value lines for scripts (run_mpi.sh --relaunch reads them).")
     package var ending = false
 
+    @Flag(help: "Under each step that declared files, list them as it saw them: inputs when it started, outputs when it ended.")
+    package var files = false
+
     package init() {}
 
     package func run() throws {
@@ -39,11 +42,11 @@ package struct StatusCommand: ParsableCommand {
         } else if json {
             print(RunDocument.text(view))
         } else {
-            print(TerminalText.visible(Self.table(view)))
+            print(TerminalText.visible(Self.table(view, files: files)))
         }
     }
 
-    static func table(_ view: RunView) -> String {
+    static func table(_ view: RunView, files: Bool = false) -> String {
         let run = view.header
         var counts = StepStatus.allCases.compactMap { s -> String? in
             let n = view.count(s)
@@ -62,8 +65,22 @@ package struct StatusCommand: ParsableCommand {
             let seconds = r.start.flatMap { s in r.end.map { String(format: "%.3f", $0 - s) } } ?? "-"
             lines.append(pad(String(r.id), 7) + pad(r.displayName, 24) + pad(r.status.rawValue, 10) + pad(place, 11)
                          + pad(seconds, 10) + (r.error ?? ""))
+            if files, let declared = r.result.flatMap({ StepOutcomeBlob.split($0).files }) {
+                lines += fileLines(declared)
+            }
         }
         return lines.joined(separator: "\n")
+    }
+
+    /// A step's declared files, indented under its row.
+    static func fileLines(_ files: StepFiles) -> [String] {
+        let formatter = ISO8601DateFormatter()
+        func line(_ role: String, _ f: FileFingerprint) -> String {
+            let when = formatter.string(from: Date(timeIntervalSince1970: Double(f.modified) / 1e9))
+            let hash = f.hash.map { ", xxh64 \(String($0, radix: 16))" } ?? ""
+            return "       \(role) \(f.path) (\(HTMLText.count(Int(f.size))) bytes, modified \(when)\(hash))"
+        }
+        return files.inputs.map { line("input ", $0) } + files.outputs.map { line("output", $0) }
     }
 
     /// How the last launch ended, for scripts: `key=value` lines (values on one line, lists

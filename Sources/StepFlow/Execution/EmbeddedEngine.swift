@@ -395,10 +395,11 @@ package final class EmbeddedEngine: @unchecked Sendable {
         let context = StepContext(id: step.id, function: step.function, args: step.args, rank: rank, slot: slot, gpus: step.gpus,
                                   attempt: step.attempt, runDirectory: runDirectory, editor: Editor(engine: self, forStep: true),
                                   functionNames: executor.functionNames, threads: step.threads, inputs: step.inputs,
-                                  resultLimit: executor.resultLimit)
+                                  resultLimit: executor.resultLimit, fingerprintContent: executor.fingerprintContent)
         let report: Scheduler.Report
         do {
             try executor.run(context)
+            try context.fingerprintOutputs()
             report = .finished
         } catch {
             let text = ErrorText.sentence(error)

@@ -45,6 +45,9 @@ public struct RunSettings: Sendable {
     public var rankTimeout: Duration? = .seconds(60)
     /// The largest result, in bytes, a step may hand its dependents (S13).
     public var resultLimit = StepResult.defaultLimit
+    /// Whether declared inputs are fingerprinted by their bytes' hash (`--fingerprint content`)
+    /// rather than their size and modification time.
+    public var fingerprintContent = false
 
     /// Settings for a new run in `runDirectory`; the rest as the command line's defaults.
     public init(runDirectory: URL, threads: Int? = nil, mpi: Int? = nil, gpus: [Int]? = nil, keepGoing: Bool = false,
@@ -330,8 +333,10 @@ package enum ProtocolRunner {
         }
         lines.append("  steps that would run again:")
         for r in continued.records where r.status != .finished {
-            let args = r.spec.args.map(\.description).joined(separator: ", ")
-            lines.append("    \(r.id) '\(r.spec.function)'(\(args)): \(continued.reasons[r.id].map(\.description) ?? "runs again")")
+            // A command step by its name; a Swift step by its function and arguments.
+            let shown = r.displayName != r.spec.function ? "'\(r.displayName)'"
+                : "'\(r.spec.function)'(\(r.spec.args.map(\.description).joined(separator: ", ")))"
+            lines.append("    \(r.id) \(shown): \(continued.reasons[r.id].map(\.description) ?? "runs again")")
         }
         let rerunningInserters = Set(continued.records.compactMap { r -> StepID? in
             guard case .step(let s) = r.insertedBy, continued.records[s - 1].status != .finished else { return nil }
@@ -413,6 +418,7 @@ package enum ProtocolRunner {
         }
         var executor = StepExecutor(frozen)
         executor.resultLimit = settings.resultLimit
+        executor.fingerprintContent = settings.fingerprintContent
         let transport = InMemoryRanks.start(ranks: parallel.mpi, threads: parallel.threads, executor: executor,
                                             runDirectory: settings.runDirectory, launch: setup.launch)
         let coordinator = Coordinator(state: setup.state, transport: transport, functionNames: P.functions.names,

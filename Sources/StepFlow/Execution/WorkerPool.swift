@@ -205,12 +205,13 @@ package final class WorkerPool: Sendable {
                                   gpus: step.gpus, attempt: step.attempt, runDirectory: runDirectory,
                                   editor: editor, functionNames: executor.functionNames, launch: launch,
                                   threads: step.threads, cancellation: cancellation, inputs: step.inputs,
-                                  resultLimit: executor.resultLimit)
+                                  resultLimit: executor.resultLimit, fingerprintContent: executor.fingerprintContent)
         let start = Date().timeIntervalSince1970
         report(.started(StepStart(id: step.id, rank: rank, slot: slot, start: start)))
         let outcome: Scheduler.Report
         do {
             try body(context)
+            try context.fingerprintOutputs()
             outcome = .finished
         } catch {
             let text = ErrorText.sentence(error)

@@ -283,7 +283,8 @@ package struct StepGraph: Sendable {
     package func inputs(of id: StepID) -> [StepInput]? {
         guard resultCount > 0 else { return nil }
         return records[id - 1].prerequisites.map { p in
-            StepInput(id: p, name: records[p - 1].displayName, result: records[p - 1].result ?? [])
+            // A prerequisite's file fingerprints are rank 0's business, not its dependents'.
+            StepInput(id: p, name: records[p - 1].displayName, result: StepOutcomeBlob.split(records[p - 1].result ?? []).result)
         }
     }
 

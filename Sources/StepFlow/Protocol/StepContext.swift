@@ -91,6 +91,14 @@ public final class StepContext: StepInserting, Sendable {
     package let resultLimit: Int
     /// What it set (`StepResult.encoded`).
     private let setResultBytes = Mutex<[UInt8]?>(nil)
+    /// Whether declared inputs are hashed (`--fingerprint content`) or only stat'ed.
+    package let fingerprintContent: Bool
+    /// The files it declared: inputs fingerprinted when declared, outputs (path as declared,
+    /// absolute) fingerprinted when it finishes.
+    private let declared = Mutex<(inputs: [FileFingerprint], outputs: [(String, String)], files: StepFiles?)?>(nil)
+    /// Whether it declared any: every step asks when it ends, and most declare none, so the answer
+    /// costs an atomic load rather than a lock.
+    private let hasDeclared = Atomic<Bool>(false)
     /// The step's log, opened on the first line written, so steps that log nothing cost no file.
     /// Kept here rather than in an object of its own: that object cost an allocation and a release
     /// per step, a tenth of what a worker spends on an empty step.
@@ -99,7 +107,8 @@ public final class StepContext: StepInserting, Sendable {
     package init(id: StepID, function: String, args: [StepValue], rank: Int, slot: Int, gpus: [Int],
                 attempt: Int, runDirectory: URL, editor: any GraphEditor, functionNames: Set<String>, launch: Int = 1,
                 threads: Int = 1, cancellation: Cancellation = Cancellation(), inputs: [StepInput]? = nil,
-                resultLimit: Int = StepResult.defaultLimit) {
+                resultLimit: Int = StepResult.defaultLimit, fingerprintContent: Bool = false) {
+        self.fingerprintContent = fingerprintContent
         self.inputs = inputs
         self.resultLimit = resultLimit
         self.id = id
@@ -165,11 +174,67 @@ public final class StepContext: StepInserting, Sendable {
         guard let input = inputs.first(where: { $0.id == id }) else {
             throw StepResultError.notAPrerequisite(step: self.id, asked: id)
         }
-        return input.result.isEmpty ? nil : StepResult(encoded: input.result)
+        let result = StepOutcomeBlob.split(input.result).result
+        return result.isEmpty ? nil : StepResult(encoded: result)
     }
 
-    /// The result this step set so far (`StepResult.encoded`).
-    package var resultEncoded: [UInt8]? { setResultBytes.withLock { $0 } }
+    /// The result this step set so far (`StepResult.encoded`), with the fingerprints of its declared
+    /// files once it finished (`StepOutcomeBlob`).
+    package var resultEncoded: [UInt8]? {
+        StepOutcomeBlob.make(result: setResultBytes.withLock { $0 }, files: hasDeclared.load(ordering: .acquiring) ? declared.withLock { $0?.files } : nil)
+    }
+
+    /// Declares the files this step reads and writes (S9 with files): each input is fingerprinted
+    /// now (size and modification time, or its bytes' hash with `--fingerprint content`), each output
+    /// when the step finishes. A later `--continue` runs the step again when an input changed or an
+    /// output is gone or changed. Relative paths are taken from the current folder. Call it before
+    /// reading the inputs: a file changed after this call is noticed by the next `--continue`.
+    /// Declaring again adds to what was declared.
+    /// - Throws: `StepFilesError.missingInput` when an input does not exist (the step fails),
+    ///   `.unreadable` when an input's bytes cannot be read for its hash.
+    public func declareFiles(inputs: [String] = [], outputs: [String] = []) throws {
+        let folder = FileManager.default.currentDirectoryPath
+        try declareFiles(inputs: inputs.map { ($0, Self.absolute($0, folder: folder)) },
+                         outputs: outputs.map { ($0, Self.absolute($0, folder: folder)) }, producers: [:])
+    }
+
+    /// As the public `declareFiles`, with each path's absolute form given, and for inputs the step
+    /// that should have made them (named in the error when one is missing).
+    package func declareFiles(inputs: [(String, String)], outputs: [(String, String)], producers: [String: String]) throws {
+        var taken: [FileFingerprint] = []
+        for (shown, absolute) in inputs {
+            guard let f = try FileFingerprint.take(path: shown, absolute: absolute, content: fingerprintContent) else {
+                throw StepFilesError.missingInput(step: id, name: function, path: shown, producer: producers[shown])
+            }
+            taken.append(f)
+        }
+        declared.withLock { d in
+            var now = d ?? ([], [], nil)
+            now.inputs += taken
+            now.outputs += outputs
+            d = now
+        }
+        hasDeclared.store(true, ordering: .releasing)
+    }
+
+    /// Fingerprints the declared outputs of a step that finished.
+    /// - Throws: `StepFilesError.missingOutput` for an output it did not make (the step fails).
+    package func fingerprintOutputs() throws {
+        guard hasDeclared.load(ordering: .acquiring), let d = declared.withLock({ $0 }) else { return }
+        var outputs: [FileFingerprint] = []
+        for (shown, absolute) in d.outputs {
+            guard let f = try FileFingerprint.take(path: shown, absolute: absolute, content: false) else {
+                throw StepFilesError.missingOutput(step: id, name: function, path: shown)
+            }
+            outputs.append(f)
+        }
+        let files = StepFiles(inputs: d.inputs, outputs: outputs, content: fingerprintContent)
+        declared.withLock { $0?.files = files }
+    }
+
+    private static func absolute(_ path: String, folder: String) -> String {
+        path.hasPrefix("/") ? path : URL(fileURLWithPath: folder).appendingPathComponent(path).standardizedFileURL.path
+    }
 
     /// The argument at `index`, or nil past the end.
     public func arg(_ index: Int) -> StepValue? { index < args.count ? args[index] : nil }

@@ -117,6 +117,8 @@ package struct StepExecutor: Sendable {
     private let functions: [String: Body]
     /// The largest result a step may set, in bytes (`--result-limit`, S13).
     package var resultLimit = StepResult.defaultLimit
+    /// Whether steps' declared inputs are hashed (`--fingerprint content`) or stat'ed.
+    package var fingerprintContent = false
 
     package init<P: StepProtocol>(_ proto: P) {
         // Bound to the protocol value once: a table of the generic `Body` type made every lookup

@@ -175,8 +175,33 @@ package enum RunDocument {
         out.raw("],\"rank\":")
         out.int(r.rank)
         // Its result (S13): {"value": …} or {"base64": "…"}; null when it set none.
+        let stored = StepOutcomeBlob.split(r.result ?? [])
+        if let files = stored.files {
+            // Its declared files as it saw them (S9 with files): inputs when it started, outputs when it ended.
+            out.raw(",\"files\":{\"content\":")
+            out.raw(files.content ? "true" : "false")
+            for (key, list) in [(",\"inputs\":[" as StaticString, files.inputs), (",\"outputs\":[", files.outputs)] {
+                out.raw(key)
+                for (i, f) in list.enumerated() {
+                    if i > 0 { out.raw(",") }
+                    out.raw("{\"path\":")
+                    out.string(f.path)
+                    out.raw(",\"size\":")
+                    out.int(Int(f.size))
+                    out.raw(",\"modified\":")
+                    out.double(Double(f.modified) / 1e9)
+                    if let h = f.hash {
+                        out.raw(",\"xxh64\":")
+                        out.string(String(h, radix: 16))
+                    }
+                    out.raw("}")
+                }
+                out.raw("]")
+            }
+            out.raw("}")
+        }
         out.raw(",\"result\":")
-        switch r.result.flatMap({ StepResult(encoded: $0) }) {
+        switch stored.result.isEmpty ? nil : StepResult(encoded: stored.result) {
         case .value(let v)?:
             out.raw("{\"value\":")
             out.value(v)

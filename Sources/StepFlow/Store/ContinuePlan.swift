@@ -10,6 +10,8 @@
 ///   finish, or it is the hook), the step is *unconfirmed*: it keeps its record, but does not run,
 ///   and does not count as finished for its dependents, until the inserter inserts it again at the
 ///   same position (S12). A finished inserter will not run again, so its inserts are confirmed with it.
+/// - A finished step that declared files stays finished only if `fileProblems` finds none: every
+///   input as it was when the step started, every output still there as the step left it.
 /// - A step stays finished only if every prerequisite stays finished: a step that runs again makes
 ///   every step that depends on it run again. A prerequisite added at run time to a step whose own
 ///   record is kept is restored too.
@@ -38,7 +40,10 @@ package struct ContinuePlan: Sendable {
     /// - Throws: `ContinuePlanError.inconsistent` when a recorded step depends on a step the database
     ///   does not hold (and that is not one of the protocol's, never written because it never
     ///   changed): continuing could run steps before their prerequisites.
-    package init(current: [StepRecord], previous: [StepRecord], crashLimit: Int = 3, legacy: Bool = false) throws(ContinuePlanError) {
+    ///   - fileProblems: why a recorded finished step's declared files no longer hold (each in
+    ///     words; empty when they hold). `StepFiles.problems` reads the files; tests give their own.
+    package init(current: [StepRecord], previous: [StepRecord], crashLimit: Int = 3, legacy: Bool = false,
+                 fileProblems: (StepRecord) -> [String] = ContinuePlan.recordedFileProblems) throws(ContinuePlanError) {
         var old: [StepID: StepRecord] = [:]
         for o in previous {
             guard old.updateValue(o, forKey: o.id) == nil else { throw .inconsistent("step \(o.id) is recorded twice") }
@@ -120,6 +125,14 @@ package struct ContinuePlan: Sendable {
             out.append(r)
         }
 
+        // Finished steps whose declared files changed.
+        var filesChanged: [StepID: [String]] = [:]
+        for node in 1..<(total + 1) {
+            guard let o = oldRecord(node), o.status == .finished, o.result != nil else { continue }
+            let problems = fileProblems(o)
+            if !problems.isEmpty { filesChanged[node] = problems }
+        }
+
         // Which steps keep `finished`: depth first over prerequisites (added ones may point forward).
         var kept = [Bool?](repeating: nil, count: total + 1)
         var firstRerunPrerequisite: [StepID: StepID] = [:]
@@ -138,7 +151,7 @@ package struct ContinuePlan: Sendable {
                 onPath.remove(node)
                 let rerunning = prereqs.first { kept[$0] != true }
                 if let rerunning { firstRerunPrerequisite[node] = rerunning }
-                kept[node] = oldRecord(node)?.status == .finished && !lostPrerequisite[node] && rerunning == nil
+                kept[node] = oldRecord(node)?.status == .finished && !lostPrerequisite[node] && rerunning == nil && filesChanged[node] == nil
             }
         }
 
@@ -221,6 +234,8 @@ package struct ContinuePlan: Sendable {
                 reasons[node] = .changed(change)
             } else if let o, o.status != .finished {
                 reasons[node] = .neverFinished(o.status)
+            } else if let problems = filesChanged[node] {
+                reasons[node] = .files(problems)
             } else if lostPrerequisite[node] {
                 reasons[node] = .prerequisiteDropped
             } else {
@@ -239,6 +254,12 @@ package struct ContinuePlan: Sendable {
         var ids = newID
         for id in 1..<(n + 1) where matched[id] { ids[id] = id }
         newIDs = ids
+    }
+
+    /// The problems of the files a recorded step declared, as they are on disk now.
+    package static func recordedFileProblems(_ record: StepRecord) -> [String] {
+        guard let blob = record.result, let files = StepOutcomeBlob.split(blob).files else { return [] }
+        return files.problems()
     }
 
     private static func renumbered(_ inserter: Inserter?, _ newID: [StepID: StepID]) -> Inserter? {
@@ -269,6 +290,8 @@ package enum RerunReason: Sendable, Equatable, CustomStringConvertible {
     case changed(String)
     /// It never finished (it was new, waiting, running, failed, aborted or skipped).
     case neverFinished(StepStatus)
+    /// A declared input changed or an output is gone or changed (S9 with files): each in words.
+    case files([String])
     /// A prerequisite runs again (S9).
     case prerequisiteRuns(StepID)
     /// A prerequisite added to it at run time is no longer part of the run.
@@ -281,6 +304,7 @@ package enum RerunReason: Sendable, Equatable, CustomStringConvertible {
         case .newStep: return "not in the recorded run (new, or it had not started and was never written)"
         case .changed(let what): return "changed since the recorded run: \(what)"
         case .neverFinished(let status): return "never finished (was \(status.rawValue))"
+        case .files(let problems): return problems.joined(separator: "; ")
         case .prerequisiteRuns(let id): return "its prerequisite step \(id) runs again"
         case .prerequisiteDropped: return "a prerequisite it had is no longer part of the run"
         case .crashLimit(let deaths): return "recorded failed: it was running when the job died \(deaths) times"

@@ -243,6 +243,39 @@ import Testing
                 "\(String(describing: byName["orphan"]?.error))")
     }
 
+    @Test("declareFiles: a missing input names the step that should have made it; a folder or an unreadable input is refused saying why; a missing output fails the step")
+    func declareErrors() throws {
+        let dir = Executables.temporaryFolder("declare-errors")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let context = StepContext(id: 7, function: "use", args: [], rank: 0, slot: 0, gpus: [], attempt: 1, runDirectory: dir,
+                                  editor: NoEdits(), functionNames: [], fingerprintContent: true)
+        do {
+            try context.declareFiles(inputs: [("made.txt", dir.path + "/made.txt")], outputs: [], producers: ["made.txt": "make[3]"])
+            Issue.record("a missing input was taken")
+        } catch {
+            #expect("\(error)" == "step 7 ('use'): its input made.txt does not exist. It is an output of step 'make[3]', which should have made it: look at that step's log.")
+        }
+        do {
+            try context.declareFiles(inputs: [("sub", dir.path)], outputs: [], producers: [:])
+            Issue.record("a folder was taken")
+        } catch {
+            #expect("\(error)".contains("it is a folder; declare the files in it, or a glob like sub/*"), "\(error)")
+        }
+        let locked = dir.appendingPathComponent("locked.txt")
+        try "x".write(to: locked, atomically: true, encoding: .utf8)
+        chmod(locked.path, 0)
+        if getuid() != 0 {
+            #expect(throws: StepFilesError.self) { try context.declareFiles(inputs: [("locked.txt", locked.path)], outputs: [], producers: [:]) }
+        }
+        try context.declareFiles(inputs: [], outputs: [("out.txt", dir.path + "/out.txt")], producers: [:])
+        #expect(throws: StepFilesError.missingOutput(step: 7, name: "use", path: "out.txt")) { try context.fingerprintOutputs() }
+        try "y".write(to: dir.appendingPathComponent("out.txt"), atomically: true, encoding: .utf8)
+        try context.fingerprintOutputs()
+        let blob = try #require(context.resultEncoded)
+        let files = try #require(StepOutcomeBlob.split(blob).files)
+        #expect(files.outputs.map(\.path) == ["out.txt"] && files.outputs.first?.size == 1 && files.content)
+    }
+
     @Test("A random 150-step file DAG with inputs and outputs and no after, under run_mpi.sh --mpi 3 --threads 2: every step ran once, after every step that wrote its inputs, and on every rank")
     func randomFileDAG() throws {
         let dir = Executables.temporaryFolder("wf-files-dag")
@@ -290,4 +323,9 @@ import Testing
             #expect(Set(r.prerequisites) == Set(inputsOf[i]!.map { idOf["s\($0)"]! }), "s\(i)")
         }
     }
+}
+
+/// An editor for a step context that inserts nothing (the test refuses every edit).
+private struct NoEdits: GraphEditor {
+    func apply(_ edit: GraphEdit, by inserter: Inserter) throws -> StepID? { throw GraphEditError("no edits in this test") }
 }

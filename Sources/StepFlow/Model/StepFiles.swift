@@ -21,15 +21,22 @@ package struct FileFingerprint: Sendable, Equatable {
         self.hash = hash
     }
 
-    /// The file at `absolute` now, or nil when there is none (or it is not a regular file).
-    /// - Throws: `StepFilesError.unreadable` when its bytes were asked for and cannot be read.
+    /// The file at `absolute` now (links followed), or nil when there is none.
+    /// - Throws: `StepFilesError.unreadable` when it is not a regular file (a folder, a device), or
+    ///   its bytes were asked for and cannot be read.
     package static func take(path: String, absolute: String, content: Bool) throws(StepFilesError) -> FileFingerprint? {
         var info = stat()
-        guard stat(absolute, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { return nil }
+        guard stat(absolute, &info) == 0 else { return nil }
+        guard (info.st_mode & S_IFMT) == S_IFREG else {
+            throw .unreadable(path: path, reason: (info.st_mode & S_IFMT) == S_IFDIR
+                ? "it is a folder; declare the files in it, or a glob like \(path)/*" : "it is not a regular file")
+        }
         let modified = Int64(info.st_mtim.tv_sec) * 1_000_000_000 + Int64(info.st_mtim.tv_nsec)
         var hash: UInt64?
         if content {
-            guard let h = XXH64.file(absolute) else { throw .unreadable(path: path, reason: String(cString: strerror(errno))) }
+            guard let h = XXH64.file(absolute) else {
+                throw .unreadable(path: path, reason: "\(String(cString: strerror(errno))); check its permissions, or run without --fingerprint content")
+            }
             hash = h
         }
         return FileFingerprint(path: path, absolute: absolute, size: Int64(info.st_size), modified: modified, hash: hash)
@@ -190,7 +197,7 @@ package enum StepFilesError: Error, CustomStringConvertible, Sendable, Equatable
         case .missingOutput(let step, let name, let path):
             return "step \(step) ('\(name)') finished without making its declared output \(path). Make the command write it, or remove it from outputs."
         case .unreadable(let path, let reason):
-            return "cannot read \(path) to fingerprint it (\(reason)). Check its permissions, or run without --fingerprint content."
+            return "cannot fingerprint \(path): \(reason)."
         }
     }
 }

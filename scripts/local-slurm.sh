@@ -506,8 +506,12 @@ for n in $(node_names "$node_count"); do
         # And a host name of its own (a UTS namespace): Open MPI takes ranks with one host name for one
         # machine and joins them by shared memory, which two nodes' private /tmp cannot back (a
         # segfault in btl_vader, seen).
+        # A StepFlow folder under /tmp (a clone made by mktemp -d) stays where it is for the node's jobs:
+        # bound into the node's /tmp at the same path before that /tmp hides the machine's.
         start_detached "$DIR/log/start.log" unshare --mount --uts --propagation private /bin/sh -c \
-            'hostname "$3" && mount --bind "$1" /tmp && exec /usr/sbin/slurmd -f "$2" -N "$3"' sh "$DIR/tmp/$n" "$CONF" "$n" ||
+            'hostname "$3" &&
+             case $4 in /tmp/?*) mkdir -p "$1/${4#/tmp/}" && mount --bind "$4" "$1/${4#/tmp/}" ;; esac &&
+             mount --rbind "$1" /tmp && exec /usr/sbin/slurmd -f "$2" -N "$3"' sh "$DIR/tmp/$n" "$CONF" "$n" "$ROOT" ||
             fail "slurmd $n did not start: $(tail -1 "$DIR/log/start.log"); see $DIR/log/slurmd-$n.log"
     fi
     # slurmd writes its pid file a moment after its parent returns.

@@ -179,8 +179,9 @@ package enum StepOutcomeBlob {
     }
 }
 
-/// Why a step's declared files cannot be used.
-package enum StepFilesError: Error, CustomStringConvertible, Sendable, Equatable {
+/// Why a step's declared files cannot be used (`StepContext.declareFiles`), with a message naming the
+/// step and the file and saying what to do.
+public enum StepFilesError: Error, CustomStringConvertible, Sendable, Equatable {
     /// A declared input is not there when the step is due.
     case missingInput(step: StepID, name: String, path: String, producer: String?)
     /// A declared output is not there when the step finished.
@@ -188,7 +189,8 @@ package enum StepFilesError: Error, CustomStringConvertible, Sendable, Equatable
     /// A file's bytes could not be read for its hash.
     case unreadable(path: String, reason: String)
 
-    package var description: String {
+    /// The message.
+    public var description: String {
         switch self {
         case .missingInput(let step, let name, let path, let producer):
             let made = producer.map { " It is an output of step '\($0)', which should have made it: look at that step's log." }

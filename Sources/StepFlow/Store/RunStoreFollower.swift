@@ -58,8 +58,13 @@ final class RunStoreFollower {
             launches = nil
         }
         guard let reader else { throw .noRun(path: path) }
+        // The new log rows are copied inside the read transaction and decoded after it: in WAL mode
+        // a reader's snapshot keeps the writer's checkpoints from finishing, and decoding a second of
+        // a fast run in the transaction held it for half a second (the run lost a tenth of its speed).
+        var rows: [(seq: Int64, data: Data)] = []
+        let update: Update
         do {
-            return try reader.read { db -> Update in
+            update = try reader.read { db -> Update in
                 let header = try RunStore.header(db, path: path)
                 let hasLog = try db.tableExists("step_log")
                 let last = hasLog ? try Int64.fetchOne(db, sql: "SELECT max(seq) FROM step_log") ?? 0 : 0
@@ -76,8 +81,7 @@ final class RunStoreFollower {
                     guard let data = row[1] as Data? else {
                         throw RunStoreError.unreadable(path: path, reason: "step log row \(seq) is empty")
                     }
-                    changed(try RunStore.logEntries(data, seq: seq, path: path))
-                    lastSeq = seq
+                    rows.append((seq, data))
                 }
                 return .changes(header)
             }
@@ -86,5 +90,10 @@ final class RunStoreFollower {
         } catch {
             throw .unreadable(path: path, reason: RunStore.reason(error))
         }
+        for row in rows {
+            changed(try RunStore.logEntries(row.data, seq: row.seq, path: path))
+            lastSeq = row.seq
+        }
+        return update
     }
 }

@@ -104,7 +104,7 @@ package struct RunRoutes: Sendable {
             let rows = catalog.list().map { run -> String in
                 let (view, problem) = run.view()
                 let summary = view.map { LiveState.summaryJSON($0) } ?? "null"
-                return "{\"name\":\(Self.json(run.name)),\"number\":\(run.number),\"problem\":\(problem.map(Self.json) ?? "null"),\"summary\":\(summary)}"
+                return "{\"name\":\(JSONBytes.quoted(run.name)),\"number\":\(run.number),\"problem\":\(problem.map(JSONBytes.quoted) ?? "null"),\"summary\":\(summary)}"
             }
             return ServeResponse(200, "application/json", "[" + rows.joined(separator: ",") + "]")
         }
@@ -119,7 +119,7 @@ package struct RunRoutes: Sendable {
         if rest.isEmpty || rest == [""] { return runPage(run) }
         if rest == ["state"] {
             let (view, problem) = run.view()
-            guard let view else { return ServeResponse(200, "application/json", "{\"problem\":\(Self.json(problem ?? "no run yet"))}") }
+            guard let view else { return ServeResponse(200, "application/json", "{\"problem\":\(JSONBytes.quoted(problem ?? "no run yet"))}") }
             let since = query["since"].flatMap { Int($0) } ?? Int.min
             return ServeResponse(200, "application/json", LiveState.json(view, since: since))
         }
@@ -138,9 +138,9 @@ package struct RunRoutes: Sendable {
             guard let id = number(rest[1]), let view = run.view().view, let tail = view.logTail(id, lines: 200) else {
                 return .text(404, "no step \(rest[1]) in run \(n)")
             }
-            let lines = tail.lines.map(Self.json).joined(separator: ",")
+            let lines = tail.lines.map(JSONBytes.quoted).joined(separator: ",")
             return ServeResponse(200, "application/json", """
-                {"id":\(id),"lines":[\(lines)],"omitted":\(tail.earlierLinesOmitted),"path":\(tail.path.map(Self.json) ?? "null"),"problem":\(tail.problem.map(Self.json) ?? "null")}
+                {"id":\(id),"lines":[\(lines)],"omitted":\(tail.earlierLinesOmitted),"path":\(tail.path.map(JSONBytes.quoted) ?? "null"),"problem":\(tail.problem.map(JSONBytes.quoted) ?? "null")}
                 """)
         }
         return .text(404, "no such page")
@@ -198,23 +198,5 @@ package struct RunRoutes: Sendable {
         var diff = UInt8(x.count == y.count ? 0 : 1)
         for i in 0..<max(x.count, y.count) { diff |= (i < x.count ? x[i] : 0) ^ (i < y.count ? y[i] : 0) }
         return diff == 0
-    }
-
-    /// A JSON string literal.
-    static func json(_ s: String) -> String {
-        var out = "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case "<": out += "\\u003c"  // never "</script>" in a page
-            case _ where u.value < 0x20: out += String(format: "\\u%04x", u.value)
-            default: out.unicodeScalars.append(u)
-            }
-        }
-        return out + "\""
     }
 }

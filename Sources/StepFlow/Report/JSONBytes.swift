@@ -1,7 +1,14 @@
 /// JSON text built as UTF-8 bytes, for documents with a record per step: appending bytes costs a few
 /// instructions where `String` appends and Foundation's serializer cost thousands per step.
-struct JSONBytes {
+package struct JSONBytes {
     var bytes: [UInt8] = []
+
+    /// `text` as a JSON string literal, quotes included.
+    package static func quoted(_ text: String) -> String {
+        var out = JSONBytes()
+        out.string(text)
+        return String(decoding: out.bytes, as: UTF8.self)
+    }
 
     mutating func reserve(_ capacity: Int) { bytes.reserveCapacity(capacity) }
 

@@ -102,16 +102,20 @@ package final class RunStore: Sendable {
     package static func read(runDirectory: URL, steps readSteps: Bool = true) throws(RunStoreError) -> StoredRun {
         let path = path(in: runDirectory)
         guard FileManager.default.fileExists(atPath: path) else { throw .noRun(path: path) }
-        let reader: DatabaseQueue
+        return try load(openReader(path: path), path: path, steps: readSteps)
+    }
+
+    /// A read-only connection to the database at `path`, waiting up to 5 s for a writer's lock.
+    /// - Throws: `RunStoreError.unreadable` when it cannot be opened.
+    static func openReader(path: String) throws(RunStoreError) -> DatabaseQueue {
         do {
             var config = Configuration()
             config.readonly = true
             config.busyMode = .timeout(5)
-            reader = try DatabaseQueue(path: path, configuration: config)
+            return try DatabaseQueue(path: path, configuration: config)
         } catch {
             throw .unreadable(path: path, reason: Self.reason(error))
         }
-        return try load(reader, path: path, steps: readSteps)
     }
 
     /// What the run directory holds: nil when there is no database yet. Never changes the file.

@@ -46,13 +46,10 @@ final class RunStoreFollower {
         let identity = (device: UInt64(info.st_dev), inode: UInt64(info.st_ino))
         if reader == nil || file?.device != identity.device || file?.inode != identity.inode {
             do {
-                var config = Configuration()
-                config.readonly = true
-                config.busyMode = .timeout(5)
-                reader = try DatabaseQueue(path: path, configuration: config)
+                reader = try RunStore.openReader(path: path)
             } catch {
                 reader = nil
-                throw .unreadable(path: path, reason: RunStore.reason(error))
+                throw error
             }
             file = identity
             launches = nil

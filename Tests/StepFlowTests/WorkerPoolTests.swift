@@ -172,6 +172,77 @@ import Testing
 
     // MARK: - Helpers
 
+    @Test("A one-slot pool whose owner runs steps: once a function ran short inlineAfter times in a row, its next step waits for the owner's thread and runs there; one long run sends its steps back to a slot's thread")
+    func shortStepsRunOnTheOwnersThread() throws {
+        let recorder = Recorder()
+        let ranOn = Mutex<[StepID: UInt]>([:])
+        let longOnce = Mutex<StepID?>(nil)
+        let executor = StepExecutor(functions: [
+            "work": { step in
+                ranOn.withLock { $0[step.id] = UInt(bitPattern: Int(bitPattern: pthread_self())) }
+                if longOnce.withLock({ $0 == step.id }) { Thread.sleep(forTimeInterval: 20 * WorkerPool.inlineLimit) }
+            },
+        ])
+        let pool = WorkerPool(rank: 1, threads: 1, executor: executor, runDirectory: Self.scratch(), inlineOwner: true,
+                              channel: Self.noChannel, report: recorder.record)
+        let owner = UInt(bitPattern: Int(bitPattern: pthread_self()))
+        var id = 0
+        /// Submits one step; returns whether it was left to this thread (and ran here).
+        func submitOne() -> Bool {
+            id += 1
+            pool.submit([Self.step(id, "work")])
+            let inline = pool.runInline()
+            #expect(recorder.waitForEnded(id, timeout: Self.deadline))
+            return inline
+        }
+        // Until the count is reached, every step runs on a slot's thread. A short step slowed past the
+        // limit (a loaded machine) starts the count over, so the test allows for a few.
+        var beforeInline = 0
+        while !submitOne() {
+            beforeInline += 1
+            try #require(beforeInline < 100, "no step was left to the owner after \(beforeInline) short runs")
+        }
+        #expect(beforeInline >= WorkerPool.inlineAfter)
+        #expect(ranOn.withLock { $0[id] } == owner, "the step left to the owner ran on the owner's thread")
+        #expect((1..<id).allSatisfy { i in ranOn.withLock { $0[i] } != owner }, "steps before it ran on a slot's thread")
+
+        // A step left to the owner and taken back before it runs is handed back, not run.
+        id += 1
+        pool.submit([Self.step(id, "work")])
+        pool.takeBack([id])
+        #expect(recorder.waitForEnded(id, timeout: Self.deadline))
+        #expect(recorder.outcomes.last?.report == .notStarted)
+        #expect(!pool.runInline(), "nothing is left to run")
+
+        // One long run: the next step of the function goes to a slot's thread again.
+        longOnce.withLock { $0 = id + 1 }
+        #expect(submitOne(), "the long step was still left to the owner: its function had run short")
+        #expect(!submitOne(), "after a long run the function's steps go to a slot's thread")
+        #expect(ranOn.withLock { $0[id] } != owner)
+
+        // Steps left to the owner when the pool shuts down run before it returns.
+        while !submitOne() {}
+        pool.submit([Self.step(id + 1, "work"), Self.step(id + 2, "work")])
+        pool.shutdown()
+        #expect(recorder.outcomes.suffix(2).map(\.id) == [id + 1, id + 2])
+        #expect(recorder.outcomes.suffix(2).allSatisfy { $0.report == .finished })
+    }
+
+    @Test("A pool of several slots, or one whose owner does not run steps, never leaves a step waiting for runInline")
+    func noInlineWithoutAnOwnerOfOneSlot() throws {
+        for (threads, owner) in [(2, true), (1, false)] {
+            let recorder = Recorder()
+            let pool = WorkerPool(rank: 1, threads: threads, executor: StepExecutor(functions: ["work": { _ in }]),
+                                  runDirectory: Self.scratch(), inlineOwner: owner, channel: Self.noChannel, report: recorder.record)
+            for i in 1...(3 * WorkerPool.inlineAfter) {
+                pool.submit([Self.step(i, "work")])
+                #expect(recorder.waitForEnded(i, timeout: Self.deadline), "step \(i) of a \(threads)-slot pool ran without the owner")
+                #expect(!pool.runInline())
+            }
+            pool.shutdown()
+        }
+    }
+
     static func step(_ id: StepID, _ function: String, threads: Int = 1) -> StepAssignment {
         StepAssignment(id: id, function: function, args: [], threads: threads, gpus: [], attempt: 1)
     }

@@ -248,6 +248,12 @@ package final class Coordinator: Sendable {
         var lastSilenceCheck = started
         var stoppedForTimeLimit = false
         if let launchDeadline { state.withScheduler { $0.setLaunchDeadline(launchDeadline.time) } }
+        // Rank 0's own short steps run on this thread (`WorkerPool.runInline`): one that edits the
+        // graph has its answer applied from inside its wait.
+        transport.applyWhileInline { [self, box] events in
+            applyInOrder(events, &box.state)
+            return box.state.broken == nil
+        }
         while true {
             if !signalHandled, let signal = signalSource?() {
                 if box.state.silentRanks == nil {

@@ -29,4 +29,11 @@ package protocol CoordinatorTransport: AnyObject, Sendable {
     /// (they are `aborted`), nor more than `limit` for the frames to go: a rank that stopped reading
     /// never takes them.
     func abort(within limit: Duration)
+    /// How rank 0's own step, run on the coordinator's thread, has the events that answer its graph
+    /// edit applied while it waits: `apply` applies them and returns false once the run is broken.
+    func applyWhileInline(_ apply: @escaping @Sendable ([RankEvent]) -> Bool)
+}
+
+extension CoordinatorTransport {
+    package func applyWhileInline(_ apply: @escaping @Sendable ([RankEvent]) -> Bool) {}
 }

@@ -34,6 +34,10 @@ package final class WorkerPool: Sendable {
     /// threads had it, and not libdispatch's, which blocks SIGINT and SIGTERM and would hand that on to
     /// any process a step forks without resetting the mask (`system`, `fork`).
     private let stepSignalMask: SignalMask
+    /// Whether the owner's loop runs short steps itself (`runInline`), see `init`.
+    private let inlineOwner: Bool
+    /// The editor of steps run inline: a graph edit serves the owner's loop while it waits.
+    private let inlineEditor: any GraphEditor
 
     private struct PoolState: ~Copyable {
         var pending = Deque<StepAssignment>()
@@ -42,6 +46,8 @@ package final class WorkerPool: Sendable {
         /// has no thread of its own, so reusing the last one gains nothing, and taking turns spreads
         /// steps that arrive one at a time over the slots, as the run's records show them.
         var idleSlots: Deque<Int>
+        /// For each function, how many of its last runs in a row took less than `inlineLimit`.
+        var shortRunsInARow: [String: Int] = [:]
     }
 
     /// A step taken from the queue, with the idle slot that will run it.
@@ -51,7 +57,13 @@ package final class WorkerPool: Sendable {
     }
 
     /// Sets up `threads` slots for `rank`; they take threads only while they have steps.
+    /// - Parameters:
+    ///   - inlineOwner: the owner's loop calls `runInline` whenever it looks for work; a one-slot pool
+    ///     then leaves short steps to it instead of starting a thread for each.
+    ///   - serveOwnerLoop: one pass of the owner's loop, for a step run inline that waits for rank 0's
+    ///     answer to a graph edit (nothing else would take it in); returns false once the run stopped.
     package init(rank: Int, threads: Int, executor: StepExecutor, runDirectory: URL, launch: Int = 1,
+                inlineOwner: Bool = false, serveOwnerLoop: @escaping @Sendable () -> Bool = { false },
                 channel: any StepRequestChannel, report: @escaping @Sendable (FromRank) -> Void) {
         self.rank = rank
         self.threads = threads
@@ -59,10 +71,63 @@ package final class WorkerPool: Sendable {
         self.runDirectory = runDirectory
         self.launch = launch
         self.editor = ChannelEditor(channel: channel)
+        self.inlineEditor = InlineChannelEditor(channel: channel, serve: serveOwnerLoop)
         self.report = report
         self.state = Mutex(PoolState(idleSlots: Deque(0..<threads)))
         self.slotQueues = (0..<threads).map { DispatchQueue(label: "stepflow-r\(rank)-w\($0)") }
         self.stepSignalMask = SignalMask.current()
+        self.inlineOwner = inlineOwner && threads == 1 && executor.inlineLimit > 0
+    }
+
+    /// A step shorter than this (`STEPFLOW_INLINE_US`, 0: never) counts as short: once a function's
+    /// last `inlineAfter` runs on this rank were short, a one-slot rank runs its next steps on its
+    /// message loop's own thread. Handing a step to a slot's thread and its end back cost two thread
+    /// wake-ups (~20–30 µs each on these VMs, and the core they take from the step beside them); a
+    /// step run inline costs none, and the loop reads MPI before and after it. While it runs the loop
+    /// reads nothing, so the limit bounds how late a message is seen (rank 0: another rank's report).
+    package static let inlineLimit: Double = Double(
+        ProcessInfo.processInfo.environment["STEPFLOW_INLINE_US"].flatMap { Int($0) }.map { max($0, 0) } ?? 1000) / 1e6
+    /// How many short runs in a row make a function's steps run inline; one long run starts the count over.
+    package static let inlineAfter = 8
+
+    /// Runs the first queued step on the calling thread (the owner's loop) if the pool has nothing
+    /// running and the step's function has run short (`inlineLimit`) its last `inlineAfter` times.
+    /// Returns whether it ran one.
+    @discardableResult
+    package func runInline() -> Bool {
+        guard inlineOwner else { return false }
+        let claimed: SlotStart? = state.withLock { s in
+            guard s.busyUnits == 0, let head = s.pending.first, Self.runsInline(head, s),
+                  let slot = s.idleSlots.popFirst() else { return nil }
+            s.busyUnits += head.threads
+            return SlotStart(slot: slot, step: s.pending.removeFirst())
+        }
+        guard let claimed else { return false }
+        let ended = run(claimed.step, slot: claimed.slot, body: executor.body(for: claimed.step.function), editor: inlineEditor)
+        let starts = state.withLock { s in
+            s.busyUnits -= claimed.step.threads
+            s.idleSlots.append(claimed.slot)
+            Self.count(ended, of: claimed.step.function, limit: executor.inlineLimit, &s)
+            return claimStartable(&s, freedSlot: nil).others
+        }
+        report(ended)
+        starts.forEach(startServing)
+        return true
+    }
+
+    /// Under the lock: whether the owner's loop runs `step` itself (see `inlineLimit`).
+    private static func runsInline(_ step: StepAssignment, _ s: borrowing PoolState) -> Bool {
+        (s.shortRunsInARow[step.function] ?? 0) >= inlineAfter
+    }
+
+    /// Under the lock: counts a finished run of `function` as short or not.
+    private static func count(_ ended: FromRank, of function: String, limit: Double, _ s: inout PoolState) {
+        guard case .ended(let outcome) = ended, let start = outcome.start, let end = outcome.end else { return }
+        if end - start < limit {
+            s.shortRunsInARow[function, default: 0] += 1
+        } else {
+            s.shortRunsInARow[function] = 0
+        }
     }
 
     /// Whether every slot runs a step: nothing the rank receives now could start before one ends,
@@ -117,6 +182,7 @@ package final class WorkerPool: Sendable {
 
     /// Lets queued steps finish, then waits until no slot runs one.
     package func shutdown() {
+        while runInline() {}
         // Every slot idle means nothing is queued either: a step that fits is started the moment it
         // is queued or a step ends, and with every slot idle every step fits (1 ≤ threads ≤ T).
         serving.wait()
@@ -134,6 +200,8 @@ package final class WorkerPool: Sendable {
             if ownWanted {
                 own = s.pending.removeFirst()
                 ownWanted = false
+            } else if inlineOwner, Self.runsInline(s.pending[s.pending.startIndex], s) {
+                break  // The owner's loop runs it (`runInline`), without waking a thread.
             } else if let slot = s.idleSlots.popFirst() {
                 others.append(SlotStart(slot: slot, step: s.pending.removeFirst()))
             } else {
@@ -183,6 +251,7 @@ package final class WorkerPool: Sendable {
             let ended = run(step, slot: slot, body: body)
             let (next, others) = state.withLock { s in
                 s.busyUnits -= step.threads
+                if inlineOwner { Self.count(ended, of: step.function, limit: executor.inlineLimit, &s) }
                 return claimStartable(&s, freedSlot: slot)
             }
             // Reported once the slot is counted free (or has its next step): the rank's loop, woken by
@@ -196,14 +265,14 @@ package final class WorkerPool: Sendable {
     }
 
     /// Runs a step; returns its end report, for the caller to send once the slot is free.
-    private func run(_ step: StepAssignment, slot: Int, body: StepExecutor.Body) -> FromRank {
+    private func run(_ step: StepAssignment, slot: Int, body: StepExecutor.Body, editor: (any GraphEditor)? = nil) -> FromRank {
         // Sent ahead before the launch deadline, but its turn came too late to end before it.
         if let startBy = step.startBy, Date().timeIntervalSince1970 > startBy {
             return .ended(StepOutcome(id: step.id, rank: rank, slot: -1, report: .notStarted, start: nil, end: nil, logPath: nil))
         }
         let context = StepContext(id: step.id, function: step.function, args: step.args, rank: rank, slot: slot,
                                   gpus: step.gpus, attempt: step.attempt, runDirectory: runDirectory,
-                                  editor: editor, functionNames: executor.functionNames, launch: launch,
+                                  editor: editor ?? self.editor, functionNames: executor.functionNames, launch: launch,
                                   threads: step.threads, cancellation: cancellation, inputs: step.inputs,
                                   resultLimit: executor.resultLimit, fingerprintContent: executor.fingerprintContent)
         let start = Date().timeIntervalSince1970

@@ -119,6 +119,9 @@ package struct StepExecutor: Sendable {
     package var resultLimit = StepResult.defaultLimit
     /// Whether steps' declared inputs are hashed (`--fingerprint content`) or stat'ed.
     package var fingerprintContent = false
+    /// Below this many seconds a step counts as short: a one-thread rank runs the steps of a function
+    /// that ran short `WorkerPool.inlineAfter` times in a row on its message loop (0: never).
+    package var inlineLimit = WorkerPool.inlineLimit
 
     package init<P: StepProtocol>(_ proto: P) {
         // Bound to the protocol value once: a table of the generic `Body` type made every lookup

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// Rank 0's transport: rank 0's own workers in this process, every other rank through a `Messenger`
 /// (MPI under `mpirun`, an `InMemoryNetwork` in one process). The coordinator's framing lives here once.
@@ -24,6 +25,14 @@ package final class RankLink: CoordinatorTransport, @unchecked Sendable {
     private let hosts: [String]
     /// Runs after the ranks were told to shut down (the in-memory ranks' threads are joined there).
     private let afterShutdown: @Sendable () -> Void
+    /// The coordinator's way to apply events, for rank 0's step run inline that waits for an answer.
+    private let inlineApply = Mutex<(@Sendable ([RankEvent]) -> Bool)?>(nil)
+
+    /// How rank 0's pool reaches this link (the link holds the pool).
+    // @unchecked: set once in init, before any step runs; read only on the coordinator's thread.
+    private final class LinkHandle: @unchecked Sendable {
+        weak var link: RankLink?
+    }
 
     /// - Parameters:
     ///   - ranks: the run's ranks, rank 0 included; ranks 1... are reached through `messenger`.
@@ -38,9 +47,30 @@ package final class RankLink: CoordinatorTransport, @unchecked Sendable {
         self.afterShutdown = afterShutdown
         let events = localEvents
         let toCoordinator: @Sendable (FromRank) -> Void = { events.push(.message(from: 0, $0)) }
+        let handle = LinkHandle()
         localPool = WorkerPool(rank: 0, threads: threads, executor: executor, runDirectory: runDirectory, launch: launch,
+                               inlineOwner: true, serveOwnerLoop: { handle.link?.serveWhileInline() ?? false },
                                channel: TokenRequestChannel(replies: localReplies, push: toCoordinator), report: toCoordinator)
         messenger.notifyOnArrival { [events] in events.wake() }
+        handle.link = self
+    }
+
+    package func applyWhileInline(_ apply: @escaping @Sendable ([RankEvent]) -> Bool) {
+        inlineApply.withLock { $0 = apply }
+    }
+
+    /// One look at the ranks for rank 0's step run inline that waits for an answer to its graph edit:
+    /// what arrived is applied by the coordinator (which answers). False once the run is broken, or
+    /// when no coordinator applies events.
+    private func serveWhileInline() -> Bool {
+        guard let apply = inlineApply.withLock({ $0 }) else { return false }
+        flushOutgoing()
+        var events = received
+        received.removeAll()
+        events += localEvents.drain()
+        receive(into: &events)
+        messenger.progressSends()
+        return events.isEmpty || apply(events)
     }
 
     package func assign(_ steps: [StepAssignment], to rank: Int) {
@@ -74,6 +104,9 @@ package final class RankLink: CoordinatorTransport, @unchecked Sendable {
         let deadline = clock.now + timeout
         while true {
             // What `silentRanks` took in first: it came before anything received now.
+            // Rank 0's own short step runs here, once the frames to the other ranks went (above),
+            // one per call: the coordinator applies its end before the next.
+            localPool.runInline()
             var events = received
             received.removeAll()
             events += localEvents.drain()

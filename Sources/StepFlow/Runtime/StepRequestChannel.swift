@@ -1,4 +1,5 @@
 import Dispatch
+import Foundation
 import Synchronization
 
 // How a running step's graph edits reach rank 0 and how it waits for the answer, on any rank: the
@@ -7,6 +8,30 @@ import Synchronization
 /// A running step's way to rank 0: it sends a graph edit and blocks until rank 0 answers.
 package protocol StepRequestChannel: Sendable {
     func send(_ request: StepRequest) -> EditResult
+    /// Sends `request` from a step that runs on its rank's message loop (`WorkerPool.runInline`): no
+    /// other thread would take the answer in, so while it waits it calls `serve` (one pass of the
+    /// loop), until the answer comes or `serve` says the run stopped (false).
+    func send(_ request: StepRequest, serving serve: () -> Bool) -> EditResult
+}
+
+extension StepRequestChannel {
+    package func send(_ request: StepRequest, serving serve: () -> Bool) -> EditResult { send(request) }
+}
+
+/// The graph editor of a step run on its rank's message loop: it serves the loop while it waits.
+final class InlineChannelEditor: GraphEditor {
+    let channel: any StepRequestChannel
+    let serve: @Sendable () -> Bool
+
+    init(channel: any StepRequestChannel, serve: @escaping @Sendable () -> Bool) {
+        self.channel = channel
+        self.serve = serve
+    }
+
+    func apply(_ edit: GraphEdit, by inserter: Inserter) throws -> StepID? {
+        guard let from = inserter.stepID else { throw GraphEditError("only a running step edits through a channel") }
+        return try channel.send(StepRequest(from: from, edit: edit), serving: serve).get()
+    }
 }
 
 /// The graph editor a running step uses: every edit goes to rank 0 through the channel.
@@ -40,6 +65,9 @@ package final class ReplySlot: Sendable {
         ready.wait()
         return value.withLock { $0! }
     }
+
+    /// The answer, if it came.
+    package func answer() -> EditResult? { value.withLock { $0 } }
 }
 
 /// The steps of one rank waiting for rank 0's answer to a graph edit, by token.
@@ -71,5 +99,17 @@ struct TokenRequestChannel: StepRequestChannel {
         let (token, slot) = replies.open()
         push(.request(token: token, request))
         return slot.wait()
+    }
+
+    func send(_ request: StepRequest, serving serve: () -> Bool) -> EditResult {
+        let (token, slot) = replies.open()
+        push(.request(token: token, request))
+        while true {
+            if let answer = slot.answer() { return answer }
+            guard serve() else {
+                return .failure(GraphEditError("the run stopped before rank 0 answered step \(request.from)'s graph edit"))
+            }
+            if slot.answer() == nil { sched_yield() }
+        }
     }
 }

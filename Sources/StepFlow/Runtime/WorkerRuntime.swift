@@ -30,57 +30,40 @@ package final class WorkerRuntime {
         self.messenger = messenger
         pairingWindow = FromRank.startPairingWindow(threads: threads)
         let outbox = self.outbox
+        let loop = LoopHandle()
         pool = WorkerPool(rank: rank, threads: threads, executor: executor, runDirectory: runDirectory, launch: launch,
+                          inlineOwner: true, serveOwnerLoop: { loop.runtime?.serveWhileInline() ?? false },
                           channel: TokenRequestChannel(replies: replies, push: { outbox.push($0) }), report: { outbox.push($0) })
         messenger.notifyOnArrival { [outbox] in outbox.wake() }
+        loop.runtime = self
     }
+
+    /// How a step run inline reaches its rank's loop (the runtime holds the pool, so the pool holds
+    /// this weakly-linked handle instead of the runtime).
+    // @unchecked: set once in init, before any step runs; read only by the loop's own thread.
+    private final class LoopHandle: @unchecked Sendable {
+        weak var runtime: WorkerRuntime?
+    }
+
+    /// Set by a pass that read `shutdown` or `abort`, or a frame it could not read.
+    private var stopping = false
+    private var aborting = false
+    private var unreadable: String?
 
     /// Serves rank 0 until it sends `shutdown` or `abort`.
     @discardableResult
     package func run() -> Ending {
         var backoff = IdleBackoff()
-        var stopping = false
-        var aborting = false
         while !stopping {
-            var busy = false
-            for (_, bytes) in messenger.receiveAll() {
+            var busy = pass()
+            if let unreadable { return .unreadable(unreadable) }
+            // A short step runs here (one per pass, so rank 0's messages are read between steps), and
+            // its end goes out at once.
+            if !stopping, pool.runInline() {
                 busy = true
-                let events: [ToRank]
-                do {
-                    events = try WireCodec.decode(bytes, as: ToRank.self)
-                } catch {
-                    pool.stopLaunching()
-                    return .unreadable("rank \(rank) cannot read a message from rank 0: \(error)")
-                }
-                var batch: [StepAssignment] = []
-                for e in events {
-                    switch e {
-                    case .assign(let step): batch.append(step)
-                    case .takeBackUnstarted:
-                        pool.submit(batch)
-                        batch.removeAll()
-                        pool.takeBackUnstarted()
-                    case .takeBack(let ids):
-                        pool.submit(batch)
-                        batch.removeAll()
-                        pool.takeBack(ids)
-                    case .reply(let token, let result):
-                        replies.fill(token, with: result)
-                    case .ping:
-                        outbox.push(.alive)
-                    case .shutdown: stopping = true
-                    case .abort:
-                        stopping = true
-                        aborting = true
-                    }
-                }
-                pool.submit(batch)
+                _ = sendOutbox(outbox.drain())
             }
-            if sendOutbox(outbox.drain()) { busy = true }
-            // A rank that has said nothing for a while says it is alive, so rank 0 can tell a quiet
-            // rank (its steps are long) from one that stopped (--rank-timeout).
-            if ContinuousClock.now - lastSent >= Self.heartbeat { _ = sendOutbox([.alive]) }
-            messenger.progressSends()
+            if let unreadable { return .unreadable(unreadable) }
             if busy {
                 backoff.reset()
             } else if pool.isSaturated {
@@ -103,6 +86,60 @@ package final class WorkerRuntime {
         _ = sendOutbox(outbox.drain())
         messenger.flush(within: nil)
         return .shutdown
+    }
+
+    /// One pass of the loop, less running a step: takes in what rank 0 sent, sends what the workers
+    /// reported, keeps the heartbeat. Returns whether anything happened.
+    private func pass() -> Bool {
+        var busy = false
+        for (_, bytes) in messenger.receiveAll() {
+            busy = true
+            let events: [ToRank]
+            do {
+                events = try WireCodec.decode(bytes, as: ToRank.self)
+            } catch {
+                pool.stopLaunching()
+                unreadable = "rank \(rank) cannot read a message from rank 0: \(error)"
+                stopping = true
+                return true
+            }
+            var batch: [StepAssignment] = []
+            for e in events {
+                switch e {
+                case .assign(let step): batch.append(step)
+                case .takeBackUnstarted:
+                    pool.submit(batch)
+                    batch.removeAll()
+                    pool.takeBackUnstarted()
+                case .takeBack(let ids):
+                    pool.submit(batch)
+                    batch.removeAll()
+                    pool.takeBack(ids)
+                case .reply(let token, let result):
+                    replies.fill(token, with: result)
+                case .ping:
+                    outbox.push(.alive)
+                case .shutdown: stopping = true
+                case .abort:
+                    stopping = true
+                    aborting = true
+                }
+            }
+            pool.submit(batch)
+        }
+        if sendOutbox(outbox.drain()) { busy = true }
+        // A rank that has said nothing for a while says it is alive, so rank 0 can tell a quiet
+        // rank (its steps are long) from one that stopped (--rank-timeout).
+        if ContinuousClock.now - lastSent >= Self.heartbeat { _ = sendOutbox([.alive]) }
+        messenger.progressSends()
+        return busy
+    }
+
+    /// A pass for a step run inline that waits for rank 0's answer (on this loop's thread); false once
+    /// the run stopped (the answer will not come).
+    private func serveWhileInline() -> Bool {
+        _ = pass()
+        return !aborting && unreadable == nil
     }
 
     /// How often a quiet rank tells rank 0 it is alive.

@@ -13,13 +13,16 @@ struct Harness {
     var hook: (@Sendable (StepsCheck) throws -> Void)?
     var hookInterval: Duration = .milliseconds(10)
     var functions: [String: @Sendable (StepContext) throws -> Void] = [:]
+    /// Overrides `StepExecutor.inlineLimit` (seconds).
+    var inlineLimit: Double?
 
     /// Inserts steps with `insert` (as `insertAllSteps` would), then runs them to the end.
     func run(_ insert: (StepInserter) throws -> Void) throws -> RunReport {
         let config = SchedulerConfig(ranks: ranks, threadsPerRank: threads, gpusPerRank: gpus, prefetch: ProtocolRunner.prefetch(threads: threads),
                                      mode: mode, failurePolicy: policy)
         let state = SchedulerState(config)
-        let executor = StepExecutor(functions: functions)
+        var executor = StepExecutor(functions: functions)
+        if let inlineLimit { executor.inlineLimit = inlineLimit }
         try insert(StepInserter(.protocolSteps, editor: state.editor, functionNames: executor.functionNames))
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("stepflow-test-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: dir) }

@@ -103,25 +103,28 @@ package final class RankLink: CoordinatorTransport, @unchecked Sendable {
         let clock = ContinuousClock()
         let deadline = clock.now + timeout
         while true {
-            // What `silentRanks` took in first: it came before anything received now.
             // Rank 0's own short step runs here, once the frames to the other ranks went (above),
             // one per call: the coordinator applies its end before the next.
             localPool.runInline()
+            // What `silentRanks` took in first: it came before anything received now.
             var events = received
             received.removeAll()
             events += localEvents.drain()
             receive(into: &events)
             messenger.progressSends()
-            if !events.isEmpty {
-                backoff.reset()
-                return events
-            }
+            if !events.isEmpty { return found(events) }
             let now = clock.now
             if now >= deadline { return [] }
             var pause = min(backoff.next(), deadline - now)
-            // Rank 0's own slots all run steps: spinning would take the core from them. Its steps'
-            // ends wake it at once; the other ranks' reports wait for the next look, 100 µs at most.
-            if pause < Self.saturatedLook, localPool.isSaturated { pause = min(Self.saturatedLook, deadline - now) }
+            // Rank 0's own slots all run steps: spinning would take the core from them, and so does
+            // each look (a wake-up costs ~30 µs of the core here: looking every 100 µs slowed rank 0's
+            // own compute-bound steps by a third). Its steps' ends wake it at once; the other ranks'
+            // reports wait for the next look: 100 µs after something came, the wait doubling while
+            // looks find nothing, up to `saturatedLookLongest`.
+            if localPool.isSaturated {
+                pause = min(max(pause, saturatedPause), deadline - now)
+                saturatedPause = min(saturatedPause * 2, Self.saturatedLookLongest)
+            }
             if pause > .zero {
                 // Sleep on the local queue, so rank 0's own workers (and, in memory, arriving frames)
                 // wake us at once.
@@ -129,8 +132,7 @@ package final class RankLink: CoordinatorTransport, @unchecked Sendable {
                 if !local.isEmpty {
                     var more = local
                     receive(into: &more)
-                    backoff.reset()
-                    return more
+                    return found(more)
                 }
             } else {
                 sched_yield()
@@ -138,8 +140,19 @@ package final class RankLink: CoordinatorTransport, @unchecked Sendable {
         }
     }
 
-    /// How often rank 0 looks at MPI while its own slots are all busy.
+    /// How soon rank 0 looks at MPI while its own slots are all busy, after something came.
     static let saturatedLook: Duration = .microseconds(100)
+    /// The longest wait between looks while its slots are busy and nothing comes.
+    static let saturatedLookLongest: Duration = .microseconds(800)
+    /// The wait before the next look while rank 0's slots are all busy.
+    private var saturatedPause = RankLink.saturatedLook
+
+    /// Events came: the next wait starts short again.
+    private func found(_ events: [RankEvent]) -> [RankEvent] {
+        backoff.reset()
+        saturatedPause = Self.saturatedLook
+        return events
+    }
 
     package func shutdown(within limit: Duration?) -> Bool {
         flushOutgoing()

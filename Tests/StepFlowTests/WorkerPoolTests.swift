@@ -177,12 +177,14 @@ import Testing
         let recorder = Recorder()
         let ranOn = Mutex<[StepID: UInt]>([:])
         let longOnce = Mutex<StepID?>(nil)
-        let executor = StepExecutor(functions: [
+        var executor = StepExecutor(functions: [
             "work": { step in
                 ranOn.withLock { $0[step.id] = UInt(bitPattern: Int(bitPattern: pthread_self())) }
-                if longOnce.withLock({ $0 == step.id }) { Thread.sleep(forTimeInterval: 20 * WorkerPool.inlineLimit) }
+                if longOnce.withLock({ $0 == step.id }) { Thread.sleep(forTimeInterval: 0.4) }
             },
         ])
+        // Short is under 0.2 s here: an empty step preempted on a loaded machine still counts as short.
+        executor.inlineLimit = 0.2
         let pool = WorkerPool(rank: 1, threads: 1, executor: executor, runDirectory: Self.scratch(), inlineOwner: true,
                               channel: Self.noChannel, report: recorder.record)
         let owner = UInt(bitPattern: Int(bitPattern: pthread_self()))
@@ -195,8 +197,7 @@ import Testing
             #expect(recorder.waitForEnded(id, timeout: Self.deadline))
             return inline
         }
-        // Until the count is reached, every step runs on a slot's thread. A short step slowed past the
-        // limit (a loaded machine) starts the count over, so the test allows for a few.
+        // Until the count is reached, every step runs on a slot's thread.
         var beforeInline = 0
         while !submitOne() {
             beforeInline += 1
@@ -220,8 +221,17 @@ import Testing
         #expect(!submitOne(), "after a long run the function's steps go to a slot's thread")
         #expect(ranOn.withLock { $0[id] } != owner)
 
-        // Steps left to the owner when the pool shuts down run before it returns.
         while !submitOne() {}
+        // Several queued short steps: with no budget one runs; with one, the rest run back to back.
+        pool.submit((1...5).map { Self.step(id + $0, "work") })
+        #expect(pool.runInline())
+        #expect(recorder.outcomes.count == id + 1, "one step for a look with no budget")
+        #expect(pool.runInline(upTo: .seconds(30)))
+        #expect(recorder.outcomes.count == id + 5, "the other four in one go")
+        #expect((id + 1...id + 5).allSatisfy { i in ranOn.withLock { $0[i] } == owner })
+        id += 5
+
+        // Steps left to the owner when the pool shuts down run before it returns.
         pool.submit([Self.step(id + 1, "work"), Self.step(id + 2, "work")])
         pool.shutdown()
         #expect(recorder.outcomes.suffix(2).map(\.id) == [id + 1, id + 2])

@@ -103,9 +103,9 @@ package final class RankLink: CoordinatorTransport, @unchecked Sendable {
         let clock = ContinuousClock()
         let deadline = clock.now + timeout
         while true {
-            // Rank 0's own short step runs here, once the frames to the other ranks went (above),
-            // one per call: the coordinator applies its end before the next.
-            localPool.runInline()
+            // Rank 0's own short steps run here, once the frames to the other ranks went (above), for
+            // up to `inlineBatch`: the coordinator then applies their ends and hands out what they freed.
+            localPool.runInline(upTo: WorkerPool.inlineBatch)
             // What `silentRanks` took in first: it came before anything received now.
             var events = received
             received.removeAll()

@@ -57,9 +57,9 @@ package final class WorkerRuntime {
         while !stopping {
             var busy = pass()
             if let unreadable { return .unreadable(unreadable) }
-            // A short step runs here (one per pass, so rank 0's messages are read between steps), and
-            // its end goes out at once.
-            if !stopping, pool.runInline() {
+            // Short steps run here, for up to `inlineBatch` before rank 0's messages are read again,
+            // and their ends go out at once, in one frame.
+            if !stopping, pool.runInline(upTo: WorkerPool.inlineBatch) {
                 busy = true
                 _ = sendOutbox(outbox.drain())
             }

@@ -71,7 +71,7 @@ package final class WorkerPool: Sendable {
         self.runDirectory = runDirectory
         self.launch = launch
         self.editor = ChannelEditor(channel: channel)
-        self.inlineEditor = InlineChannelEditor(channel: channel, serve: serveOwnerLoop)
+        self.inlineEditor = ChannelEditor(channel: channel, serving: serveOwnerLoop)
         self.report = report
         self.state = Mutex(PoolState(idleSlots: Deque(0..<threads)))
         self.slotQueues = (0..<threads).map { DispatchQueue(label: "stepflow-r\(rank)-w\($0)") }

@@ -28,12 +28,6 @@ package final class RankLink: CoordinatorTransport, @unchecked Sendable {
     /// The coordinator's way to apply events, for rank 0's step run inline that waits for an answer.
     private let inlineApply = Mutex<(@Sendable ([RankEvent]) -> Bool)?>(nil)
 
-    /// How rank 0's pool reaches this link (the link holds the pool).
-    // @unchecked: set once in init, before any step runs; read only on the coordinator's thread.
-    private final class LinkHandle: @unchecked Sendable {
-        weak var link: RankLink?
-    }
-
     /// - Parameters:
     ///   - ranks: the run's ranks, rank 0 included; ranks 1... are reached through `messenger`.
     ///   - afterShutdown: called once the other ranks were told to shut down and every frame went.
@@ -47,12 +41,13 @@ package final class RankLink: CoordinatorTransport, @unchecked Sendable {
         self.afterShutdown = afterShutdown
         let events = localEvents
         let toCoordinator: @Sendable (FromRank) -> Void = { events.push(.message(from: 0, $0)) }
-        let handle = LinkHandle()
+        let link = WeakReference<RankLink>()
         localPool = WorkerPool(rank: 0, threads: threads, executor: executor, runDirectory: runDirectory, launch: launch,
-                               inlineOwner: true, serveOwnerLoop: { handle.link?.serveWhileInline() ?? false },
+                               inlineOwner: true, serveOwnerLoop: { link.target?.serveWhileInline() ?? false },
                                channel: TokenRequestChannel(replies: localReplies, push: toCoordinator), report: toCoordinator)
         messenger.notifyOnArrival { [events] in events.wake() }
-        handle.link = self
+        // The link holds the pool, so the pool reaches the link weakly.
+        link.target = self
     }
 
     package func applyWhileInline(_ apply: @escaping @Sendable ([RankEvent]) -> Bool) {
@@ -65,12 +60,19 @@ package final class RankLink: CoordinatorTransport, @unchecked Sendable {
     private func serveWhileInline() -> Bool {
         guard let apply = inlineApply.withLock({ $0 }) else { return false }
         flushOutgoing()
+        let events = takeIn()
+        return events.isEmpty || apply(events)
+    }
+
+    /// What has come, oldest first: what `silentRanks` took in earlier, rank 0's own workers' events,
+    /// then the other ranks' frames.
+    private func takeIn() -> [RankEvent] {
         var events = received
         received.removeAll()
         events += localEvents.drain()
         receive(into: &events)
         messenger.progressSends()
-        return events.isEmpty || apply(events)
+        return events
     }
 
     package func assign(_ steps: [StepAssignment], to rank: Int) {
@@ -106,12 +108,7 @@ package final class RankLink: CoordinatorTransport, @unchecked Sendable {
             // Rank 0's own short steps run here, once the frames to the other ranks went (above), for
             // up to `inlineBatch`: the coordinator then applies their ends and hands out what they freed.
             localPool.runInline(upTo: WorkerPool.inlineBatch)
-            // What `silentRanks` took in first: it came before anything received now.
-            var events = received
-            received.removeAll()
-            events += localEvents.drain()
-            receive(into: &events)
-            messenger.progressSends()
+            let events = takeIn()
             if !events.isEmpty { return found(events) }
             let now = clock.now
             if now >= deadline { return [] }

@@ -14,38 +14,25 @@ package protocol StepRequestChannel: Sendable {
     func send(_ request: StepRequest, serving serve: () -> Bool) -> EditResult
 }
 
-extension StepRequestChannel {
-    package func send(_ request: StepRequest, serving serve: () -> Bool) -> EditResult { send(request) }
-}
-
-/// The graph editor of a step run on its rank's message loop: it serves the loop while it waits.
-final class InlineChannelEditor: GraphEditor {
-    let channel: any StepRequestChannel
-    let serve: @Sendable () -> Bool
-
-    init(channel: any StepRequestChannel, serve: @escaping @Sendable () -> Bool) {
-        self.channel = channel
-        self.serve = serve
-    }
-
-    func apply(_ edit: GraphEdit, by inserter: Inserter) throws -> StepID? {
-        guard let from = inserter.stepID else { throw GraphEditError("only a running step edits through a channel") }
-        return try channel.send(StepRequest(from: from, edit: edit), serving: serve).get()
-    }
-}
-
 /// The graph editor a running step uses: every edit goes to rank 0 through the channel.
 ///
 /// A class, so `any GraphEditor` holds it by reference: as a struct around an existential it was too
 /// large to store inline, and every step's context boxed (and unboxed) a copy of it.
 final class ChannelEditor: GraphEditor {
     let channel: any StepRequestChannel
+    /// For a step run on its rank's message loop: one pass of that loop, served while the step waits.
+    let serve: (@Sendable () -> Bool)?
 
-    init(channel: any StepRequestChannel) { self.channel = channel }
+    init(channel: any StepRequestChannel, serving serve: (@Sendable () -> Bool)? = nil) {
+        self.channel = channel
+        self.serve = serve
+    }
 
     func apply(_ edit: GraphEdit, by inserter: Inserter) throws -> StepID? {
         guard let from = inserter.stepID else { throw GraphEditError("only a running step edits through a channel") }
-        return try channel.send(StepRequest(from: from, edit: edit)).get()
+        let request = StepRequest(from: from, edit: edit)
+        if let serve { return try channel.send(request, serving: serve).get() }
+        return try channel.send(request).get()
     }
 }
 
@@ -112,4 +99,12 @@ struct TokenRequestChannel: StepRequestChannel {
             if slot.answer() == nil { sched_yield() }
         }
     }
+}
+
+/// A weak reference that crosses threads: how a pool reaches the loop that owns it (a step run inline
+/// serves that loop while it waits), without the pool keeping its owner alive.
+// @unchecked: `target` is set once, by the owner's init, before any step runs; after that it is only
+// read, on the owner's loop thread.
+final class WeakReference<Target: AnyObject>: @unchecked Sendable {
+    weak var target: Target?
 }

@@ -30,19 +30,13 @@ package final class WorkerRuntime {
         self.messenger = messenger
         pairingWindow = FromRank.startPairingWindow(threads: threads)
         let outbox = self.outbox
-        let loop = LoopHandle()
+        let loop = WeakReference<WorkerRuntime>()
         pool = WorkerPool(rank: rank, threads: threads, executor: executor, runDirectory: runDirectory, launch: launch,
-                          inlineOwner: true, serveOwnerLoop: { loop.runtime?.serveWhileInline() ?? false },
+                          inlineOwner: true, serveOwnerLoop: { loop.target?.serveWhileInline() ?? false },
                           channel: TokenRequestChannel(replies: replies, push: { outbox.push($0) }), report: { outbox.push($0) })
         messenger.notifyOnArrival { [outbox] in outbox.wake() }
-        loop.runtime = self
-    }
-
-    /// How a step run inline reaches its rank's loop (the runtime holds the pool, so the pool holds
-    /// this weakly-linked handle instead of the runtime).
-    // @unchecked: set once in init, before any step runs; read only by the loop's own thread.
-    private final class LoopHandle: @unchecked Sendable {
-        weak var runtime: WorkerRuntime?
+        // The runtime holds the pool, so the pool reaches the runtime's loop weakly.
+        loop.target = self
     }
 
     /// Set by a pass that read `shutdown` or `abort`, or a frame it could not read.

@@ -90,8 +90,12 @@ struct WireMessageGenerator {
 
     mutating func toRank() -> ToRank {
         switch below(8) {
-        case 0: return .assign(StepAssignment(id: int(), function: string(), args: values(), threads: int(), gpus: ints(), attempt: int(),
-                                              startBy: optionalDouble()))
+        case 0:
+            // Sent behind other steps (with its two flags) or not: the flags travel only with a list.
+            let behind = chance(0.5) ? [] : ints()
+            return .assign(StepAssignment(id: int(), function: string(), args: values(), threads: int(), gpus: ints(), attempt: int(),
+                                          startBy: optionalDouble(), behind: behind,
+                                          inputsOnlyForBehind: !behind.isEmpty && chance(0.5), sendEndsFirst: !behind.isEmpty && chance(0.5)))
         case 1: return .takeBackUnstarted
         case 2: return .reply(token: token(), [.success(int()), .success(nil), .failure(GraphEditError(string()))][below(3)])
         case 3: return .shutdown

@@ -51,6 +51,8 @@ public struct RunReport: Sendable {
     package var lostRanks: [Int] = []
     /// Why a rank ended the run, when one did.
     package var rankFailure: RankFailure?
+    /// How many times a step was sent behind its prerequisites (`SchedulerConfig.sendBehind`).
+    package var sentBehind = 0
 
     package init(outcome: RunOutcome, records: [StepRecord], config: SchedulerConfig, wallSeconds: Double, started: Double,
                 hookError: String?, databaseError: String? = nil) {
@@ -369,6 +371,7 @@ package final class Coordinator: Sendable {
                                hookError: hookError, databaseError: journalFailure.map { "run database: \($0)" })
         report.ranksAbandoned = abandoned
         report.rankFailure = box.state.rankFailure
+        report.sentBehind = state.withScheduler { $0.sentBehindCount }
         if case .silent(let rank) = box.state.rankFailure {
             report.lostRanks = [rank]
         } else {
@@ -418,11 +421,15 @@ package final class Coordinator: Sendable {
             }
             for a in assignments {
                 // Field by field, in place: a copy of the whole spec cost ~140 instructions a step.
+                // A step sent behind its prerequisites always takes its inputs: the rank fills in theirs.
+                let sendInputs = s.graph.resultCount > 0 || !a.behind.isEmpty
                 byRank[a.rank].append(StepAssignment(id: a.step, function: s.graph.records[a.step - 1].spec.function,
                                                      args: s.graph.records[a.step - 1].spec.args,
                                                      threads: s.graph.records[a.step - 1].spec.threads,
                                                      gpus: a.gpus, attempt: a.attempt, startBy: a.startBy,
-                                                     inputs: s.graph.resultCount > 0 ? s.graph.inputs(of: a.step) : nil))
+                                                     inputs: sendInputs ? s.graph.inputs(of: a.step, evenWithoutResults: true) : nil,
+                                                     behind: a.behind, inputsOnlyForBehind: !a.behind.isEmpty && s.graph.resultCount == 0,
+                                                     sendEndsFirst: a.sendEndsFirst))
             }
         }
         for (rank, steps) in byRank.enumerated() where !steps.isEmpty { transport.assign(steps, to: rank) }

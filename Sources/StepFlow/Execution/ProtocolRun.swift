@@ -226,9 +226,10 @@ package enum ProtocolRunner {
                     }
                 }
             }
-            let config = SchedulerConfig(ranks: parallel.mpi, threadsPerRank: parallel.threads, gpus: gpus,
+            var config = SchedulerConfig(ranks: parallel.mpi, threadsPerRank: parallel.threads, gpus: gpus,
                                          prefetch: prefetch, mode: proto.stepsExecutionMode,
                                          failurePolicy: settings.keepGoing ? .keepGoing : .stop)
+            config.sendBehind = sendsBehind(environment: settings.environment)
             let state = SchedulerState(config)
             let digest = InsertDigest()
             let inserter = StepInserter(.protocolSteps, editor: DigestingEditor(state.editor, digest: digest), functionNames: P.functions.names)
@@ -382,6 +383,12 @@ package enum ProtocolRunner {
     /// Steps sent ahead to each rank beyond its T slots (S6): at least 2, so a worker has its next step
     /// before it finishes the current one; `STEPFLOW_PREFETCH` overrides it. The same in one process
     /// as under `mpirun`.
+    /// Whether steps are sent behind their prerequisites to the rank that runs them
+    /// (`SchedulerConfig.sendBehind`); `STEPFLOW_SEND_BEHIND=0` turns it off.
+    package static func sendsBehind(environment: [String: String]) -> Bool {
+        environment["STEPFLOW_SEND_BEHIND"] != "0"
+    }
+
     package static func prefetch(threads: Int, environment: [String: String] = ProcessInfo.processInfo.environment) -> Int {
         if let raw = environment["STEPFLOW_PREFETCH"], let v = Int(raw), v >= 0 { return v }
         return min(max(2, threads), 8)

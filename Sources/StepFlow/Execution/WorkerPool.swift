@@ -48,6 +48,45 @@ package final class WorkerPool: Sendable {
         var idleSlots: Deque<Int>
         /// For each function, how many of its last runs in a row took less than `inlineLimit`.
         var shortRunsInARow: [String: Int] = [:]
+        /// The step each slot runs (0: none), so a step sent behind one can tell it still runs here.
+        var running: [StepID]
+        /// Steps sent behind prerequisites that have not finished here yet.
+        var behind: [StepID: BehindStep] = [:]
+        /// For each prerequisite, the steps sent behind it.
+        var followers: [StepID: [StepID]] = [:]
+        /// The last steps that finished here, with their results (`recentKept`): a step sent behind one
+        /// that finished while the assignment was on its way starts at once, where it would have had
+        /// to go back to rank 0 (when two prerequisites end together, rank 0 often sends a step behind
+        /// the one whose end it has not read yet).
+        var recent = RecentFinishes()
+    }
+
+    /// The ids and results of the last `capacity` steps that finished in a pool, oldest overwritten.
+    private struct RecentFinishes {
+        static let capacity = 64
+        private var ids = [StepID](repeating: 0, count: capacity)
+        private var results = [[UInt8]](repeating: [], count: capacity)
+        private var next = 0
+
+        mutating func add(_ id: StepID, result: [UInt8]) {
+            ids[next] = id
+            results[next] = result
+            next = (next + 1) % Self.capacity
+        }
+
+        /// The result of step `id` (empty: it set none) if it is among the last that finished here.
+        func result(of id: StepID) -> [UInt8]? {
+            guard id > 0, let i = ids.firstIndex(of: id) else { return nil }
+            return results[i]
+        }
+    }
+
+    /// A step sent behind prerequisites running here, with how many of them it still waits for.
+    private struct BehindStep {
+        var step: StepAssignment
+        var waitingFor: Int
+        /// Whether a prerequisite that finished here set a result.
+        var gotResult = false
     }
 
     /// A step taken from the queue, with the idle slot that will run it.
@@ -73,7 +112,7 @@ package final class WorkerPool: Sendable {
         self.editor = ChannelEditor(channel: channel)
         self.inlineEditor = ChannelEditor(channel: channel, serving: serveOwnerLoop)
         self.report = report
-        self.state = Mutex(PoolState(idleSlots: Deque(0..<threads)))
+        self.state = Mutex(PoolState(idleSlots: Deque(0..<threads), running: Array(repeating: 0, count: threads)))
         self.slotQueues = (0..<threads).map { DispatchQueue(label: "stepflow-r\(rank)-w\($0)") }
         self.stepSignalMask = SignalMask.current()
         self.inlineOwner = inlineOwner && threads == 1 && executor.inlineLimit > 0
@@ -100,35 +139,44 @@ package final class WorkerPool: Sendable {
     /// nothing else running, the next step's function has run short (`inlineLimit`) its last
     /// `inlineAfter` times, and `budget` has not passed since the first began. Returns whether it ran any.
     @discardableResult
+    /// A step that let a step sent behind it go ends the batch when that step says so
+    /// (`sendEndsFirst`): its end goes out first, since rank 0 waits for it to hand out the steps that
+    /// depend on it to a rank with little to do.
     package func runInline(upTo budget: Duration = .zero) -> Bool {
-        guard runOneInline() else { return false }
-        if budget > .zero {
+        let first = runOneInline()
+        guard first != .none else { return false }
+        if budget > .zero && first == .ran {
             let end = ContinuousClock.now + budget
-            while ContinuousClock.now < end, runOneInline() {}
+            while ContinuousClock.now < end, runOneInline() == .ran {}
         }
         return true
     }
 
+    private enum InlineRun { case none, ran, letFollowersGo }
+
     /// Runs the first queued step on the calling thread if it may (see `runInline`).
-    private func runOneInline() -> Bool {
-        guard inlineOwner else { return false }
+    private func runOneInline() -> InlineRun {
+        guard inlineOwner else { return .none }
         let claimed: SlotStart? = state.withLock { s in
             guard s.busyUnits == 0, let head = s.pending.first, Self.runsInline(head, s),
                   let slot = s.idleSlots.popFirst() else { return nil }
             s.busyUnits += head.threads
+            s.running[slot] = head.id
             return SlotStart(slot: slot, step: s.pending.removeFirst())
         }
-        guard let claimed else { return false }
+        guard let claimed else { return .none }
         let ended = run(claimed.step, slot: claimed.slot, body: executor.body(for: claimed.step.function), editor: inlineEditor)
-        let starts = state.withLock { s in
+        let (starts, reported) = state.withLock { s in
             s.busyUnits -= claimed.step.threads
+            s.running[claimed.slot] = 0
             s.idleSlots.append(claimed.slot)
             Self.count(ended, of: claimed.step.function, limit: executor.inlineLimit, &s)
-            return claimStartable(&s, freedSlot: nil).others
+            let reported = settleFollowers(of: claimed.step.id, ended, &s)
+            return (claimStartable(&s, freedSlot: nil).others, reported)
         }
-        report(ended)
+        if !reported.reported { report(ended) }
         starts.forEach(startServing)
-        return true
+        return reported.endBatch ? .letFollowersGo : .ran
     }
 
     /// Under the lock: whether the owner's loop runs `step` itself (see `inlineLimit`).
@@ -150,41 +198,148 @@ package final class WorkerPool: Sendable {
     /// and an ending wakes the rank's loop by itself (its report).
     package var isSaturated: Bool { state.withLock { $0.busyUnits >= threads } }
 
-    /// Queues steps; they start as slots free up, in order.
+    /// Queues steps; they start as slots free up, in order. A step sent behind prerequisites
+    /// (`StepAssignment.behind`) waits until they finished here; if one of them is no longer here (it
+    /// ended before the step came), it goes back at once as `.notStarted`, and rank 0 sends it again
+    /// once it is ready.
     package func submit(_ steps: [StepAssignment]) {
         guard !steps.isEmpty else { return }
+        var bounced: [StepID] = []
         let starts = state.withLock { s in
-            s.pending.append(contentsOf: steps)
+            if steps.contains(where: { !$0.behind.isEmpty }) {
+                for step in steps {
+                    if step.behind.isEmpty {
+                        s.pending.append(step)
+                        continue
+                    }
+                    var b = BehindStep(step: step, waitingFor: 0)
+                    var here = true
+                    for p in step.behind {
+                        if let result = s.recent.result(of: p) {
+                            Self.fill(&b, from: p, result)
+                        } else if Self.isHere(p, s) {
+                            b.waitingFor += 1
+                        } else {
+                            here = false
+                        }
+                    }
+                    if !here {
+                        bounced.append(step.id)
+                    } else if b.waitingFor == 0 {
+                        s.pending.append(Self.ready(b))
+                    } else {
+                        s.behind[step.id] = b
+                        for p in step.behind where s.recent.result(of: p) == nil { s.followers[p, default: []].append(step.id) }
+                    }
+                }
+            } else {
+                s.pending.append(contentsOf: steps)
+            }
             return claimStartable(&s, freedSlot: nil).others
         }
+        for id in bounced { report(notStarted(id)) }
         starts.forEach(startServing)
     }
 
-    /// Hands back every queued step that has not started, reporting each as `.notStarted`.
-    package func takeBackUnstarted() {
-        let taken = state.withLock { s in
-            let all = Array(s.pending)
-            s.pending.removeAll()
-            return all
+    /// Puts a prerequisite's result among the inputs of a step sent behind it.
+    private static func fill(_ b: inout BehindStep, from p: StepID, _ result: [UInt8]) {
+        guard !result.isEmpty, let i = b.step.inputs?.firstIndex(where: { $0.id == p }) else { return }
+        b.step.inputs![i].result = result
+        b.gotResult = true
+    }
+
+    /// A step sent behind prerequisites that all finished here, as rank 0 would have sent it once
+    /// ready: with no inputs while no step of the run set a result.
+    private static func ready(_ b: BehindStep) -> StepAssignment {
+        var step = b.step
+        if step.inputsOnlyForBehind && !b.gotResult { step.inputs = nil }
+        return step
+    }
+
+    /// Under the lock: whether step `id` is queued, running or sent behind others here.
+    private static func isHere(_ id: StepID, _ s: borrowing PoolState) -> Bool {
+        if s.behind[id] != nil || s.running.contains(id) { return true }
+        // From the back: a step is mostly sent behind one sent with it.
+        return s.pending.reversed().contains { $0.id == id }
+    }
+
+    private func notStarted(_ id: StepID) -> FromRank {
+        .ended(StepOutcome(id: id, rank: rank, slot: -1, report: .notStarted, start: nil, end: nil, logPath: nil))
+    }
+
+    /// Under the lock, as step `id` ends with `ended`: the steps sent behind it that waited only for it
+    /// are queued, with its result among their inputs; if it did not finish, they go back to rank 0
+    /// unstarted, with what was sent behind them. When any step was sent behind it, its end is reported
+    /// here, first, so rank 0 learns of it before the start of a step it let go; returns whether it was.
+    /// Also returns whether the owner's loop should send that end before it runs more steps (a step
+    /// sent behind it may not be all that waits for it).
+    private func settleFollowers(of id: StepID, _ ended: FromRank, _ s: inout PoolState) -> (reported: Bool, endBatch: Bool) {
+        guard case .ended(let outcome) = ended else { return (false, false) }
+        let finished = outcome.report == .finished
+        // Only a blob with files needs splitting; most results are kept as they came.
+        let result = finished ? outcome.result.map { StepOutcomeBlob.split($0).result } ?? [] : []
+        if finished { s.recent.add(id, result: result) }
+        guard !s.followers.isEmpty, let followers = s.followers.removeValue(forKey: id) else { return (false, false) }
+        report(ended)
+        guard finished else {
+            dropFollowers(followers, &s)
+            return (true, true)
         }
-        for step in taken {
-            report(.ended(StepOutcome(id: step.id, rank: rank, slot: -1, report: .notStarted, start: nil, end: nil, logPath: nil)))
+        var endBatch = false
+        for d in followers {
+            guard var b = s.behind[d] else { continue }
+            if b.step.sendEndsFirst { endBatch = true }
+            Self.fill(&b, from: id, result)
+            b.waitingFor -= 1
+            if b.waitingFor > 0 {
+                s.behind[d] = b
+                continue
+            }
+            s.behind[d] = nil
+            s.pending.append(Self.ready(b))
+        }
+        return (true, endBatch)
+    }
+
+    /// Under the lock: hands back steps sent behind a step that will not finish here, and the steps
+    /// sent behind those.
+    private func dropFollowers(_ followers: [StepID], _ s: inout PoolState) {
+        var work = followers
+        while let d = work.popLast() {
+            guard s.behind.removeValue(forKey: d) != nil else { continue }
+            report(notStarted(d))
+            if let more = s.followers.removeValue(forKey: d) { work.append(contentsOf: more) }
         }
     }
 
-    /// Hands back the queued steps among `ids` that have not started, reporting each as `.notStarted`;
-    /// a step already started is left alone (its `.started` report is on its way).
+    /// Hands back every queued step that has not started (those sent behind others too), reporting
+    /// each as `.notStarted`.
+    package func takeBackUnstarted() {
+        let taken = state.withLock { s in
+            let all = Array(s.pending.lazy.map(\.id)) + s.behind.keys.sorted()
+            s.pending.removeAll()
+            s.behind.removeAll()
+            s.followers.removeAll()
+            return all
+        }
+        for id in taken { report(notStarted(id)) }
+    }
+
+    /// Hands back the queued steps among `ids` that have not started, and those sent behind them,
+    /// reporting each as `.notStarted`; a step already started is left alone (its `.started` report
+    /// is on its way).
     package func takeBack(_ ids: [StepID]) {
         let wanted = Set(ids)
-        let (taken, starts) = state.withLock { s in
-            let out = s.pending.filter { wanted.contains($0.id) }
-            guard !out.isEmpty else { return (out, [SlotStart]()) }
+        let starts = state.withLock { s in
+            let out = s.pending.filter { wanted.contains($0.id) }.map(\.id)
+            let outBehind = ids.filter { s.behind[$0] != nil }
+            guard !out.isEmpty || !outBehind.isEmpty else { return [SlotStart]() }
             s.pending.removeAll { wanted.contains($0.id) }
+            for id in out { report(notStarted(id)) }
+            dropFollowers(outBehind, &s)
+            for id in out { if let more = s.followers.removeValue(forKey: id) { dropFollowers(more, &s) } }
             // The head may have been a step waiting for room; the one behind it may fit now.
-            return (out, claimStartable(&s, freedSlot: nil).others)
-        }
-        for step in taken {
-            report(.ended(StepOutcome(id: step.id, rank: rank, slot: -1, report: .notStarted, start: nil, end: nil, logPath: nil)))
+            return claimStartable(&s, freedSlot: nil).others
         }
         starts.forEach(startServing)
     }
@@ -193,7 +348,11 @@ package final class WorkerPool: Sendable {
     /// (a signal stopped the run; what still runs is recorded `aborted`).
     package func stopLaunching() {
         cancellation.cancel()
-        state.withLock { $0.pending.removeAll() }
+        state.withLock { s in
+            s.pending.removeAll()
+            s.behind.removeAll()
+            s.followers.removeAll()
+        }
     }
 
     /// Lets queued steps finish, then waits until no slot runs one.
@@ -213,12 +372,14 @@ package final class WorkerPool: Sendable {
         // this runs once per step, under the lock. Steps are moved out of the queue, never copied.
         var ownWanted = freedSlot != nil
         while let needed = s.pending.first?.threads, s.busyUnits + needed <= threads {
-            if ownWanted {
+            if ownWanted, let freedSlot {
                 own = s.pending.removeFirst()
+                s.running[freedSlot] = own!.id
                 ownWanted = false
             } else if inlineOwner, Self.runsInline(s.pending[s.pending.startIndex], s) {
                 break  // The owner's loop runs it (`runInline`), without waking a thread.
             } else if let slot = s.idleSlots.popFirst() {
+                s.running[slot] = s.pending[s.pending.startIndex].id
                 others.append(SlotStart(slot: slot, step: s.pending.removeFirst()))
             } else {
                 break  // Not reached while every step takes at least one unit; a slot will free up.
@@ -265,14 +426,17 @@ package final class WorkerPool: Sendable {
                 last = (step.function, body)
             }
             let ended = run(step, slot: slot, body: body)
-            let (next, others) = state.withLock { s in
+            let (next, others, reported) = state.withLock { s in
                 s.busyUnits -= step.threads
+                s.running[slot] = 0
                 if inlineOwner { Self.count(ended, of: step.function, limit: executor.inlineLimit, &s) }
-                return claimStartable(&s, freedSlot: slot)
+                let reported = settleFollowers(of: step.id, ended, &s)
+                let (own, others) = claimStartable(&s, freedSlot: slot)
+                return (own, others, reported)
             }
             // Reported once the slot is counted free (or has its next step): the rank's loop, woken by
             // the report, then sees whether it may sleep until a step ends (`isSaturated`).
-            report(ended)
+            if !reported.reported { report(ended) }
             // Only a step that held several units can make room for more than the one this slot takes.
             others.forEach(startServing)
             guard let next else { return }

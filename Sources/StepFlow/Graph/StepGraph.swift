@@ -244,12 +244,55 @@ package struct StepGraph: Sendable {
         guard let id = peekReady() else { return nil }
         _ = ready.popMin()
         queued[id - 1] = false
+        markRunning(id)
+        return id
+    }
+
+    private mutating func markRunning(_ id: StepID) {
         setStatus(id, .running)
         records[id - 1].attempts += 1
         // This attempt's inserts are matched against what the step inserted before (S12).
         if !sequences.isEmpty && sequences[.step(id)] != nil { sequences[.step(id)]!.cursor = 0 }
-        return id
     }
+
+    /// The prerequisites `id` still waits for, when it may be sent behind them to `rank`: it is `new`,
+    /// and each prerequisite that is not done runs on `rank` (sent there, maybe not started). Nil
+    /// otherwise, and for steps with more than `behindLimit` prerequisites (a merge step: the scan
+    /// would cost more than the round trip it saves).
+    package func unfinishedPrerequisites(of id: StepID, allOn rank: Int) -> [StepID]? {
+        guard records[id - 1].status == .new, remaining[id - 1] > 0, records[id - 1].prerequisites.count <= Self.behindLimit,
+              unconfirmed.isEmpty, staleRuns.isEmpty else { return nil }
+        var behind: [StepID] = []
+        for p in records[id - 1].prerequisites where !isDone(p) {
+            guard records[p - 1].status == .running, records[p - 1].rank == rank else { return nil }
+            behind.append(p)
+        }
+        return behind.isEmpty ? nil : behind
+    }
+
+    /// The rank that runs the first prerequisite a `new` step still waits for, if that one runs.
+    package func rankOfFirstUnfinishedPrerequisite(of id: StepID) -> Int? {
+        guard records[id - 1].status == .new, remaining[id - 1] > 0,
+              let first = records[id - 1].prerequisites.first(where: { !isDone($0) }),
+              records[first - 1].status == .running else { return nil }
+        return records[first - 1].rank
+    }
+
+    /// How many of a step's prerequisites it still waits for.
+    package func prerequisitesLeft(_ id: StepID) -> Int { Int(remaining[id - 1]) }
+
+    /// Prerequisites past this many are not scanned for `unfinishedPrerequisites`.
+    static let behindLimit = 32
+
+    /// Marks a step running before it is ready: it was sent behind its unfinished prerequisites
+    /// (`unfinishedPrerequisites`), to start on their rank once they finish there.
+    package mutating func sendBehind(_ id: StepID) {
+        precondition(records[id - 1].status == .new && remaining[id - 1] > 0, "step \(id) sent behind its prerequisites but was \(records[id - 1].status)")
+        markRunning(id)
+    }
+
+    /// The steps waiting on `id` (its dependents that have not seen it finish).
+    package func waitingOn(_ id: StepID) -> [Int32] { dependents[id - 1] }
 
     /// Takes the lowest ready step out of the ready queue without starting it (the scheduler passes
     /// over it for now); `putBackReady` returns it.
@@ -280,8 +323,10 @@ package struct StepGraph: Sendable {
 
     /// What a step about to run is handed of its prerequisites' results: each prerequisite with its
     /// result (empty: it set none), or nil while no step of the run has set one (S13).
-    package func inputs(of id: StepID) -> [StepInput]? {
-        guard resultCount > 0 else { return nil }
+    /// - Parameter evenWithoutResults: the list even before any step set a result (for a step sent
+    ///   behind its prerequisites: its rank fills in theirs).
+    package func inputs(of id: StepID, evenWithoutResults: Bool = false) -> [StepInput]? {
+        guard resultCount > 0 || evenWithoutResults else { return nil }
         return records[id - 1].prerequisites.map { p in
             // A prerequisite's file fingerprints are rank 0's business, not its dependents'.
             StepInput(id: p, name: records[p - 1].displayName, result: StepOutcomeBlob.split(records[p - 1].result ?? []).result)
@@ -373,6 +418,13 @@ package struct StepGraph: Sendable {
         guard records[id - 1].status == .running else { return }
         records[id - 1].attempts -= 1
         setStatus(id, .new)
+        // Sent behind a prerequisite that then failed: its failure passed it over while it counted as
+        // running, so it is skipped now (`--keep-going`).
+        if skipDependentsOfFailures, remaining[id - 1] > 0,
+           records[id - 1].prerequisites.contains(where: { records[$0 - 1].status == .failed || records[$0 - 1].status == .skipped }) {
+            skip(id)
+            return
+        }
         enqueueIfReady(id)
     }
 

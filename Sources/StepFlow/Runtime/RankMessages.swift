@@ -90,9 +90,20 @@ package struct StepAssignment: Sendable, Equatable {
     /// Its prerequisites with their results (empty: none), once any step of the run has set a
     /// result; nil before (S13).
     package var inputs: [StepInput]?
+    /// Prerequisites still running on this rank when rank 0 sent it (empty: none, it is ready): it is
+    /// sent behind them and starts once they all finished here, with their results filled in; if one
+    /// of them does not finish, it goes back to rank 0 unstarted.
+    package var behind: [StepID]
+    /// Sent behind prerequisites before any step of the run set a result: `inputs` came only so that
+    /// theirs could be filled in, and go again if none of them sets one.
+    package var inputsOnlyForBehind: Bool
+    /// The ends of `behind` should reach rank 0 before this step starts: other steps wait for them,
+    /// and another rank has little to do meanwhile (see `WorkerPool.runInline`). Otherwise they may
+    /// go with the ends of the next steps.
+    package var sendEndsFirst: Bool
 
     package init(id: StepID, function: String, args: [StepValue], threads: Int, gpus: [Int], attempt: Int, startBy: Double? = nil,
-                 inputs: [StepInput]? = nil) {
+                 inputs: [StepInput]? = nil, behind: [StepID] = [], inputsOnlyForBehind: Bool = false, sendEndsFirst: Bool = false) {
         self.id = id
         self.function = function
         self.args = args
@@ -101,6 +112,9 @@ package struct StepAssignment: Sendable, Equatable {
         self.attempt = attempt
         self.startBy = startBy
         self.inputs = inputs
+        self.behind = behind
+        self.inputsOnlyForBehind = inputsOnlyForBehind
+        self.sendEndsFirst = sendEndsFirst
     }
 }
 

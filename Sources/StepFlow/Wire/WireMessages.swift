@@ -17,6 +17,9 @@ extension ToRank: WireMessage {
             } else {
                 w.varint(0)
             }
+            w.ints(a.behind)
+            // Sent behind: flags, bit 0 inputsOnlyForBehind, bit 1 sendEndsFirst.
+            if !a.behind.isEmpty { w.byte((a.inputsOnlyForBehind ? 1 : 0) | (a.sendEndsFirst ? 2 : 0)) }
         case .takeBackUnstarted:
             w.byte(2)
         case .takeBack(let ids):
@@ -56,6 +59,14 @@ extension ToRank: WireMessage {
                     inputs.append(StepInput(id: try r.int("input step id"), name: try r.string("input step name"), result: try r.blob("input result")))
                 }
                 a.inputs = inputs
+            }
+            a.behind = try r.ints("behind step id")
+            if !a.behind.isEmpty {
+                let flagsAt = r.offset
+                let flags = try r.byte("sent-behind flags")
+                guard flags < 4 else { throw .unknownKind(field: "sent-behind flags", kind: flags, offset: flagsAt) }
+                a.inputsOnlyForBehind = flags & 1 != 0
+                a.sendEndsFirst = flags & 2 != 0
             }
             return .assign(a)
         case 2:

@@ -15,11 +15,14 @@ struct Harness {
     var functions: [String: @Sendable (StepContext) throws -> Void] = [:]
     /// Overrides `StepExecutor.inlineLimit` (seconds).
     var inlineLimit: Double?
+    /// Whether steps go behind their prerequisites (`SchedulerConfig.sendBehind`), as in a launch.
+    var sendBehind = true
 
     /// Inserts steps with `insert` (as `insertAllSteps` would), then runs them to the end.
     func run(_ insert: (StepInserter) throws -> Void) throws -> RunReport {
-        let config = SchedulerConfig(ranks: ranks, threadsPerRank: threads, gpusPerRank: gpus, prefetch: ProtocolRunner.prefetch(threads: threads),
+        var config = SchedulerConfig(ranks: ranks, threadsPerRank: threads, gpusPerRank: gpus, prefetch: ProtocolRunner.prefetch(threads: threads),
                                      mode: mode, failurePolicy: policy)
+        config.sendBehind = sendBehind
         let state = SchedulerState(config)
         var executor = StepExecutor(functions: functions)
         if let inlineLimit { executor.inlineLimit = inlineLimit }

@@ -155,6 +155,22 @@ import Testing
         #expect(r.outcome() == .finished)
     }
 
+    @Test("A step sent behind keeps its count of unfinished prerequisites through a rebuild of the graph's indices (a drop, a stale run): its prerequisite's failure still skips it")
+    func rebuildKeepsTheCount() throws {
+        var g = StepGraph(skipDependentsOfFailures: true)
+        let p = try g.insert(spec(), prerequisites: [], insertedBy: .protocolSteps)
+        let d = try g.insert(spec(), prerequisites: [p], insertedBy: .protocolSteps)
+        #expect(g.takeReady() == p)
+        g.sendBehind(d)
+        g.rebuildIndices()
+        #expect(g.prerequisitesLeft(d) == 1 && g.waitingOn(p) == [Int32(d)])
+        g.fail(p, error: "boom")
+        g.unassign(d)
+        #expect(g.status(d) == .skipped)
+        let anyReady = g.hasReady()
+        #expect(!anyReady)
+    }
+
     // MARK: A rank's pool
 
     static let deadline: Double = 60
@@ -249,6 +265,39 @@ import Testing
         #expect(held.startedIDs == [1])
     }
 
+    @Test("A step handed back and sent again waits for all its prerequisites once more; one sent behind a step that runs again waits for the new run")
+    func sentAgain() throws {
+        let recorder = Recorder()
+        let gates = [Gate(parties: 1), Gate(parties: 1), Gate(parties: 1)]
+        let pool = Self.pool([
+            "wait": { step in try gates[step.args.first?.intValue ?? 0].waitUntilOpen(timeout: Self.deadline) },
+            "quick": { _ in },
+        ], threads: 3, recorder: recorder)
+        func waiting(_ id: StepID, gate: Int) -> StepAssignment {
+            StepAssignment(id: id, function: "wait", args: [.int(gate)], threads: 1, gpus: [], attempt: 1)
+        }
+        // 3 behind 1 and 2; taken back, then sent again behind both.
+        pool.submit([waiting(1, gate: 0), waiting(2, gate: 1), Self.step(3, "quick", behind: [1, 2])])
+        #expect(recorder.waitForStarted(2, timeout: Self.deadline))
+        pool.takeBack([3])
+        pool.submit([Self.step(3, "quick", behind: [1, 2])])
+        gates[0].open()
+        #expect(recorder.waitForEnded(2, timeout: Self.deadline), "step 1 and the first step 3 (handed back)")
+        Thread.sleep(forTimeInterval: 0.1)
+        #expect(!recorder.startedIDs.contains(3), "step 3 still waits for step 2: \(recorder.order)")
+        gates[1].open()
+        #expect(recorder.waitForEnded(4, timeout: Self.deadline))
+        // Step 1 finished here; sent again (a stale run), a step sent behind it waits for the new run.
+        pool.submit([waiting(1, gate: 2), Self.step(5, "quick", behind: [1])])
+        Thread.sleep(forTimeInterval: 0.1)
+        #expect(!recorder.startedIDs.contains(5), "step 5 waits for step 1's new run: \(recorder.order)")
+        gates[2].open()
+        pool.shutdown()
+        let order = recorder.order
+        #expect(order.lastIndex(of: "e1")! < order.firstIndex(of: "s5")!, "\(order)")
+        #expect(recorder.outcomes.filter { $0.id == 3 }.map(\.report) == [.notStarted, .finished])
+    }
+
     @Test("Inputs sent only for the rank to fill in are dropped again when the prerequisite set no result")
     func inputsOnlyForBehind() throws {
         let recorder = Recorder()
@@ -329,6 +378,40 @@ import Testing
             #expect(report.records.count == 6 * 61)
             #expect(sendBehind ? report.sentBehind > 0 : report.sentBehind == 0, "\(report.sentBehind) sent behind")
         }
+    }
+
+    @Test("S3 over in-memory ranks: a running step adds a prerequisite to a step sent behind on its rank; rank 0 takes it back first, and it runs after both",
+          arguments: [(1, 1), (2, 1), (1, 2), (2, 2)])
+    func editTakesBackAStepSentBehind(ranks: Int, threads: Int) throws {
+        let times = Mutex<[StepID: (start: Double, end: Double)]>([:])
+        @Sendable func timed(_ step: StepContext, _ body: () throws -> Void) rethrows {
+            let start = Date().timeIntervalSince1970
+            try body()
+            times.withLock { $0[step.id] = (start, Date().timeIntervalSince1970) }
+        }
+        var h = Harness(threads: threads, ranks: ranks)
+        h.functions = [
+            "edit": { step in
+                try timed(step) {
+                    // Step 3 (behind step 2, behind this one) gains a prerequisite that takes a while.
+                    let slow = try step.insertFunctionStep("slow", prerequisites: [])
+                    try step.addPrerequisites(to: 3, [slow])
+                }
+            },
+            "slow": { step in try timed(step) { Thread.sleep(forTimeInterval: 0.05) } },
+            "quick": { step in timed(step) {} },
+        ]
+        let report = try h.run { steps in
+            let first = try steps.insertFunctionStep("edit", prerequisites: [])
+            let second = try steps.insertFunctionStep("quick", prerequisites: [first])
+            _ = try steps.insertFunctionStep("quick", prerequisites: [second])
+        }
+        #expect(report.outcome == .finished, "\(report.records.map { ($0.id, $0.status, $0.error ?? "") })")
+        #expect(report.sentBehind >= 2, "steps 2 and 3 went behind step 1: \(report.sentBehind)")
+        #expect(report.record(3)?.prerequisites == [2, 4])
+        let t = times.withLock { $0 }
+        let three = try #require(t[3]), four = try #require(t[4])
+        #expect(three.start >= four.end, "step 3 ran after the prerequisite added to it")
     }
 
     @Test("S7 over in-memory ranks: a link that fails ends its chain; under --keep-going the rest finishes and its dependents are skipped", arguments: [FailurePolicy.stop, .keepGoing])

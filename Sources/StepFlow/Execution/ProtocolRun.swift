@@ -380,15 +380,15 @@ package enum ProtocolRunner {
         return (end.time - before, "the allocation ends at \(ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: end.time))) (\(end.source)) and --stop-before \(DurationText.text(before))")
     }
 
-    /// Steps sent ahead to each rank beyond its T slots (S6): at least 2, so a worker has its next step
-    /// before it finishes the current one; `STEPFLOW_PREFETCH` overrides it. The same in one process
-    /// as under `mpirun`.
     /// Whether steps are sent behind their prerequisites to the rank that runs them
     /// (`SchedulerConfig.sendBehind`); `STEPFLOW_SEND_BEHIND=0` turns it off.
     package static func sendsBehind(environment: [String: String]) -> Bool {
         environment["STEPFLOW_SEND_BEHIND"] != "0"
     }
 
+    /// Steps sent ahead to each rank beyond its T slots (S6): at least 2, so a worker has its next step
+    /// before it finishes the current one; `STEPFLOW_PREFETCH` overrides it. The same in one process
+    /// as under `mpirun`.
     package static func prefetch(threads: Int, environment: [String: String] = ProcessInfo.processInfo.environment) -> Int {
         if let raw = environment["STEPFLOW_PREFETCH"], let v = Int(raw), v >= 0 { return v }
         return min(max(2, threads), 8)

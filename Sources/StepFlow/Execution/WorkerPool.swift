@@ -54,11 +54,14 @@ package final class WorkerPool: Sendable {
         var behind: [StepID: BehindStep] = [:]
         /// For each prerequisite, the steps sent behind it.
         var followers: [StepID: [StepID]] = [:]
-        /// The last steps that finished here, with their results (`recentKept`): a step sent behind one
-        /// that finished while the assignment was on its way starts at once, where it would have had
-        /// to go back to rank 0 (when two prerequisites end together, rank 0 often sends a step behind
-        /// the one whose end it has not read yet).
+        /// The last steps that finished here, with their results (`RecentFinishes.capacity`): a step
+        /// sent behind one that finished while the assignment was on its way starts at once, where it
+        /// would have had to go back to rank 0 (when two prerequisites end together, rank 0 often sends
+        /// a step behind the one whose end it has not read yet). Kept once a step was sent behind
+        /// another here (`behindSeen`); from then on each finish is reported under the lock as it is
+        /// kept, so no step can start on a kept finish before that finish's end is reported.
         var recent = RecentFinishes()
+        var behindSeen = false
     }
 
     /// The ids and results of the last `capacity` steps that finished in a pool, oldest overwritten.
@@ -78,6 +81,13 @@ package final class WorkerPool: Sendable {
         func result(of id: StepID) -> [UInt8]? {
             guard id > 0, let i = ids.firstIndex(of: id) else { return nil }
             return results[i]
+        }
+
+        /// Forgets step `id`, sent here to run again (a stale run, S9): its earlier result is not its result.
+        mutating func forget(_ id: StepID) {
+            guard let i = ids.firstIndex(of: id) else { return }
+            ids[i] = 0
+            results[i] = []
         }
     }
 
@@ -138,10 +148,10 @@ package final class WorkerPool: Sendable {
     /// Runs queued steps on the calling thread (the owner's loop), first to last, while the pool has
     /// nothing else running, the next step's function has run short (`inlineLimit`) its last
     /// `inlineAfter` times, and `budget` has not passed since the first began. Returns whether it ran any.
-    @discardableResult
     /// A step that let a step sent behind it go ends the batch when that step says so
     /// (`sendEndsFirst`): its end goes out first, since rank 0 waits for it to hand out the steps that
     /// depend on it to a rank with little to do.
+    @discardableResult
     package func runInline(upTo budget: Duration = .zero) -> Bool {
         let first = runOneInline()
         guard first != .none else { return false }
@@ -206,8 +216,10 @@ package final class WorkerPool: Sendable {
         guard !steps.isEmpty else { return }
         var bounced: [StepID] = []
         let starts = state.withLock { s in
-            if steps.contains(where: { !$0.behind.isEmpty }) {
+            if s.behindSeen || steps.contains(where: { !$0.behind.isEmpty }) {
+                s.behindSeen = true
                 for step in steps {
+                    s.recent.forget(step.id)
                     if step.behind.isEmpty {
                         s.pending.append(step)
                         continue
@@ -277,10 +289,15 @@ package final class WorkerPool: Sendable {
         guard case .ended(let outcome) = ended else { return (false, false) }
         let finished = outcome.report == .finished
         // Only a blob with files needs splitting; most results are kept as they came.
-        let result = finished ? outcome.result.map { StepOutcomeBlob.split($0).result } ?? [] : []
-        if finished { s.recent.add(id, result: result) }
-        guard !s.followers.isEmpty, let followers = s.followers.removeValue(forKey: id) else { return (false, false) }
-        report(ended)
+        let result = finished && s.behindSeen ? outcome.result.map { StepOutcomeBlob.split($0).result } ?? [] : []
+        var reported = false
+        if finished && s.behindSeen {
+            s.recent.add(id, result: result)
+            report(ended)
+            reported = true
+        }
+        guard !s.followers.isEmpty, let followers = s.followers.removeValue(forKey: id) else { return (reported, false) }
+        if !reported { report(ended) }
         guard finished else {
             dropFollowers(followers, &s)
             return (true, true)
@@ -306,7 +323,13 @@ package final class WorkerPool: Sendable {
     private func dropFollowers(_ followers: [StepID], _ s: inout PoolState) {
         var work = followers
         while let d = work.popLast() {
-            guard s.behind.removeValue(forKey: d) != nil else { continue }
+            guard let b = s.behind.removeValue(forKey: d) else { continue }
+            // Out of the lists of its other prerequisites too: sent again, it must not be counted twice.
+            for p in b.step.behind {
+                guard var list = s.followers[p] else { continue }
+                list.removeAll { $0 == d }
+                s.followers[p] = list.isEmpty ? nil : list
+            }
             report(notStarted(d))
             if let more = s.followers.removeValue(forKey: d) { work.append(contentsOf: more) }
         }

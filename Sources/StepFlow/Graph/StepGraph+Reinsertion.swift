@@ -244,9 +244,9 @@ extension StepGraph {
         }
         var blocked: [StepID] = []
         for i in 0..<n where !records[i].isDropped {
-            // A running step's prerequisites are behind it.
+            // A running step's prerequisites are behind it, but for one sent behind them (`sendBehind`).
             let s = records[i].status
-            guard s == .new || s == .waiting || s == .finished else { continue }
+            guard s == .new || s == .waiting || s == .finished || (s == .running && sentBehind.contains(i + 1)) else { continue }
             var failedPrerequisite = false
             for p in records[i].prerequisites {
                 if isDone(p) { continue }

@@ -36,6 +36,9 @@ package struct StepGraph: Sendable {
     var unconfirmed: Set<StepID> = []
     /// Running steps one of whose inputs runs again (S9): when they end they run again.
     var staleRuns: Set<StepID> = []
+    /// Running steps sent behind prerequisites that had not finished (`sendBehind`): until they leave
+    /// `running`, a rebuild of the indices counts their prerequisites as it does a new step's.
+    var sentBehind: Set<StepID> = []
     /// How many steps were dropped because their inserter no longer inserts them, and why.
     package internal(set) var dropNotes: [String] = []
     package internal(set) var droppedCount = 0
@@ -289,6 +292,7 @@ package struct StepGraph: Sendable {
     package mutating func sendBehind(_ id: StepID) {
         precondition(records[id - 1].status == .new && remaining[id - 1] > 0, "step \(id) sent behind its prerequisites but was \(records[id - 1].status)")
         markRunning(id)
+        sentBehind.insert(id)
     }
 
     /// The steps waiting on `id` (its dependents that have not seen it finish).
@@ -554,6 +558,7 @@ package struct StepGraph: Sendable {
 
     mutating func setStatus(_ id: StepID, _ status: StepStatus) {
         markChanged(id)
+        if !sentBehind.isEmpty && records[id - 1].status == .running { sentBehind.remove(id) }
         countByStatus[records[id - 1].status.ordinal] -= 1
         records[id - 1].status = status
         countByStatus[status.ordinal] += 1

@@ -97,9 +97,10 @@ package struct StepAssignment: Sendable, Equatable {
     /// Sent behind prerequisites before any step of the run set a result: `inputs` came only so that
     /// theirs could be filled in, and go again if none of them sets one.
     package var inputsOnlyForBehind: Bool
-    /// The ends of `behind` should reach rank 0 before this step starts: other steps wait for them,
-    /// and another rank has little to do meanwhile (see `WorkerPool.runInline`). Otherwise they may
-    /// go with the ends of the next steps.
+    /// Other steps wait for `behind` too (they may go to another rank with little to do): a rank that
+    /// runs its short steps on its loop sends those ends before it runs this one (`WorkerPool.runInline`),
+    /// where a link's may go with the ends of the next steps. (Their ends reach rank 0 before this
+    /// step's start either way.)
     package var sendEndsFirst: Bool
 
     package init(id: StepID, function: String, args: [StepValue], threads: Int, gpus: [Int], attempt: Int, startBy: Double? = nil,

@@ -93,7 +93,7 @@ package enum METGPlot {
     }
 
     package static func svg(_ series: [Series], title: String, threshold: Double = 0.5) -> String {
-        let width = 760.0, height = 460.0, left = 70.0, right = 190.0, top = 40.0, bottom = 50.0
+        let width = 840.0, height = 460.0, left = 70.0, right = 250.0, top = 40.0, bottom = 50.0
         let all = series.flatMap(\.points).filter { $0.0 > 0 }
         let lo = log10(all.map(\.0).min() ?? 1e-6).rounded(.down), hi = log10(all.map(\.0).max() ?? 1).rounded(.up)
         let span = max(hi - lo, 1)
@@ -125,11 +125,13 @@ package enum METGPlot {
         out += "<text x=\"16\" y=\"\(f((top + y(0)) / 2))\" transform=\"rotate(-90 16 \(f((top + y(0)) / 2)))\" text-anchor=\"middle\">efficiency (FLOP/s ÷ peak)</text>\n"
         for (n, s) in series.enumerated() {
             let color = colors[n % colors.count]
+            // Past the palette, colours come round again dashed, so no two series look alike.
+            let dash = (n / colors.count) % 2 == 1 ? " stroke-dasharray=\"6 3\"" : ""
             let pts = s.points.filter { $0.0 > 0 }.sorted { $0.0 < $1.0 }
-            out += "<polyline fill=\"none\" stroke=\"\(color)\" stroke-width=\"2\" points=\"" + pts.map { "\(f(x($0.0))),\(f(y($0.1)))" }.joined(separator: " ") + "\"/>\n"
+            out += "<polyline fill=\"none\" stroke=\"\(color)\" stroke-width=\"2\"\(dash) points=\"" + pts.map { "\(f(x($0.0))),\(f(y($0.1)))" }.joined(separator: " ") + "\"/>\n"
             for p in pts { out += "<circle cx=\"\(f(x(p.0)))\" cy=\"\(f(y(p.1)))\" r=\"2.5\" fill=\"\(color)\"/>\n" }
             let ly = top + 16 * Double(n)
-            out += "<line x1=\"\(f(width - right + 12))\" y1=\"\(f(ly))\" x2=\"\(f(width - right + 32))\" y2=\"\(f(ly))\" stroke=\"\(color)\" stroke-width=\"2\"/>\n"
+            out += "<line x1=\"\(f(width - right + 12))\" y1=\"\(f(ly))\" x2=\"\(f(width - right + 32))\" y2=\"\(f(ly))\" stroke=\"\(color)\" stroke-width=\"2\"\(dash)/>\n"
             out += "<text x=\"\(f(width - right + 38))\" y=\"\(f(ly + 4))\">\(esc(s.name))</text>\n"
         }
         return out + "</svg>\n"

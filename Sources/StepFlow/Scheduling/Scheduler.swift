@@ -250,10 +250,13 @@ package struct Scheduler: Sendable {
         guard !readyWaits, !out.isEmpty || !behindFrontier.isEmpty || !behindCandidates.isEmpty else { return }
         var chains: [StepID] = []
         for d in behindCandidates {
-            guard let rank = graph.rankOfFirstUnfinishedPrerequisite(of: d), load[rank] + graph.records[d - 1].spec.threads <= linkRoom,
+            guard let (first, rank) = graph.firstUnfinishedPrerequisite(of: d) else { continue }
+            let idle = load[rank] <= config.threadsPerRank
+            // On a busy rank only a link may go: most candidates (a stencil's points) stop here.
+            guard idle || graph.waitingOn(first).count == 1, load[rank] + graph.records[d - 1].spec.threads <= linkRoom,
                   !graph.records[d - 1].spec.needsGPU, let behind = graph.unfinishedPrerequisites(of: d, allOn: rank) else { continue }
             let link = behind.allSatisfy { graph.waitingOn($0).count == 1 }
-            guard link || (load[rank] <= config.threadsPerRank && !behind.contains(where: hasFollower)) else { continue }
+            guard link || (idle && !behind.contains(where: hasFollower)) else { continue }
             send(d, behind: behind, to: rank, link: link, &out)
             chains.append(d)
         }

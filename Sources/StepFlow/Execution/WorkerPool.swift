@@ -225,23 +225,25 @@ package final class WorkerPool: Sendable {
                         continue
                     }
                     var b = BehindStep(step: step, waitingFor: 0)
+                    var waitedFor: [StepID] = []
                     var here = true
                     for p in step.behind {
                         if let result = s.recent.result(of: p) {
                             Self.fill(&b, from: p, result)
                         } else if Self.isHere(p, s) {
-                            b.waitingFor += 1
+                            waitedFor.append(p)
                         } else {
                             here = false
                         }
                     }
                     if !here {
                         bounced.append(step.id)
-                    } else if b.waitingFor == 0 {
+                    } else if waitedFor.isEmpty {
                         s.pending.append(Self.ready(b))
                     } else {
+                        b.waitingFor = waitedFor.count
                         s.behind[step.id] = b
-                        for p in step.behind where s.recent.result(of: p) == nil { s.followers[p, default: []].append(step.id) }
+                        for p in waitedFor { s.followers[p, default: []].append(step.id) }
                     }
                 }
             } else {
@@ -471,7 +473,7 @@ package final class WorkerPool: Sendable {
     private func run(_ step: StepAssignment, slot: Int, body: StepExecutor.Body, editor: (any GraphEditor)? = nil) -> FromRank {
         // Sent ahead before the launch deadline, but its turn came too late to end before it.
         if let startBy = step.startBy, Date().timeIntervalSince1970 > startBy {
-            return .ended(StepOutcome(id: step.id, rank: rank, slot: -1, report: .notStarted, start: nil, end: nil, logPath: nil))
+            return notStarted(step.id)
         }
         let context = StepContext(id: step.id, function: step.function, args: step.args, rank: rank, slot: slot,
                                   gpus: step.gpus, attempt: step.attempt, runDirectory: runDirectory,

@@ -338,12 +338,7 @@ package struct StepGraph: Sendable {
             // Fields read in place: `records[p - 1].displayName` copied the whole record to call its
             // getter, ~330 instructions a prerequisite (callgrind, Task Bench stencil_1d at width 16:
             // a third of rank 0's dispatch).
-            let name: String
-            if case .object(let o)? = records[p - 1].spec.args.first, case .string(let n)? = o["name"] {
-                name = n
-            } else {
-                name = records[p - 1].spec.function
-            }
+            let name = StepRecord.displayName(function: records[p - 1].spec.function, args: records[p - 1].spec.args)
             // A prerequisite's file fingerprints are rank 0's business, not its dependents'.
             inputs.append(StepInput(id: p, name: name, result: StepOutcomeBlob.split(records[p - 1].result ?? []).result))
         }

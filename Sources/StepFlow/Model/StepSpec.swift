@@ -177,9 +177,13 @@ public struct StepRecord: Sendable {
 
     /// The name to show for the step: its function, or, for a step whose first argument is an
     /// object with a `name` (a workflow's command steps), that name.
-    package var displayName: String {
-        if case .object(let o)? = spec.args.first, case .string(let name)? = o["name"] { return name }
-        return spec.function
+    package var displayName: String { Self.displayName(function: spec.function, args: spec.args) }
+
+    /// `displayName` from the two fields it reads, for a caller that must not copy the record to
+    /// call the property (`StepGraph.inputs`).
+    package static func displayName(function: String, args: [StepValue]) -> String {
+        if case .object(let o)? = args.first, case .string(let name)? = o["name"] { return name }
+        return function
     }
 
     /// The prerequisites the step was inserted with (part of its identity, S12).

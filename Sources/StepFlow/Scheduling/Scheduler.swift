@@ -60,7 +60,8 @@ package struct Assignment: Sendable, Equatable {
     package var startBy: Double? = nil
     /// Prerequisites still running on `rank`: the step was sent behind them (empty: it is ready).
     package var behind: [StepID] = []
-    /// Other steps wait for `behind` too: their ends should reach rank 0 before this step starts.
+    /// Other steps wait for `behind` too: a rank running short steps on its loop sends their ends
+    /// before it runs this one (`StepAssignment.sendEndsFirst`).
     package var sendEndsFirst = false
 }
 

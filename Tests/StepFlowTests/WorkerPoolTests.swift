@@ -238,6 +238,34 @@ import Testing
         #expect(recorder.outcomes.suffix(2).allSatisfy { $0.report == .finished })
     }
 
+    @Test("A slot's thread running a queue of short steps stops once their function counts as short: the rest wait for the owner's thread, where they run back to back")
+    func aSlotHandsAQueueOfShortStepsToTheOwner() throws {
+        let recorder = Recorder()
+        let ranOn = Mutex<[StepID: UInt]>([:])
+        var executor = StepExecutor(functions: [
+            "work": { step in ranOn.withLock { $0[step.id] = UInt(bitPattern: Int(bitPattern: pthread_self())) } },
+        ])
+        executor.inlineLimit = 0.2
+        let pool = WorkerPool(rank: 1, threads: 1, executor: executor, runDirectory: Self.scratch(), inlineOwner: true,
+                              channel: Self.noChannel, report: recorder.record)
+        let owner = UInt(bitPattern: Int(bitPattern: pthread_self()))
+        let count = 3 * WorkerPool.inlineAfter
+        // All at once, none yet known short: the first goes to a slot's thread, which takes the next
+        // ones itself. Once the function ran short `inlineAfter` times, the slot leaves the queue:
+        // kept, the whole run would go on that thread while the owner's loop ran beside it, two
+        // threads on a rank meant to use one core (a Task Bench chain of 5 µs steps kept rank 0's
+        // loop passing once a step, on its own core, beside the slot).
+        pool.submit((1...count).map { Self.step($0, "work") })
+        #expect(recorder.waitForEnded(WorkerPool.inlineAfter, timeout: Self.deadline))
+        Thread.sleep(forTimeInterval: 0.05)
+        #expect(recorder.outcomes.count == WorkerPool.inlineAfter, "the slot went on past the count")
+        #expect(pool.runInline(upTo: .seconds(30)))
+        #expect(recorder.outcomes.count == count, "the owner ran the rest in one go")
+        #expect((1...WorkerPool.inlineAfter).allSatisfy { i in ranOn.withLock { $0[i] } != owner })
+        #expect((WorkerPool.inlineAfter + 1...count).allSatisfy { i in ranOn.withLock { $0[i] } == owner })
+        pool.shutdown()
+    }
+
     @Test("A pool of several slots, or one whose owner does not run steps, never leaves a step waiting for runInline")
     func noInlineWithoutAnOwnerOfOneSlot() throws {
         for (threads, owner) in [(2, true), (1, false)] {

@@ -389,7 +389,10 @@ package final class WorkerPool: Sendable {
     }
 
     /// Under the lock: takes the queued steps that now fit, in order, each for an idle slot. A slot
-    /// that just ended a step (`freedSlot`) gets the first of them as `own`, to run without a hop.
+    /// that just ended a step (`freedSlot`) gets the first of them as `own`, to run without a hop,
+    /// unless the owner's loop runs it: a slot that kept a queue of short steps kept it for good, its
+    /// thread running beside the loop's on a rank meant to use one core (rank 0's loop then passed
+    /// once a step: 200,000 empty steps on 4 ranks ran at 0.80–0.91M steps/s against 1.05–1.19M).
     private func claimStartable(_ s: inout PoolState, freedSlot: Int?) -> (own: StepAssignment?, others: [SlotStart]) {
         var own: StepAssignment?
         var others: [SlotStart] = []
@@ -397,12 +400,12 @@ package final class WorkerPool: Sendable {
         // this runs once per step, under the lock. Steps are moved out of the queue, never copied.
         var ownWanted = freedSlot != nil
         while let needed = s.pending.first?.threads, s.busyUnits + needed <= threads {
-            if ownWanted, let freedSlot {
+            if inlineOwner, Self.runsInline(s.pending[s.pending.startIndex], s) {
+                break  // The owner's loop runs it (`runInline`), without waking a thread.
+            } else if ownWanted, let freedSlot {
                 own = s.pending.removeFirst()
                 s.running[freedSlot] = own!.id
                 ownWanted = false
-            } else if inlineOwner, Self.runsInline(s.pending[s.pending.startIndex], s) {
-                break  // The owner's loop runs it (`runInline`), without waking a thread.
             } else if let slot = s.idleSlots.popFirst() {
                 s.running[slot] = s.pending[s.pending.startIndex].id
                 others.append(SlotStart(slot: slot, step: s.pending.removeFirst()))

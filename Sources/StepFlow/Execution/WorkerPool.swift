@@ -239,7 +239,8 @@ package final class WorkerPool: Sendable {
                     if !here {
                         bounced.append(step.id)
                     } else if waitedFor.isEmpty {
-                        s.pending.append(Self.ready(b))
+                        Self.makeReady(&b)
+                        s.pending.append(b.step)
                     } else {
                         b.waitingFor = waitedFor.count
                         s.behind[step.id] = b
@@ -262,12 +263,10 @@ package final class WorkerPool: Sendable {
         b.gotResult = true
     }
 
-    /// A step sent behind prerequisites that all finished here, as rank 0 would have sent it once
-    /// ready: with no inputs while no step of the run set a result.
-    private static func ready(_ b: BehindStep) -> StepAssignment {
-        var step = b.step
-        if step.inputsOnlyForBehind && !b.gotResult { step.inputs = nil }
-        return step
+    /// Makes a step sent behind prerequisites that all finished here what rank 0 would have sent once
+    /// it was ready: with no inputs while no step of the run set a result.
+    private static func makeReady(_ b: inout BehindStep) {
+        if b.step.inputsOnlyForBehind && !b.gotResult { b.step.inputs = nil }
     }
 
     /// Under the lock: whether step `id` is queued, running or sent behind others here.
@@ -306,7 +305,8 @@ package final class WorkerPool: Sendable {
         }
         var endBatch = false
         for d in followers {
-            guard var b = s.behind[d] else { continue }
+            // Taken out, not read: a copy while the table still held it copied its inputs on write.
+            guard var b = s.behind.removeValue(forKey: d) else { continue }
             if b.step.sendEndsFirst { endBatch = true }
             Self.fill(&b, from: id, result)
             b.waitingFor -= 1
@@ -314,8 +314,8 @@ package final class WorkerPool: Sendable {
                 s.behind[d] = b
                 continue
             }
-            s.behind[d] = nil
-            s.pending.append(Self.ready(b))
+            Self.makeReady(&b)
+            s.pending.append(b.step)
         }
         return (true, endBatch)
     }

@@ -47,4 +47,36 @@ import Testing
         #expect(try Self.sent(interleaved) == [Self.ended(2, start: 2, end: 3), Self.ended(1, start: 1, end: 4),
                                                                      Self.ended(3, start: 3, end: 5)])
     }
+
+    @Test("Rank 0's own workers' reports pair as a frame's do: a start whose end follows in the batch is left out (the end carries it), other events stay")
+    func localReportsPairAsFramesDo() {
+        let reports: [FromRank] = [Self.started(1, at: 1), Self.started(2, at: 2), Self.ended(1, start: 1, end: 1.5), .alive,
+                                   Self.started(3, at: 3), Self.ended(3, start: 3, end: 4)]
+        let events = reports.map { RankEvent.message(from: 0, $0) } + [.broken(rank: 1, message: "x")]
+        let framePairs = FromRank.startsOfEndedSteps(in: reports)
+        #expect(framePairs == [true, false, false, false, true, false])
+        #expect(FromRank.startsOfEndedSteps(in: events) == framePairs.map { $0 + [false] })
+        #expect(FromRank.startsOfEndedSteps(in: [RankEvent.message(from: 0, Self.started(1, at: 1))]) == nil)
+    }
+
+    @Test("Rank 0's steps run on its loop, their starts left out of the coordinator's batches: every record still has its start, end and rank, and progress counts none running at the end")
+    func inlineStepsKeepTheirStarts() throws {
+        var h = Harness()
+        h.inlineLimit = 0.2
+        h.functions = ["work": { _ in }]
+        let report = try h.run { steps in
+            var last: StepID?
+            for i in 0..<300 { last = try steps.insertFunctionStep("work", prerequisites: i % 3 == 0 || last == nil ? [] : [last!]) }
+        }
+        #expect(report.outcome == .finished)
+        #expect(report.count(.finished) == 300)
+        for r in report.records {
+            #expect(r.rank == 0 && r.slot == 0, "step \(r.id)")
+            guard let start = r.start, let end = r.end else {
+                Issue.record("step \(r.id) has no start or end")
+                continue
+            }
+            #expect(start <= end, "step \(r.id)")
+        }
+    }
 }

@@ -23,6 +23,8 @@ package final class RankLink: CoordinatorTransport, @unchecked Sendable {
     private var received: [RankEvent] = []
     /// Each rank's host, for messages about it.
     private let hosts: [String]
+    /// How far back a local step's end looks for its start (`appendLocal`).
+    private let pairingWindow: Int
     /// Runs after the ranks were told to shut down (the in-memory ranks' threads are joined there).
     private let afterShutdown: @Sendable () -> Void
     /// The coordinator's way to apply events, for rank 0's step run inline that waits for an answer.
@@ -37,6 +39,7 @@ package final class RankLink: CoordinatorTransport, @unchecked Sendable {
         self.messenger = messenger
         self.lastHeard = Array(repeating: ContinuousClock.now, count: ranks)
         self.hosts = hosts
+        self.pairingWindow = FromRank.startPairingWindow(threads: threads)
         self.outgoing = Array(repeating: [], count: ranks)
         self.afterShutdown = afterShutdown
         let events = localEvents
@@ -69,10 +72,22 @@ package final class RankLink: CoordinatorTransport, @unchecked Sendable {
     private func takeIn() -> [RankEvent] {
         var events = received
         received.removeAll()
-        events += localEvents.drain()
+        appendLocal(localEvents.drain(), to: &events)
         receive(into: &events)
         messenger.progressSends()
         return events
+    }
+
+    /// Appends rank 0's own workers' reports, less the starts of steps whose ends are among them: the
+    /// end carries the start, as a worker rank's frame does (`FromRank.startsOfEndedSteps`). A step
+    /// run on the loop always starts and ends in one batch, and its start was half the reports.
+    private func appendLocal(_ local: [RankEvent], to events: inout [RankEvent]) {
+        guard let paired = FromRank.startsOfEndedSteps(in: local, window: pairingWindow) else {
+            events += local
+            return
+        }
+        events.reserveCapacity(events.count + local.count)
+        for i in local.indices where !paired[i] { events.append(local[i]) }
     }
 
     package func assign(_ steps: [StepAssignment], to rank: Int) {
@@ -127,7 +142,8 @@ package final class RankLink: CoordinatorTransport, @unchecked Sendable {
                 // wake us at once.
                 let local = localEvents.drain(waitingUpTo: pause)
                 if !local.isEmpty {
-                    var more = local
+                    var more: [RankEvent] = []
+                    appendLocal(local, to: &more)
                     receive(into: &more)
                     return found(more)
                 }

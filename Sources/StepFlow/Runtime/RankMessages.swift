@@ -46,7 +46,8 @@ extension FromRank {
     /// anything for, end a few reports after they start (the rank's other slots report in between).
     /// Nothing is copied or hashed: on a worker rank of empty steps this runs once per step, and
     /// building a filtered copy through a dictionary cost ~1,000 instructions a step.
-    package static func startsOfEndedSteps(in reports: [FromRank], window: Int = startPairingWindow) -> [Bool]? {
+    /// Rank 0 applies the same to its own workers' reports (`RankEvent`), which skip the wire.
+    package static func startsOfEndedSteps<Report: StepReport>(in reports: [Report], window: Int = startPairingWindow) -> [Bool]? {
         var paired: [Bool]?
         for i in reports.indices {
             guard let id = reports[i].endedStep else { continue }
@@ -63,15 +64,36 @@ extension FromRank {
         return paired
     }
 
+}
+
+/// A report that may say a step started or ended, for `FromRank.startsOfEndedSteps`.
+package protocol StepReport {
     /// The step this report says started, if it is a start.
-    private var startedStep: StepID? {
+    var startedStep: StepID? { get }
+    /// The step this report says ended, if it is an end.
+    var endedStep: StepID? { get }
+}
+
+extension FromRank: StepReport {
+    package var startedStep: StepID? {
         if case .started(let s) = self { return s.id }
         return nil
     }
 
-    /// The step this report says ended, if it is an end.
-    private var endedStep: StepID? {
+    package var endedStep: StepID? {
         if case .ended(let o) = self { return o.id }
+        return nil
+    }
+}
+
+extension RankEvent: StepReport {
+    package var startedStep: StepID? {
+        if case .message(_, let m) = self { return m.startedStep }
+        return nil
+    }
+
+    package var endedStep: StepID? {
+        if case .message(_, let m) = self { return m.endedStep }
         return nil
     }
 }

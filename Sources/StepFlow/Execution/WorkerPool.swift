@@ -453,7 +453,7 @@ package final class WorkerPool: Sendable {
                 body = executor.body(for: step.function)
                 last = (step.function, body)
             }
-            let ended = run(step, slot: slot, body: body)
+            let ended = run(step, slot: slot, body: body, editor: editor)
             let (next, others, reported) = state.withLock { s in
                 s.busyUnits -= step.threads
                 s.running[slot] = 0
@@ -472,15 +472,17 @@ package final class WorkerPool: Sendable {
         }
     }
 
-    /// Runs a step; returns its end report, for the caller to send once the slot is free.
-    private func run(_ step: StepAssignment, slot: Int, body: StepExecutor.Body, editor: (any GraphEditor)? = nil) -> FromRank {
+    /// Runs a step, its graph edits going to `editor`; returns its end report, for the caller to send
+    /// once the slot is free. `editor` is not optional: an optional existential was copied and
+    /// destroyed through the runtime's generic witnesses, several hundred instructions a step.
+    private func run(_ step: StepAssignment, slot: Int, body: StepExecutor.Body, editor: any GraphEditor) -> FromRank {
         // Sent ahead before the launch deadline, but its turn came too late to end before it.
         if let startBy = step.startBy, Date().timeIntervalSince1970 > startBy {
             return notStarted(step.id)
         }
         let context = StepContext(id: step.id, function: step.function, args: step.args, rank: rank, slot: slot,
                                   gpus: step.gpus, attempt: step.attempt, runDirectory: runDirectory,
-                                  editor: editor ?? self.editor, functionNames: executor.functionNames, launch: launch,
+                                  editor: editor, functionNames: executor.functionNames, launch: launch,
                                   threads: step.threads, cancellation: cancellation, inputs: step.inputs,
                                   resultLimit: executor.resultLimit, fingerprintContent: executor.fingerprintContent)
         let start = Date().timeIntervalSince1970

@@ -289,10 +289,11 @@ package final class WorkerPool: Sendable {
     private func settleFollowers(of id: StepID, _ ended: FromRank, _ s: inout PoolState) -> (reported: Bool, endBatch: Bool) {
         guard case .ended(let outcome) = ended else { return (false, false) }
         let finished = outcome.report == .finished
-        // Only a blob with files needs splitting; most results are kept as they came.
-        let result = finished && s.behindSeen ? outcome.result.map { StepOutcomeBlob.split($0).result } ?? [] : []
+        var result: [UInt8] = []
         var reported = false
         if finished && s.behindSeen {
+            // Only a blob with files needs splitting; most results are kept as they came.
+            result = outcome.result.map { StepOutcomeBlob.split($0).result } ?? []
             s.recent.add(id, result: result)
             report(ended)
             reported = true

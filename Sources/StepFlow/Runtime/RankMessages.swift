@@ -63,7 +63,6 @@ extension FromRank {
         }
         return paired
     }
-
 }
 
 /// A report that may say a step started or ended, for `FromRank.startsOfEndedSteps`.

@@ -256,7 +256,7 @@ package struct Scheduler: Sendable {
             // On a busy rank only a link may go: most candidates (a stencil's points) stop here.
             guard idle || graph.waitingOn(first).count == 1, load[rank] + graph.records[d - 1].spec.threads <= linkRoom,
                   !graph.records[d - 1].spec.needsGPU, let behind = graph.unfinishedPrerequisites(of: d, allOn: rank) else { continue }
-            let link = behind.allSatisfy { graph.waitingOn($0).count == 1 }
+            let link = isLink(behind)
             guard link || (idle && !behind.contains(where: hasFollower)) else { continue }
             send(d, behind: behind, to: rank, link: link, &out)
             chains.append(d)
@@ -286,7 +286,7 @@ package struct Scheduler: Sendable {
         for d in waiting {
             let d = Int(d)
             guard !graph.records[d - 1].spec.needsGPU, let behind = graph.unfinishedPrerequisites(of: d, allOn: rank) else { continue }
-            let link = waiting.count == 1 && behind.allSatisfy { $0 == p || graph.waitingOn($0).count == 1 }
+            let link = isLink(behind)
             if !link && load[rank] > config.threadsPerRank { return }
             if load[rank] + graph.records[d - 1].spec.threads > linkRoom {
                 if keepIfNoRoom { behindFrontier.append(p) }
@@ -297,6 +297,9 @@ package struct Scheduler: Sendable {
             return
         }
     }
+
+    /// Whether a step sent behind `behind` would be a link: the only step that waits for each of them.
+    private func isLink(_ behind: [StepID]) -> Bool { behind.allSatisfy { graph.waitingOn($0).count == 1 } }
 
     /// Whether a step sent behind `p` waits for it (a dependent of an unfinished step that runs).
     private func hasFollower(_ p: StepID) -> Bool {

@@ -14,13 +14,23 @@ package enum TaskBenchTask {
     /// What a task's output holds: its (timestep, point) pair, as many times as fit, then zeros.
     package static func output(graph: TaskBenchGraph, timestep t: Int, point p: Int) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: graph.outputBytes)
-        out.withUnsafeMutableBytes { raw in
-            for k in 0..<(graph.outputBytes / 16) {
-                raw.storeBytes(of: Int64(t).littleEndian, toByteOffset: 16 * k, as: Int64.self)
-                raw.storeBytes(of: Int64(p).littleEndian, toByteOffset: 16 * k + 8, as: Int64.self)
-            }
-        }
+        out.withUnsafeMutableBytes { writeOutput(graph: graph, timestep: t, point: p, into: $0) }
         return out
+    }
+
+    /// The output as a step's result carries it (`StepResult.encoded` of `.bytes`): the kind byte
+    /// 0, then `output`, made in one allocation.
+    package static func encodedOutput(graph: TaskBenchGraph, timestep t: Int, point p: Int) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: graph.outputBytes + 1)
+        out.withUnsafeMutableBytes { writeOutput(graph: graph, timestep: t, point: p, into: UnsafeMutableRawBufferPointer(rebasing: $0[1...])) }
+        return out
+    }
+
+    private static func writeOutput(graph: TaskBenchGraph, timestep t: Int, point p: Int, into raw: UnsafeMutableRawBufferPointer) {
+        for k in 0..<(graph.outputBytes / 16) {
+            raw.storeBytes(of: Int64(t).littleEndian, toByteOffset: 16 * k, as: Int64.self)
+            raw.storeBytes(of: Int64(p).littleEndian, toByteOffset: 16 * k + 8, as: Int64.self)
+        }
     }
 
     /// Checks task (t, p)'s inputs, given in its inputs' order (`TaskBenchGraph.inputs`): each must be
@@ -29,31 +39,42 @@ package enum TaskBenchTask {
     package static func checkInputs(graph g: TaskBenchGraph, timestep t: Int, point p: Int, inputs: [[UInt8]?],
                                     expected: [Int]? = nil) throws(TaskBenchInputError) {
         let expected = expected ?? g.inputs(timestep: t, point: p)
-        // Made only for a message: interpolating it for every task cost more than the check.
-        var task: String { "task (graph \(g.index) timestep \(t) point \(p))" }
         guard inputs.count >= expected.count else {
-            throw TaskBenchInputError(message: "\(task) has \(inputs.count) inputs, and needs \(expected.count) (from points \(expected.map(String.init).joined(separator: ", ")) at timestep \(t - 1))")
+            throw TaskBenchInputError(message: "\(taskName(g, t, p)) has \(inputs.count) inputs, and needs \(expected.count) (from points \(expected.map(String.init).joined(separator: ", ")) at timestep \(t - 1))")
         }
         for (i, dep) in expected.enumerated() {
-            guard let input = inputs[i] else {
-                throw TaskBenchInputError(message: "\(task) input \(i): point \(dep) at timestep \(t - 1) handed no output")
-            }
-            guard input.count == g.outputBytes else {
-                throw TaskBenchInputError(message: "\(task) input \(i) from point \(dep) at timestep \(t - 1) holds \(input.count) bytes, not \(g.outputBytes)")
-            }
-            let wrong = input.withUnsafeBytes { raw -> (k: Int, t: Int, p: Int)? in
-                for k in 0..<(input.count / 16) {
-                    let gotT = Int(Int64(littleEndian: raw.loadUnaligned(fromByteOffset: 16 * k, as: Int64.self)))
-                    let gotP = Int(Int64(littleEndian: raw.loadUnaligned(fromByteOffset: 16 * k + 8, as: Int64.self)))
-                    if gotT != t - 1 || gotP != dep { return (k, gotT, gotP) }
+            if let input = inputs[i] {
+                let checked = input.withUnsafeBytes { raw in
+                    Result { () throws(TaskBenchInputError) in try checkInput(graph: g, timestep: t, point: p, index: i, from: dep, raw) }
                 }
-                return nil
-            }
-            if let wrong {
-                throw TaskBenchInputError(message: "Task Bench detected corrupted value in \(task) input \(i): at position \(wrong.k) within the buffer, expected value (timestep \(t - 1) point \(dep)) but got (timestep \(wrong.t) point \(wrong.p))")
+                try checked.get()
+            } else {
+                try checkInput(graph: g, timestep: t, point: p, index: i, from: dep, nil)
             }
         }
     }
+
+    /// Checks input `i` of task (t, p), which should be the output of point `dep` at t - 1; nil: none came.
+    /// - Throws: `TaskBenchInputError` naming the task, the input, and what was expected and found.
+    package static func checkInput(graph g: TaskBenchGraph, timestep t: Int, point p: Int, index i: Int, from dep: Int,
+                                   _ input: UnsafeRawBufferPointer?) throws(TaskBenchInputError) {
+        guard let input else {
+            throw TaskBenchInputError(message: "\(taskName(g, t, p)) input \(i): point \(dep) at timestep \(t - 1) handed no output")
+        }
+        guard input.count == g.outputBytes else {
+            throw TaskBenchInputError(message: "\(taskName(g, t, p)) input \(i) from point \(dep) at timestep \(t - 1) holds \(input.count) bytes, not \(g.outputBytes)")
+        }
+        for k in 0..<(input.count / 16) {
+            let gotT = Int(Int64(littleEndian: input.loadUnaligned(fromByteOffset: 16 * k, as: Int64.self)))
+            let gotP = Int(Int64(littleEndian: input.loadUnaligned(fromByteOffset: 16 * k + 8, as: Int64.self)))
+            if gotT != t - 1 || gotP != dep {
+                throw TaskBenchInputError(message: "Task Bench detected corrupted value in \(taskName(g, t, p)) input \(i): at position \(k) within the buffer, expected value (timestep \(t - 1) point \(dep)) but got (timestep \(gotT) point \(gotP))")
+            }
+        }
+    }
+
+    /// Made only for a message: interpolating it for every task cost more than the check.
+    private static func taskName(_ g: TaskBenchGraph, _ t: Int, _ p: Int) -> String { "task (graph \(g.index) timestep \(t) point \(p))" }
 
     /// Task Bench's scratch filler: the area is full of it before the first task, and every kernel
     /// keeps it there.
@@ -66,10 +87,18 @@ package enum TaskBenchTask {
                                 scratch: UnsafeMutableRawBufferPointer?) throws(TaskBenchInputError) -> [UInt8] {
         try checkInputs(graph: g, timestep: t, point: p, inputs: inputs, expected: expected)
         let output = output(graph: g, timestep: t, point: p)
+        try runKernel(graph: g, timestep: t, point: p, scratch: scratch)
+        return output
+    }
+
+    /// Checks the scratch area still starts with the magic value, then runs the graph's kernel in it.
+    /// - Throws: `TaskBenchInputError` for a scratch area that lost its magic.
+    package static func runKernel(graph g: TaskBenchGraph, timestep t: Int, point p: Int,
+                                  scratch: UnsafeMutableRawBufferPointer?) throws(TaskBenchInputError) {
         if g.scratchBytes > 0 {
             guard let scratch, scratch.count >= g.scratchBytes,
                   scratch.loadUnaligned(fromByteOffset: 0, as: UInt64.self) == scratchMagic else {
-                throw TaskBenchInputError(message: "task (graph \(g.index) timestep \(t) point \(p)): its scratch area does not start with Task Bench's magic value")
+                throw TaskBenchInputError(message: "\(taskName(g, t, p)): its scratch area does not start with Task Bench's magic value")
             }
         }
         switch g.kernel {
@@ -84,7 +113,6 @@ package enum TaskBenchTask {
             }
         case .compute_dgemm, .memory_daxpy, .io_bound: break // refused by the configuration's check
         }
-        return output
     }
 
     /// Fills a scratch area with Task Bench's magic value.

@@ -42,6 +42,38 @@ import Testing
         }
     }
 
+    @Test("S13: withResultBytes reads a prerequisite's bytes where they lie, as result(of:) would give them: nil for a value or no result, the bytes behind files' fingerprints, and an error for a step that is not a prerequisite")
+    func resultBytesInPlace() throws {
+        let files = StepFiles(inputs: [], outputs: [], content: false)
+        let inputs = [
+            StepInput(id: 1, name: "a", result: StepResult.bytes([1, 2, 3]).encoded),
+            StepInput(id: 2, name: "b", result: StepResult.value(.int(5)).encoded),
+            StepInput(id: 3, name: "c", result: []),
+            StepInput(id: 4, name: "d", result: StepOutcomeBlob.make(result: StepResult.bytes([9, 8]).encoded, files: files)!),
+            StepInput(id: 5, name: "e", result: StepResult.bytes([]).encoded),
+        ]
+        let context = StepContext(id: 9, function: "read", args: [], rank: 0, slot: 0, gpus: [], attempt: 1,
+                                  runDirectory: URL(fileURLWithPath: "/tmp"), editor: RefusesEdits(), functionNames: [], inputs: inputs)
+        for id in 1...5 {
+            let inPlace = try context.withResultBytes(of: id) { $0.map { Array($0) } }
+            #expect(inPlace == (try context.result(of: id))?.bytes, "step \(id)")
+        }
+        #expect(try context.withResultBytes(of: 1) { $0.map { Array($0) } } == [1, 2, 3])
+        #expect(try context.withResultBytes(of: 4) { $0.map { Array($0) } } == [9, 8])
+        #expect(try context.withResultBytes(of: 5) { $0?.count } == 0)
+        #expect(throws: StepResultError.notAPrerequisite(step: 9, asked: 6)) { try context.withResultBytes(of: 6) { _ in } }
+        // Before any step of the run set a result, rank 0 sends no inputs: every read is nil, as result(of:).
+        let early = StepContext(id: 9, function: "read", args: [], rank: 0, slot: 0, gpus: [], attempt: 1,
+                                runDirectory: URL(fileURLWithPath: "/tmp"), editor: RefusesEdits(), functionNames: [])
+        #expect(try early.withResultBytes(of: 6) { $0 == nil })
+        // A result set already encoded is held to the limit as any other.
+        let small = StepContext(id: 9, function: "read", args: [], rank: 0, slot: 0, gpus: [], attempt: 1,
+                                runDirectory: URL(fileURLWithPath: "/tmp"), editor: RefusesEdits(), functionNames: [], resultLimit: 4)
+        try small.setEncodedResult(StepResult.bytes([1, 2, 3, 4]).encoded)
+        #expect(small.resultEncoded == [0, 1, 2, 3, 4])
+        #expect(throws: StepResultError.tooLarge(step: 9, function: "read", bytes: 5, limit: 4)) { try small.setEncodedResult([0, 1, 2, 3, 4, 5]) }
+    }
+
     @Test("S13 in one run over 2 ranks × 2 slots: bytes and values reach dependents, none reads nil, a stranger's result and a result past the limit fail their step with what to do; the database keeps each result")
     func rules() throws {
         Self.seen.withLock { $0 = [:] }
@@ -140,3 +172,9 @@ import Testing
                 "\(refused.stdout)\(refused.stderr)")
     }
 }
+
+/// An editor for a step context made by hand: the tests using it edit nothing.
+private struct RefusesEdits: GraphEditor {
+    func apply(_ edit: GraphEdit, by inserter: Inserter) throws -> StepID? { throw GraphEditError("no edits in this test") }
+}
+

@@ -93,6 +93,32 @@ import Testing
         #expect(checked >= 25)
     }
 
+    @Test("Every task's inputs looked up (TaskBenchInputs) equal the ones computed from the pattern, for every pattern, width and period, and with the table turned off")
+    func inputsLookedUp() {
+        var compared = 0
+        for dependence in TaskBenchGraph.Dependence.allCases {
+            for width in [2, 5, 16] {
+                for period in [-1, 3] where !(dependence.needsPeriod && period < 0) {
+                    var g = TaskBenchGraph()
+                    g.dependence = dependence
+                    g.maxWidth = width
+                    g.timesteps = 12
+                    g.radix = 5
+                    g.period = period
+                    for looked in [TaskBenchInputs(g), TaskBenchInputs(g, limit: 0)] {
+                        for t in 0..<g.timesteps {
+                            for p in g.points(t) {
+                                #expect(looked.of(timestep: t, point: p) == g.inputs(timestep: t, point: p), "\(dependence) w\(width) period \(period) t\(t) p\(p)")
+                                compared += 1
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        #expect(compared > 5_000)
+    }
+
     @Test("A task's input check: outputs of the right producers pass; a wrong or missing input fails naming the task and the input, expected and found")
     func inputCheck() throws {
         var g = TaskBenchGraph()

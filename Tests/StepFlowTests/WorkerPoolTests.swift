@@ -10,6 +10,25 @@ import Testing
     /// Long enough that only a pool that cannot run a step fails; a failing case ends after it.
     static let deadline: Double = 60
 
+    @Test("Short runs are counted per function: another function's runs in between neither reset nor borrow a function's count, and one long run starts it over")
+    func shortRunsCountedPerFunction() {
+        var counts = ShortRunCounts()
+        for _ in 0..<8 { counts.record("a", short: true) }
+        for _ in 0..<3 { counts.record("b", short: true) }
+        #expect(counts.count(of: "a") == 8 && counts.count(of: "b") == 3 && counts.count(of: "c") == 0)
+        counts.record("a", short: true)
+        #expect(counts.count(of: "a") == 9 && counts.count(of: "b") == 3)
+        counts.record("b", short: false)
+        #expect(counts.count(of: "b") == 0 && counts.count(of: "a") == 9)
+        counts.record("c", short: true)
+        counts.record("a", short: false)
+        counts.record("b", short: true)
+        #expect(counts.count(of: "a") == 0 && counts.count(of: "b") == 1 && counts.count(of: "c") == 1)
+        // A function named "" is a function like any other.
+        counts.record("", short: true)
+        #expect(counts.count(of: "") == 1 && counts.count(of: "c") == 1)
+    }
+
     @Test("T steps that each wait until all T have started all finish: a blocked slot never starves another",
           arguments: [(pools: 1, threads: 4), (pools: 1, threads: 8),
                       // Past libdispatch's 255 overcommit threads, in one pool and across pools of a process.

@@ -47,7 +47,9 @@ package final class WorkerPool: Sendable {
         /// steps that arrive one at a time over the slots, as the run's records show them.
         var idleSlots: Deque<Int>
         /// For each function, how many of its last runs in a row took less than `inlineLimit`.
-        var shortRunsInARow: [String: Int] = [:]
+        var shortRuns = ShortRunCounts()
+        /// The body of the function the owner's loop ran last (`runOneInline`), looked up once.
+        var inlineBody: (function: String, body: StepExecutor.Body)?
         /// The step each slot runs (0: none), so a step sent behind one can tell it still runs here.
         var running: [StepID]
         /// Steps sent behind prerequisites that have not finished here yet.
@@ -167,21 +169,32 @@ package final class WorkerPool: Sendable {
     /// Runs the first queued step on the calling thread if it may (see `runInline`).
     private func runOneInline() -> InlineRun {
         guard inlineOwner else { return .none }
-        let claimed: SlotStart? = state.withLock { s in
+        var slot = -1
+        var body: StepExecutor.Body?
+        let claimed: StepAssignment? = state.withLock { s in
             guard s.busyUnits == 0, let head = s.pending.first, Self.runsInline(head, s),
-                  let slot = s.idleSlots.popFirst() else { return nil }
+                  let idle = s.idleSlots.popFirst() else { return nil }
             s.busyUnits += head.threads
-            s.running[slot] = head.id
-            return SlotStart(slot: slot, step: s.pending.removeFirst())
+            s.running[idle] = head.id
+            slot = idle
+            if let last = s.inlineBody, last.function == head.function {
+                body = last.body
+            } else {
+                body = executor.body(for: head.function)
+                s.inlineBody = (head.function, body!)
+            }
+            return s.pending.removeFirst()
         }
-        guard let claimed else { return .none }
-        let ended = run(claimed.step, slot: claimed.slot, body: executor.body(for: claimed.step.function), editor: inlineEditor)
+        guard let claimed, let body else { return .none }
+        // What the pool needs of the step once it ran, read first: the step itself goes to `run`.
+        let id = claimed.id, threads = claimed.threads, function = claimed.function
+        let ended = run(claimed, slot: slot, body: body, editor: inlineEditor)
         let (starts, reported) = state.withLock { s in
-            s.busyUnits -= claimed.step.threads
-            s.running[claimed.slot] = 0
-            s.idleSlots.append(claimed.slot)
-            Self.count(ended, of: claimed.step.function, limit: executor.inlineLimit, &s)
-            let reported = settleFollowers(of: claimed.step.id, ended, &s)
+            s.busyUnits -= threads
+            s.running[slot] = 0
+            s.idleSlots.append(slot)
+            Self.count(ended, of: function, limit: executor.inlineLimit, &s)
+            let reported = settleFollowers(of: id, ended, &s)
             return (claimStartable(&s, freedSlot: nil).others, reported)
         }
         if !reported.reported { report(ended) }
@@ -191,17 +204,13 @@ package final class WorkerPool: Sendable {
 
     /// Under the lock: whether the owner's loop runs `step` itself (see `inlineLimit`).
     private static func runsInline(_ step: StepAssignment, _ s: borrowing PoolState) -> Bool {
-        (s.shortRunsInARow[step.function] ?? 0) >= inlineAfter
+        s.shortRuns.count(of: step.function) >= inlineAfter
     }
 
     /// Under the lock: counts a finished run of `function` as short or not.
     private static func count(_ ended: FromRank, of function: String, limit: Double, _ s: inout PoolState) {
         guard case .ended(let outcome) = ended, let start = outcome.start, let end = outcome.end else { return }
-        if end - start < limit {
-            s.shortRunsInARow[function, default: 0] += 1
-        } else {
-            s.shortRunsInARow[function] = 0
-        }
+        s.shortRuns.record(function, short: end - start < limit)
     }
 
     /// Whether every slot runs a step: nothing the rank receives now could start before one ends,
@@ -502,6 +511,28 @@ package final class WorkerPool: Sendable {
         let result = outcome == .finished ? context.resultEncoded : nil
         return .ended(StepOutcome(id: step.id, rank: rank, slot: slot, report: outcome, start: start, end: end, logPath: context.logPath,
                                   result: result))
+    }
+}
+
+/// How many of each function's last runs in a row were short (`WorkerPool.inlineLimit`). The last
+/// function counted is kept aside: runs of one function follow each other, and comparing its name
+/// costs a few instructions where hashing it cost ~300, three times a step run inline.
+package struct ShortRunCounts {
+    private var others: [String: Int] = [:]
+    private var lastFunction = ""
+    private var lastCount = 0
+
+    package init() {}
+
+    package func count(of function: String) -> Int { function == lastFunction ? lastCount : others[function] ?? 0 }
+
+    package mutating func record(_ function: String, short: Bool) {
+        if function != lastFunction {
+            others[lastFunction] = lastCount
+            lastCount = others.removeValue(forKey: function) ?? 0
+            lastFunction = function
+        }
+        lastCount = short ? lastCount + 1 : 0
     }
 }
 

@@ -15,7 +15,7 @@ package final class RankLink: CoordinatorTransport, @unchecked Sendable {
     /// Rank 0's own steps waiting for an answer.
     private let localReplies = ReplyTable()
     private let messenger: any Messenger
-    private var outgoing: [[ToRank]]
+    private var outgoing: [ToRankFrame]
     private var backoff = IdleBackoff()
     /// When rank 0 last heard from each rank (any message; a quiet rank sends a heartbeat).
     private var lastHeard: [ContinuousClock.Instant]
@@ -40,7 +40,7 @@ package final class RankLink: CoordinatorTransport, @unchecked Sendable {
         self.lastHeard = Array(repeating: ContinuousClock.now, count: ranks)
         self.hosts = hosts
         self.pairingWindow = FromRank.startPairingWindow(threads: threads)
-        self.outgoing = Array(repeating: [], count: ranks)
+        self.outgoing = (0..<ranks).map { _ in ToRankFrame() }
         self.afterShutdown = afterShutdown
         let events = localEvents
         let toCoordinator: @Sendable (FromRank) -> Void = { events.push(.message(from: 0, $0)) }
@@ -91,7 +91,7 @@ package final class RankLink: CoordinatorTransport, @unchecked Sendable {
     }
 
     package func assign(_ steps: [StepAssignment], to rank: Int) {
-        if rank == 0 { localPool.submit(steps) } else { outgoing[rank].append(contentsOf: steps.map { .assign($0) }) }
+        if rank == 0 { localPool.submit(steps) } else { for step in steps { outgoing[rank].append(assignment: step) } }
     }
 
     package func takeBackUnstarted() {
@@ -183,10 +183,7 @@ package final class RankLink: CoordinatorTransport, @unchecked Sendable {
     }
 
     private func flushOutgoing() {
-        for r in 1..<max(rankCount, 1) where !outgoing[r].isEmpty {
-            messenger.send(WireCodec.encode(outgoing[r]), to: r)
-            outgoing[r].removeAll(keepingCapacity: true)
-        }
+        for r in 1..<max(rankCount, 1) where !outgoing[r].isEmpty { messenger.send(outgoing[r].take(), to: r) }
     }
 
     package func silentRanks(longerThan timeout: Duration) -> [Int] {

@@ -6,20 +6,7 @@ extension ToRank: WireMessage {
     func write(to w: inout WireWriter) {
         switch self {
         case .assign(let a):
-            w.byte(1); w.int(a.id); w.string(a.function)
-            w.varint(UInt64(a.args.count))
-            for v in a.args { w.value(v) }
-            w.int(a.threads); w.ints(a.gpus); w.int(a.attempt); w.optionalDouble(a.startBy)
-            // 0: no inputs sent; n + 1: n of them.
-            if let inputs = a.inputs {
-                w.varint(UInt64(inputs.count) + 1)
-                for input in inputs { w.int(input.id); w.string(input.name); w.blob(input.result) }
-            } else {
-                w.varint(0)
-            }
-            w.ints(a.behind)
-            // Sent behind: flags, bit 0 inputsOnlyForBehind, bit 1 sendEndsFirst.
-            if !a.behind.isEmpty { w.byte((a.inputsOnlyForBehind ? 1 : 0) | (a.sendEndsFirst ? 2 : 0)) }
+            Self.writeAssign(a, to: &w)
         case .takeBackUnstarted:
             w.byte(2)
         case .takeBack(let ids):
@@ -39,6 +26,24 @@ extension ToRank: WireMessage {
         case .ping:
             w.byte(10)
         }
+    }
+
+    /// `.assign(a)` as `write(to:)` lays it out, without making the message first.
+    static func writeAssign(_ a: borrowing StepAssignment, to w: inout WireWriter) {
+        w.byte(1); w.int(a.id); w.string(a.function)
+        w.varint(UInt64(a.args.count))
+        for v in a.args { w.value(v) }
+        w.int(a.threads); w.ints(a.gpus); w.int(a.attempt); w.optionalDouble(a.startBy)
+        // 0: no inputs sent; n + 1: n of them.
+        if let inputs = a.inputs {
+            w.varint(UInt64(inputs.count) + 1)
+            for input in inputs { w.int(input.id); w.string(input.name); w.blob(input.result) }
+        } else {
+            w.varint(0)
+        }
+        w.ints(a.behind)
+        // Sent behind: flags, bit 0 inputsOnlyForBehind, bit 1 sendEndsFirst.
+        if !a.behind.isEmpty { w.byte((a.inputsOnlyForBehind ? 1 : 0) | (a.sendEndsFirst ? 2 : 0)) }
     }
 
     static func read(from r: inout WireReader) throws(WireError) -> ToRank {

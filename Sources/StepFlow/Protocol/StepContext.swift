@@ -84,7 +84,7 @@ public final class StepContext: StepInserting, Sendable {
     public let launch: Int
     /// The inserter the step's edits go through: steps it inserts have it as their inserter (S12).
     /// Made on first use: most steps edit nothing, and making it for each cost an allocation and a
-    /// release a step (~600 instructions of a Task Bench step's ~19,000 on rank 0, callgrind).
+    /// release a step (~480 instructions of a Task Bench step's ~19,000 on rank 0, callgrind).
     public var steps: StepInserter {
         inserter.withLock { made in
             if let made { return made }
@@ -196,8 +196,8 @@ public final class StepContext: StepInserting, Sendable {
     }
 
     /// Calls `body` with the bytes prerequisite `id` set as its result, read where they are: nil when
-    /// it set none or set a value. `result(of:)` copies them out (~1,000 instructions for Task Bench's
-    /// 16 bytes); a step that reads many small results only to check them need not.
+    /// it set none or set a value. `result(of:)` copies them into a new array; a step that reads many
+    /// small results only to check them (Task Bench's tasks) need not.
     /// - Throws: `StepResultError.notAPrerequisite` as `result(of:)`, and what `body` throws.
     package func withResultBytes<T>(of id: StepID, _ body: (UnsafeRawBufferPointer?) throws -> T) throws -> T {
         guard let inputs else { return try body(nil) }

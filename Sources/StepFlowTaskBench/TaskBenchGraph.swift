@@ -176,7 +176,7 @@ package struct TaskBenchGraph: Sendable, Equatable {
 
 /// Every task's inputs in a graph (`TaskBenchGraph.inputs`), looked up: by dependence set and point
 /// for a timestep after a full-width one (all but dom's and tree's first ones), computed otherwise.
-/// Computing them for every task cost ~1,100 instructions of the ~6,000 Task Bench's part of a step
+/// Computing them for every task cost ~1,200 instructions of the ~6,000 Task Bench's part of a step
 /// took with the empty kernel (callgrind, stencil_1d).
 package struct TaskBenchInputs: Sendable {
     private let graph: TaskBenchGraph

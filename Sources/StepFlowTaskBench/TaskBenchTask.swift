@@ -36,9 +36,8 @@ package enum TaskBenchTask {
     /// Checks task (t, p)'s inputs, given in its inputs' order (`TaskBenchGraph.inputs`): each must be
     /// the output of the point it stands for, at t - 1.
     /// - Throws: `TaskBenchInputError` naming the task, the input, and what was expected and found.
-    package static func checkInputs(graph g: TaskBenchGraph, timestep t: Int, point p: Int, inputs: [[UInt8]?],
-                                    expected: [Int]? = nil) throws(TaskBenchInputError) {
-        let expected = expected ?? g.inputs(timestep: t, point: p)
+    package static func checkInputs(graph g: TaskBenchGraph, timestep t: Int, point p: Int, inputs: [[UInt8]?]) throws(TaskBenchInputError) {
+        let expected = g.inputs(timestep: t, point: p)
         guard inputs.count >= expected.count else {
             throw TaskBenchInputError(message: "\(taskName(g, t, p)) has \(inputs.count) inputs, and needs \(expected.count) (from points \(expected.map(String.init).joined(separator: ", ")) at timestep \(t - 1))")
         }
@@ -81,11 +80,12 @@ package enum TaskBenchTask {
     package static let scratchMagic: UInt64 = 0x5C4A_7C8B
 
     /// Runs task (t, p): checks its inputs, makes its output, runs its kernel in `scratch` (the task's
-    /// scratch area, `graph.scratchBytes`, prepared by `prepare`). Returns the output.
+    /// scratch area, `graph.scratchBytes`, prepared by `prepare`). Returns the output. The protocol's
+    /// tasks run the same pieces (`checkInput`, `runKernel`, `encodedOutput`) on their inputs in place.
     /// - Throws: `TaskBenchInputError` for a wrong input or a scratch area that lost its magic.
-    package static func execute(graph g: TaskBenchGraph, timestep t: Int, point p: Int, inputs: [[UInt8]?], expected: [Int]? = nil,
+    package static func execute(graph g: TaskBenchGraph, timestep t: Int, point p: Int, inputs: [[UInt8]?],
                                 scratch: UnsafeMutableRawBufferPointer?) throws(TaskBenchInputError) -> [UInt8] {
-        try checkInputs(graph: g, timestep: t, point: p, inputs: inputs, expected: expected)
+        try checkInputs(graph: g, timestep: t, point: p, inputs: inputs)
         let output = output(graph: g, timestep: t, point: p)
         try runKernel(graph: g, timestep: t, point: p, scratch: scratch)
         return output

@@ -168,8 +168,6 @@ package enum WireCodec {
     }
 }
 
-/// A message of one direction, as the wire codec writes and reads it. The kind bytes of both
-/// directions are distinct, so a frame read as the wrong direction fails with `unknownKind`.
 /// One rank's next frame from rank 0, encoded message by message as they come, laid out as
 /// `WireCodec.encode` lays out the same messages. Keeping `ToRank` values until the frame left, and
 /// encoding them then, copied each step's assignment twice more on rank 0 (callgrind: ~1,200
@@ -204,6 +202,8 @@ package final class ToRankFrame {
     }
 }
 
+/// A message of one direction, as the wire codec writes and reads it. The kind bytes of both
+/// directions are distinct, so a frame read as the wrong direction fails with `unknownKind`.
 protocol WireMessage: Sendable, Equatable {
     func write(to w: inout WireWriter)
     static func read(from r: inout WireReader) throws(WireError) -> Self

@@ -171,40 +171,45 @@ package final class WorkerPool: Sendable {
         guard inlineOwner else { return .none }
         var slot = -1
         var body: StepExecutor.Body?
-        let claimed: StepAssignment? = state.withLock { s in
-            guard s.busyUnits == 0, let head = s.pending.first, Self.runsInline(head, s),
+        // The step is read where it lies and moved out once, and the optional is only ever borrowed:
+        // `let head = s.pending.first` copied it, and an optional unwrapped into a binding was copied
+        // out and destroyed through the runtime's generic witness (~600 instructions a step, callgrind).
+        let taken: StepAssignment? = state.withLock { s in
+            guard s.busyUnits == 0, !s.pending.isEmpty, Self.runsInline(s.pending[s.pending.startIndex].function, s),
                   let idle = s.idleSlots.popFirst() else { return nil }
-            s.busyUnits += head.threads
-            s.running[idle] = head.id
+            let step = s.pending.removeFirst()
+            s.busyUnits += step.threads
+            s.running[idle] = step.id
             slot = idle
-            if let last = s.inlineBody, last.function == head.function {
+            if let last = s.inlineBody, last.function == step.function {
                 body = last.body
             } else {
-                body = executor.body(for: head.function)
-                s.inlineBody = (head.function, body!)
+                body = executor.body(for: step.function)
+                s.inlineBody = (step.function, body!)
             }
-            return s.pending.removeFirst()
+            return step
         }
-        guard let claimed, let body else { return .none }
-        // What the pool needs of the step once it ran, read first: the step itself goes to `run`.
-        let id = claimed.id, threads = claimed.threads, function = claimed.function
-        let ended = run(claimed, slot: slot, body: body, editor: inlineEditor)
+        guard case .some = taken, let body else { return .none }
+        // What the pool needs of the step once it ran, read first.
+        let id = taken!.id, threads = taken!.threads, function = taken!.function
+        let ended = run(taken!, slot: slot, body: body, editor: inlineEditor)
         let (starts, reported) = state.withLock { s in
             s.busyUnits -= threads
             s.running[slot] = 0
             s.idleSlots.append(slot)
             Self.count(ended, of: function, limit: executor.inlineLimit, &s)
             let reported = settleFollowers(of: id, ended, &s)
-            return (claimStartable(&s, freedSlot: nil).others, reported)
+            return (claimStartable(&s), reported)
         }
         if !reported.reported { report(ended) }
         starts.forEach(startServing)
         return reported.endBatch ? .letFollowersGo : .ran
     }
 
-    /// Under the lock: whether the owner's loop runs `step` itself (see `inlineLimit`).
-    private static func runsInline(_ step: StepAssignment, _ s: borrowing PoolState) -> Bool {
-        s.shortRuns.count(of: step.function) >= inlineAfter
+    /// Under the lock: whether the owner's loop runs a step of `function` itself (see `inlineLimit`).
+    /// It takes the name, not the step: a queued step passed whole was copied out of the queue.
+    private static func runsInline(_ function: String, _ s: borrowing PoolState) -> Bool {
+        s.shortRuns.count(of: function) >= inlineAfter
     }
 
     /// Under the lock: counts a finished run of `function` as short or not.
@@ -259,7 +264,7 @@ package final class WorkerPool: Sendable {
             } else {
                 s.pending.append(contentsOf: steps)
             }
-            return claimStartable(&s, freedSlot: nil).others
+            return claimStartable(&s)
         }
         for id in bounced { report(notStarted(id)) }
         starts.forEach(startServing)
@@ -374,7 +379,7 @@ package final class WorkerPool: Sendable {
             dropFollowers(outBehind, &s)
             for id in out { if let more = s.followers.removeValue(forKey: id) { dropFollowers(more, &s) } }
             // The head may have been a step waiting for room; the one behind it may fit now.
-            return claimStartable(&s, freedSlot: nil).others
+            return claimStartable(&s)
         }
         starts.forEach(startServing)
     }
@@ -398,34 +403,37 @@ package final class WorkerPool: Sendable {
         serving.wait()
     }
 
-    /// Under the lock: takes the queued steps that now fit, in order, each for an idle slot. A slot
-    /// that just ended a step (`freedSlot`) gets the first of them as `own`, to run without a hop,
-    /// unless the owner's loop runs it: a slot that kept a queue of short steps kept it for good, its
-    /// thread running beside the loop's on a rank meant to use one core (rank 0's loop then passed
-    /// once a step: 200,000 empty steps on 4 ranks ran at 0.80–0.91M steps/s against 1.05–1.19M).
-    private func claimStartable(_ s: inout PoolState, freedSlot: Int?) -> (own: StepAssignment?, others: [SlotStart]) {
-        var own: StepAssignment?
+    /// Under the lock: takes the queued steps that now fit, in order, each for an idle slot, unless the
+    /// owner's loop runs them (`runInline`).
+    private func claimStartable(_ s: inout PoolState) -> [SlotStart] {
         var others: [SlotStart] = []
-        // A flag rather than `own == nil`, which compiles to StepAssignment's `==`, copies and all:
-        // this runs once per step, under the lock. Steps are moved out of the queue, never copied.
-        var ownWanted = freedSlot != nil
-        while let needed = s.pending.first?.threads, s.busyUnits + needed <= threads {
-            if inlineOwner, Self.runsInline(s.pending[s.pending.startIndex], s) {
-                break  // The owner's loop runs it (`runInline`), without waking a thread.
-            } else if ownWanted, let freedSlot {
-                own = s.pending.removeFirst()
-                s.running[freedSlot] = own!.id
-                ownWanted = false
-            } else if let slot = s.idleSlots.popFirst() {
-                s.running[slot] = s.pending[s.pending.startIndex].id
-                others.append(SlotStart(slot: slot, step: s.pending.removeFirst()))
-            } else {
-                break  // Not reached while every step takes at least one unit; a slot will free up.
-            }
+        // Steps are moved out of the queue, never copied: this runs once per step, under the lock.
+        while let needed = s.pending.first?.threads, s.busyUnits + needed <= threads,
+              !(inlineOwner && Self.runsInline(s.pending[s.pending.startIndex].function, s)),
+              let slot = s.idleSlots.popFirst() {
+            s.running[slot] = s.pending[s.pending.startIndex].id
+            others.append(SlotStart(slot: slot, step: s.pending.removeFirst()))
             s.busyUnits += needed
         }
-        if let freedSlot, ownWanted { s.idleSlots.append(freedSlot) }
-        return (own, others)
+        return others
+    }
+
+    /// Under the lock: as `claimStartable(_:)`, but the slot that just ended a step (`freedSlot`) gets
+    /// the first of them as `own`, to run without a hop, unless the owner's loop runs it: a slot that
+    /// kept a queue of short steps kept it for good, its thread running beside the loop's on a rank
+    /// meant to use one core (rank 0's loop then passed once a step: 200,000 empty steps on 4 ranks
+    /// ran at 0.80–0.91M steps/s against 1.05–1.19M).
+    private func claimStartable(_ s: inout PoolState, freedSlot: Int) -> (own: StepAssignment?, others: [SlotStart]) {
+        guard let needed = s.pending.first?.threads, s.busyUnits + needed <= threads,
+              !(inlineOwner && Self.runsInline(s.pending[s.pending.startIndex].function, s)) else {
+            // The next step does not fit, or the loop runs it: the steps after it wait too.
+            s.idleSlots.append(freedSlot)
+            return (nil, [])
+        }
+        s.running[freedSlot] = s.pending[s.pending.startIndex].id
+        let own = s.pending.removeFirst()
+        s.busyUnits += needed
+        return (own, claimStartable(&s))
     }
 
     /// Starts a run of steps on an idle slot: on its queue while libdispatch has a thread for it,

@@ -169,6 +169,10 @@ package struct Scheduler: Sendable {
         guard !stopping else { return out }
         if let launchDeadline, let now, now >= launchDeadline { return out }
         let capacity = config.threadsPerRank + prefetch
+        // Sized first, to what the ranks have room for: grown append by append, the list was
+        // reallocated ~3 times a call (~290 instructions a step handed out, callgrind).
+        let room = load.reduce(0) { $0 + max(0, capacity - $1) }
+        out.reserveCapacity(Swift.min(graph.ready.count, room))
         var setAside: [StepID] = []
         defer { graph.putBackReady(setAside) }
         while let id = graph.peekReady() {

@@ -413,27 +413,23 @@ package final class Coordinator: Sendable {
             guard !assignments.isEmpty else { return }
             // Sized first: grown append by append, the lists were reallocated ~10 times a batch.
             var counts = [Int](repeating: 0, count: transport.rankCount)
-            for i in assignments.indices { counts[assignments[i].rank] += 1 }
+            for a in assignments { counts[a.rank] += 1 }
             byRank = counts.map { n in
                 var steps: [StepAssignment] = []
                 steps.reserveCapacity(n)
                 return steps
             }
-            // By index, each assignment read in place: `for a in assignments` copied each one out and
-            // destroyed it (~300 instructions a step, callgrind).
-            for i in assignments.indices {
-                let id = assignments[i].step
+            for a in assignments {
                 // Field by field, in place: a copy of the whole spec cost ~140 instructions a step.
                 // A step sent behind its prerequisites always takes its inputs: the rank fills in theirs.
-                let sendInputs = s.graph.resultCount > 0 || !assignments[i].behind.isEmpty
-                byRank[assignments[i].rank].append(StepAssignment(
-                    id: id, function: s.graph.records[id - 1].spec.function, args: s.graph.records[id - 1].spec.args,
-                    threads: s.graph.records[id - 1].spec.threads, gpus: assignments[i].gpus,
-                    attempt: assignments[i].attempt, startBy: assignments[i].startBy,
-                    inputs: sendInputs ? s.graph.inputs(of: id, evenWithoutResults: true) : nil,
-                    behind: assignments[i].behind,
-                    inputsOnlyForBehind: !assignments[i].behind.isEmpty && s.graph.resultCount == 0,
-                    sendEndsFirst: assignments[i].sendEndsFirst))
+                let sendInputs = s.graph.resultCount > 0 || !a.behind.isEmpty
+                byRank[a.rank].append(StepAssignment(id: a.step, function: s.graph.records[a.step - 1].spec.function,
+                                                     args: s.graph.records[a.step - 1].spec.args,
+                                                     threads: s.graph.records[a.step - 1].spec.threads,
+                                                     gpus: a.gpus, attempt: a.attempt, startBy: a.startBy,
+                                                     inputs: sendInputs ? s.graph.inputs(of: a.step, evenWithoutResults: true) : nil,
+                                                     behind: a.behind, inputsOnlyForBehind: !a.behind.isEmpty && s.graph.resultCount == 0,
+                                                     sendEndsFirst: a.sendEndsFirst))
             }
         }
         for (rank, steps) in byRank.enumerated() where !steps.isEmpty { transport.assign(steps, to: rank) }

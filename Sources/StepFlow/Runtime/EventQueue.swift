@@ -26,6 +26,10 @@ package final class EventQueue<Element: Sendable>: Sendable {
             if items.isEmpty { return [] }
             var out: [Element] = []
             swap(&out, &items)
+            // The next batch gets room for as many as this one in one allocation: grown from empty
+            // append by append, a batch of 8 reports was reallocated and moved ~4 times, and a push
+            // cost ~440 instructions (callgrind, rank 0's own steps, two reports each).
+            items.reserveCapacity(out.count)
             return out
         }
     }

@@ -111,4 +111,59 @@ import Testing
                 "\(answers.withLock { $0.last ?? "" })")
         pool.shutdown()
     }
+
+    @Test("A step run on its rank's loop reports its start only if it edits the graph, and then before its request; otherwise its end alone says when it started. A step on a slot's thread reports its start as it starts")
+    func inlineStartHeldUntilAnEdit() throws {
+        let log = Mutex<[String]>([])
+        let replies = ReplyTable()
+        let tokens = Mutex<[UInt32]>([])
+        let serve: @Sendable () -> Bool = {
+            for token in tokens.withLock({ t in defer { t.removeAll() }; return t }) { replies.fill(token, with: .success(1000 + Int(token))) }
+            return true
+        }
+        let channel = TokenRequestChannel(replies: replies, push: { event in
+            guard case .request(let token, let request) = event else { return }
+            log.withLock { $0.append("request \(request.from)") }
+            tokens.withLock { $0.append(token) }
+        })
+        let pool = WorkerPool(rank: 1, threads: 1,
+                              executor: StepExecutor(functions: ["quiet": { _ in },
+                                                                 "edit": { step in _ = try step.insertFunctionStep("quiet", prerequisites: []) }]),
+                              runDirectory: FileManager.default.temporaryDirectory.appendingPathComponent("stepflow-inline-\(UUID().uuidString)"),
+                              inlineOwner: true, serveOwnerLoop: serve, channel: channel,
+                              report: { report in
+                                  switch report {
+                                  case .started(let s): log.withLock { $0.append("started \(s.id)") }
+                                  case .ended(let o): log.withLock { $0.append("ended \(o.id) \(o.report) start \(o.start != nil)") }
+                                  default: break
+                                  }
+                              })
+        defer { pool.shutdown() }
+        var id = 0
+        /// Runs one step of `function`; returns its id if it ran on this thread (the pool's loop).
+        func runUntilInline(_ function: String) -> Int? {
+            while id < 300 {
+                id += 1
+                pool.submit([StepAssignment(id: id, function: function, args: [], threads: 1, gpus: [], attempt: 1)])
+                let inline = pool.runInline()
+                let deadline = Date().addingTimeInterval(30)
+                while !log.withLock({ $0.contains { $0.hasPrefix("ended \(id) ") } }) && Date() < deadline { _ = serve(); usleep(100) }
+                if inline { return id }
+            }
+            return nil
+        }
+        let quiet = try #require(runUntilInline("quiet"), "a quiet step ran on the loop")
+        let edit = try #require(runUntilInline("edit"), "an editing step ran on the loop")
+        let lines = log.withLock { $0 }
+        // The first step ran on a slot's thread: its start came first.
+        let firstStart = try #require(lines.firstIndex(of: "started 1"), "\(lines.prefix(4))")
+        #expect(firstStart < lines.firstIndex(of: "ended 1 finished start true")!)
+        #expect(!lines.contains("started \(quiet)"), "no start for \(quiet): \(lines.suffix(8))")
+        #expect(lines.contains("ended \(quiet) finished start true"), "\(lines.suffix(8))")
+        let started = try #require(lines.firstIndex(of: "started \(edit)"), "\(lines.suffix(8))")
+        let request = try #require(lines.firstIndex(of: "request \(edit)"), "\(lines.suffix(8))")
+        let ended = try #require(lines.firstIndex(of: "ended \(edit) finished start true"), "\(lines.suffix(8))")
+        #expect(started < request && request < ended, "\(lines.suffix(8))")
+        #expect(lines.filter { $0 == "started \(edit)" }.count == 1)
+    }
 }

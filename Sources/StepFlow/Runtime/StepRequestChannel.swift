@@ -22,14 +22,19 @@ final class ChannelEditor: GraphEditor {
     let channel: any StepRequestChannel
     /// For a step run on its rank's message loop: one pass of that loop, served while the step waits.
     let serve: (@Sendable () -> Bool)?
+    /// Called before each request goes: a step run on its loop reports its start then (`HeldStart`).
+    let beforeRequest: (@Sendable () -> Void)?
 
-    init(channel: any StepRequestChannel, serving serve: (@Sendable () -> Bool)? = nil) {
+    init(channel: any StepRequestChannel, serving serve: (@Sendable () -> Bool)? = nil,
+         beforeRequest: (@Sendable () -> Void)? = nil) {
         self.channel = channel
         self.serve = serve
+        self.beforeRequest = beforeRequest
     }
 
     func apply(_ edit: GraphEdit, by inserter: Inserter) throws -> StepID? {
         guard let from = inserter.stepID else { throw GraphEditError("only a running step edits through a channel") }
+        beforeRequest?()
         let request = StepRequest(from: from, edit: edit)
         if let serve { return try channel.send(request, serving: serve).get() }
         return try channel.send(request).get()

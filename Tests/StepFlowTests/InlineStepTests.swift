@@ -112,7 +112,7 @@ import Testing
         pool.shutdown()
     }
 
-    @Test("A step run on its rank's loop reports its start only if it edits the graph, and then before its request; otherwise its end alone says when it started. A step on a slot's thread reports its start as it starts")
+    @Test("A step run on its rank's loop reports its start only if it edits the graph, once, before its first request; otherwise its end alone says when it started, failed or not. A step on a slot's thread reports its start as it starts")
     func inlineStartHeldUntilAnEdit() throws {
         let log = Mutex<[String]>([])
         let replies = ReplyTable()
@@ -127,8 +127,14 @@ import Testing
             tokens.withLock { $0.append(token) }
         })
         let pool = WorkerPool(rank: 1, threads: 1,
-                              executor: StepExecutor(functions: ["quiet": { _ in },
-                                                                 "edit": { step in _ = try step.insertFunctionStep("quiet", prerequisites: []) }]),
+                              executor: StepExecutor(functions: [
+                                  "quiet": { _ in },
+                                  "fail": { _ in throw GraphEditError("failed on purpose") },
+                                  "edit": { step in
+                                      _ = try step.insertFunctionStep("quiet", prerequisites: [])
+                                      _ = try step.insertFunctionStep("quiet", prerequisites: [])
+                                  },
+                              ]),
                               runDirectory: FileManager.default.temporaryDirectory.appendingPathComponent("stepflow-inline-\(UUID().uuidString)"),
                               inlineOwner: true, serveOwnerLoop: serve, channel: channel,
                               report: { report in
@@ -153,17 +159,22 @@ import Testing
             return nil
         }
         let quiet = try #require(runUntilInline("quiet"), "a quiet step ran on the loop")
+        let failed = try #require(runUntilInline("fail"), "a failing step ran on the loop")
         let edit = try #require(runUntilInline("edit"), "an editing step ran on the loop")
         let lines = log.withLock { $0 }
         // The first step ran on a slot's thread: its start came first.
         let firstStart = try #require(lines.firstIndex(of: "started 1"), "\(lines.prefix(4))")
-        #expect(firstStart < lines.firstIndex(of: "ended 1 finished start true")!)
+        let firstEnd = try #require(lines.firstIndex(of: "ended 1 finished start true"), "\(lines.prefix(4))")
+        #expect(firstStart < firstEnd)
+        #expect(!lines.contains("started \(failed)"), "no start for \(failed): \(lines.suffix(8))")
+        #expect(lines.contains { $0.hasPrefix("ended \(failed) failed") && $0.hasSuffix("start true") }, "\(lines.suffix(8))")
         #expect(!lines.contains("started \(quiet)"), "no start for \(quiet): \(lines.suffix(8))")
         #expect(lines.contains("ended \(quiet) finished start true"), "\(lines.suffix(8))")
         let started = try #require(lines.firstIndex(of: "started \(edit)"), "\(lines.suffix(8))")
         let request = try #require(lines.firstIndex(of: "request \(edit)"), "\(lines.suffix(8))")
         let ended = try #require(lines.firstIndex(of: "ended \(edit) finished start true"), "\(lines.suffix(8))")
         #expect(started < request && request < ended, "\(lines.suffix(8))")
-        #expect(lines.filter { $0 == "started \(edit)" }.count == 1)
+        #expect(lines.filter { $0 == "started \(edit)" }.count == 1, "one start for two edits: \(lines.suffix(8))")
+        #expect(lines.filter { $0 == "request \(edit)" }.count == 2, "\(lines.suffix(8))")
     }
 }

@@ -6,7 +6,8 @@ import Synchronization
 /// One rank's T workers: T slots on Dispatch that run the steps the rank was sent, at most T slot
 /// units at a time, in the order they came. Workers never talk to other ranks: results go to `report`,
 /// graph edits to `channel`, and the rank's transport carries them (`.started` as a step begins,
-/// `.ended` when it is done).
+/// `.ended` when it is done; a step run on the owner's loop reports `.started` only if it edits the
+/// graph, see `HeldStart`).
 ///
 /// Each slot has a serial queue of its own. A slot with nothing to run holds no thread; given a step, it
 /// runs it on its queue and then goes on with the next queued step that fits, so a busy rank pays no
@@ -371,7 +372,7 @@ package final class WorkerPool: Sendable {
 
     /// Hands back the queued steps among `ids` that have not started, and those sent behind them,
     /// reporting each as `.notStarted`; a step already started is left alone (its `.started` report
-    /// is on its way).
+    /// is on its way, or, for one run on the owner's loop, its end).
     package func takeBack(_ ids: [StepID]) {
         let wanted = Set(ids)
         let starts = state.withLock { s in
@@ -548,9 +549,14 @@ private final class HeldStart: Sendable {
     /// Forgets the start: the step ended, and its end carries it.
     func drop() { start.withLock { $0 = nil } }
 
-    /// Reports the start held, once.
+    /// Reports the start held, once. Sent under the lock, so that when two threads of the step edit at
+    /// once, neither's request goes before the start.
     @Sendable func report() {
-        if let started = start.withLock({ held in defer { held = nil }; return held }) { send(.started(started)) }
+        start.withLock { held in
+            guard let started = held else { return }
+            held = nil
+            send(.started(started))
+        }
     }
 }
 

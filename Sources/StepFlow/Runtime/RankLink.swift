@@ -79,8 +79,9 @@ package final class RankLink: CoordinatorTransport, @unchecked Sendable {
     }
 
     /// Appends rank 0's own workers' reports, less the starts of steps whose ends are among them: the
-    /// end carries the start, as a worker rank's frame does (`FromRank.startsOfEndedSteps`). A step
-    /// run on the loop always starts and ends in one batch, and its start was half the reports.
+    /// end carries the start, as a worker rank's frame does (`FromRank.startsOfEndedSteps`): a step
+    /// on a slot's thread that ended before the loop looked. (A step run on the loop reports no start
+    /// unless it edits the graph: `WorkerPool`'s `HeldStart`.)
     private func appendLocal(_ local: [RankEvent], to events: inout [RankEvent]) {
         guard let paired = FromRank.startsOfEndedSteps(in: local, window: pairingWindow) else {
             events += local

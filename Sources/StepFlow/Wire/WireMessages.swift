@@ -51,29 +51,33 @@ extension ToRank: WireMessage {
         switch try r.byte("message kind") {
         case 1:
             let id = try r.int("step id"), function = try r.string("function name"), args = try r.values("argument count")
-            var a = StepAssignment(id: id, function: function, args: args, threads: try r.int("threads"),
-                                   gpus: try r.ints("gpu"), attempt: try r.int("attempt"), startBy: try r.optionalDouble("start-by time"))
+            let threads = try r.int("threads"), gpus = try r.ints("gpu"), attempt = try r.int("attempt")
+            let startBy = try r.optionalDouble("start-by time")
             let sent = try r.varint("input count")
+            var inputs: [StepInput]?
             if sent > 0 {
                 guard sent - 1 <= UInt64(r.left / 3) else {
                     throw .countPastEnd(field: "input count", count: sent - 1, offset: r.offset, left: r.left, minimumBytes: 3)
                 }
-                var inputs: [StepInput] = []
-                inputs.reserveCapacity(Int(sent - 1))
+                var list: [StepInput] = []
+                list.reserveCapacity(Int(sent - 1))
                 for _ in 0..<(sent - 1) {
-                    inputs.append(StepInput(id: try r.int("input step id"), name: try r.string("input step name"), result: try r.blob("input result")))
+                    list.append(StepInput(id: try r.int("input step id"), name: try r.string("input step name"), result: try r.blob("input result")))
                 }
-                a.inputs = inputs
+                inputs = list
             }
-            a.behind = try r.ints("behind step id")
-            if !a.behind.isEmpty {
+            let behind = try r.ints("behind step id")
+            var flags: UInt8 = 0
+            if !behind.isEmpty {
                 let flagsAt = r.offset
-                let flags = try r.byte("sent-behind flags")
+                flags = try r.byte("sent-behind flags")
                 guard flags < 4 else { throw .unknownKind(field: "sent-behind flags", kind: flags, offset: flagsAt) }
-                a.inputsOnlyForBehind = flags & 1 != 0
-                a.sendEndsFirst = flags & 2 != 0
             }
-            return .assign(a)
+            // Built in one go, straight into the message: a `var` filled in and then wrapped was copied
+            // into the enum and destroyed (~300 instructions an assignment).
+            return .assign(StepAssignment(id: id, function: function, args: args, threads: threads, gpus: gpus, attempt: attempt,
+                                          startBy: startBy, inputs: inputs, behind: behind,
+                                          inputsOnlyForBehind: flags & 1 != 0, sendEndsFirst: flags & 2 != 0))
         case 2:
             return .takeBackUnstarted
         case 9:

@@ -409,18 +409,24 @@ package final class WorkerPool: Sendable {
     }
 
     /// Under the lock: takes the queued steps that now fit, in order, each for an idle slot, unless the
-    /// owner's loop runs them (`runInline`).
+    /// owner's loop runs them (`unitsToStartHead`).
     private func claimStartable(_ s: inout PoolState) -> [SlotStart] {
         var others: [SlotStart] = []
         // Steps are moved out of the queue, never copied: this runs once per step, under the lock.
-        while let needed = s.pending.first?.threads, s.busyUnits + needed <= threads,
-              !(inlineOwner && Self.runsInline(s.pending[s.pending.startIndex].function, s)),
-              let slot = s.idleSlots.popFirst() {
+        while let needed = unitsToStartHead(s), let slot = s.idleSlots.popFirst() {
             s.running[slot] = s.pending[s.pending.startIndex].id
             others.append(SlotStart(slot: slot, step: s.pending.removeFirst()))
             s.busyUnits += needed
         }
         return others
+    }
+
+    /// Under the lock: the slot units the queue's first step takes, if it fits now and the owner's loop
+    /// does not run it (`runInline`); nil otherwise.
+    private func unitsToStartHead(_ s: borrowing PoolState) -> Int? {
+        guard let needed = s.pending.first?.threads, s.busyUnits + needed <= threads,
+              !(inlineOwner && Self.runsInline(s.pending[s.pending.startIndex].function, s)) else { return nil }
+        return needed
     }
 
     /// Under the lock: as `claimStartable(_:)`, but the slot that just ended a step (`freedSlot`) gets
@@ -429,8 +435,7 @@ package final class WorkerPool: Sendable {
     /// meant to use one core (rank 0's loop then passed once a step: 200,000 empty steps on 4 ranks
     /// ran at 0.80–0.91M steps/s against 1.05–1.19M).
     private func claimStartable(_ s: inout PoolState, freedSlot: Int) -> (own: StepAssignment?, others: [SlotStart]) {
-        guard let needed = s.pending.first?.threads, s.busyUnits + needed <= threads,
-              !(inlineOwner && Self.runsInline(s.pending[s.pending.startIndex].function, s)) else {
+        guard let needed = unitsToStartHead(s) else {
             // The next step does not fit, or the loop runs it: the steps after it wait too.
             s.idleSlots.append(freedSlot)
             return (nil, [])

@@ -78,6 +78,10 @@ enum StepLog {
         @exclusivity(unchecked) private var lastFunction: String?
         /// The bits of the last start written, which the next start is XORed with.
         @exclusivity(unchecked) private var lastStartBits: UInt64 = 0
+        /// A step's arguments, encoded here first to bound the record, then copied in: its memory is
+        /// reused, where an array of them per record cost an allocation and ~500 instructions a step
+        /// (Task Bench's steps all have arguments).
+        @exclusivity(unchecked) private var argumentBytes = WireWriter(capacity: 256)
 
         init() { clear() }
 
@@ -127,9 +131,13 @@ enum StepLog {
             if end != nil { fields.insert(.end) }
             if p.pointee.logPath != nil { fields.insert(.logPath) }
             if p.pointee.error != nil { fields.insert(.error) }
-            // Arguments are rare on the hot path and nest: the wire codec writes them, the same bytes.
-            let args = p.pointee.spec.args.isEmpty ? nil : WireCodec.encode(arguments: p.pointee.spec.args)
-            if args != nil { fields.insert(.arguments) }
+            // Arguments nest: the wire codec writes them, the same bytes as `WireCodec.encode(arguments:)`.
+            let hasArgs = !p.pointee.spec.args.isEmpty
+            if hasArgs {
+                fields.insert(.arguments)
+                argumentBytes.removeAll()
+                argumentBytes.arguments(p.pointee.spec.args)
+            }
             if p.pointee.spec.threads != 1 { fields.insert(.threads) }
             if p.pointee.spec.retries != 0 { fields.insert(.retries) }
             if p.pointee.spec.expectedSeconds != nil { fields.insert(.expectedSeconds) }
@@ -145,7 +153,7 @@ enum StepLog {
             // Every fixed field at its largest (10 bytes a varint, 8 the expected time): ~175 bytes.
             var bound = 200 + 10 * (prerequisiteCount + gpuCount)
             if newFunction { bound += p.pointee.spec.function.utf8.count }
-            if let args { bound += args.count }
+            if hasArgs { bound += argumentBytes.count }
             if let error = p.pointee.error { bound += error.utf8.count }
             if let logPath = p.pointee.logPath { bound += logPath.utf8.count }
             if let resultCount { bound += resultCount }
@@ -168,7 +176,7 @@ enum StepLog {
                 if let end { c.varint(end.bitPattern ^ (startBits ?? lastStartBits)) }
                 if let logPath = p.pointee.logPath { c.string(logPath) }
                 if let error = p.pointee.error { c.string(error) }
-                if let args { args.withUnsafeBytes { c.raw($0) } }
+                if hasArgs { c.raw(argumentBytes.written) }
                 if fields.contains(.threads) { c.int(p.pointee.spec.threads) }
                 if fields.contains(.retries) { c.int(p.pointee.spec.retries) }
                 if let expected = p.pointee.spec.expectedSeconds { c.double(expected) }

@@ -137,8 +137,7 @@ package enum WireCodec {
     /// Step arguments as bytes (the run database keeps them so: exact, types included).
     package static func encode(arguments: [StepValue]) -> [UInt8] {
         var w = WireWriter()
-        w.varint(UInt64(arguments.count))
-        for v in arguments { w.value(v) }
+        w.arguments(arguments)
         return w.bytes
     }
 
@@ -301,8 +300,9 @@ struct WireWriter: ~Copyable {
         switch v {
         case .null: byte(0)
         case .bool(let b): byte(b ? 2 : 1)
-        case .int(let i): byte(3); int(i)
-        case .double(let d): byte(4); double(d)
+        // The frequent kinds in one bounded write each.
+        case .int(let i): withRoom(11) { c in c.byte(3); c.int(i) }
+        case .double(let d): withRoom(9) { c in c.byte(4); c.double(d) }
         case .string(let s): byte(5); string(s)
         case .array(let a):
             byte(6)
@@ -313,6 +313,12 @@ struct WireWriter: ~Copyable {
             varint(UInt64(o.count))
             for (k, x) in o.sorted(by: { $0.key < $1.key }) { string(k); value(x) }
         }
+    }
+
+    /// Step arguments as `WireCodec.encode(arguments:)` lays them out: a count, then each value.
+    mutating func arguments(_ args: [StepValue]) {
+        varint(UInt64(args.count))
+        for v in args { value(v) }
     }
 
     mutating func location(_ l: SourceLocation?) {

@@ -270,6 +270,55 @@ struct FuzzLedger {
         #expect(assignments > 500 && withInputs > 150, "\(assignments) assignments, \(withInputs) with inputs")
     }
 
+    @Test("A step sent from the graph (RankLink's send: read from the records, no assignment made) is byte for byte the assignment made of the same decision, with and without results, files, names, GPUs, deadlines and steps sent behind")
+    func assignmentsSentFromTheGraph() throws {
+        var gen = WireMessageGenerator(seed: 0x5E17)
+        var sent = 0, withInputs = 0, behind = 0, withFiles = 0
+        for round in 0..<40 {
+            var graph = StepGraph()
+            let files = StepFiles(inputs: [], outputs: [], content: false)
+            for id in 1...30 {
+                // Some steps named by their first argument, as workflows name theirs.
+                var args = gen.values()
+                if gen.chance(0.3) { args.insert(.object(["name": .string(gen.string())]), at: 0) }
+                let prerequisites = id == 1 ? [] : (0..<gen.below(4)).map { _ in 1 + gen.below(id - 1) }
+                try graph.insert(StepSpec(function: gen.string(), args: args, threads: 1 + gen.below(3)),
+                                 prerequisites: prerequisites, insertedBy: .protocolSteps)
+            }
+            // Half the rounds set no result at all (inputs then go only with steps sent behind).
+            if round % 2 == 1 {
+                for id in 1...30 where gen.chance(0.6) {
+                    let result = StepResult.bytes(gen.bytes(gen.below(40))).encoded
+                    let withFileBlob = gen.chance(0.3)
+                    if withFileBlob { withFiles += 1 }
+                    graph.noteResult(id, withFileBlob ? StepOutcomeBlob.make(result: result, files: files) : result)
+                }
+            }
+            let made = ToRankFrame(), direct = ToRankFrame()
+            for _ in 0..<50 {
+                let step = 1 + gen.below(30)
+                let prerequisites = graph.records[step - 1].prerequisites
+                let sentBehind = gen.chance(0.4) ? Array(prerequisites.prefix(gen.below(prerequisites.count + 1))) : []
+                let a = Assignment(step: step, rank: 1, gpus: gen.chance(0.3) ? gen.ints() : [], attempt: gen.below(4),
+                                   startBy: gen.chance(0.2) ? gen.double() : nil, behind: sentBehind,
+                                   sendEndsFirst: !sentBehind.isEmpty && gen.chance(0.5))
+                let assignment = StepAssignment(a, in: graph)
+                made.append(assignment: assignment)
+                direct.append(a, in: graph)
+                sent += 1
+                if assignment.inputs?.isEmpty == false { withInputs += 1 }
+                if !sentBehind.isEmpty { behind += 1 }
+            }
+            #expect(direct.count == made.count)
+            let bytes = direct.take(), expected = made.take()
+            // Compared whole, reported by where they part: the frames run to thousands of bytes.
+            let parted = bytes.indices.first { $0 >= expected.count || bytes[$0] != expected[$0] } ?? (bytes.count == expected.count ? nil : bytes.count)
+            #expect(parted == nil, "round \(round): the frames part at byte \(parted ?? -1) of \(expected.count)")
+            #expect(try WireCodec.decode(bytes, as: ToRank.self).count == 50)
+        }
+        #expect(sent == 2_000 && withInputs > 300 && behind > 300 && withFiles > 20, "\(sent) sent, \(withInputs) with inputs, \(behind) behind, \(withFiles) with files")
+    }
+
     @Test("Valid frames with random mutations, insertions and deletions decode or throw")
     func mutations() {
         var gen = WireMessageGenerator(seed: 0x3017A7E)

@@ -405,34 +405,23 @@ package final class Coordinator: Sendable {
 
     private func dispatch() {
         let now = launchDeadline == nil ? nil : Date().timeIntervalSince1970
-        // Grouped by rank, reading only each step's spec: a list of (rank, step) regrouped afterwards,
-        // and the whole record copied for its spec, cost ~10% of rank 0's time a step.
-        var byRank: [[StepAssignment]] = []
+        // A step for another rank is encoded into that rank's next frame here, read from the graph
+        // (`CoordinatorTransport.send`); only rank 0's own steps are made into assignments, for its
+        // pool. Each assignment made, listed and released cost ~1,000 instructions a step sent.
+        var own: [StepAssignment] = []
         state.withScheduler { s in
             let assignments = s.nextAssignments(now: now)
             guard !assignments.isEmpty else { return }
-            // Sized first: grown append by append, the lists were reallocated ~10 times a batch.
-            var counts = [Int](repeating: 0, count: transport.rankCount)
-            for a in assignments { counts[a.rank] += 1 }
-            byRank = counts.map { n in
-                var steps: [StepAssignment] = []
-                steps.reserveCapacity(n)
-                return steps
-            }
             for a in assignments {
-                // Field by field, in place: a copy of the whole spec cost ~140 instructions a step.
-                // A step sent behind its prerequisites always takes its inputs: the rank fills in theirs.
-                let sendInputs = s.graph.resultCount > 0 || !a.behind.isEmpty
-                byRank[a.rank].append(StepAssignment(id: a.step, function: s.graph.records[a.step - 1].spec.function,
-                                                     args: s.graph.records[a.step - 1].spec.args,
-                                                     threads: s.graph.records[a.step - 1].spec.threads,
-                                                     gpus: a.gpus, attempt: a.attempt, startBy: a.startBy,
-                                                     inputs: sendInputs ? s.graph.inputs(of: a.step, evenWithoutResults: true) : nil,
-                                                     behind: a.behind, inputsOnlyForBehind: !a.behind.isEmpty && s.graph.resultCount == 0,
-                                                     sendEndsFirst: a.sendEndsFirst))
+                if a.rank == 0 {
+                    if own.isEmpty { own.reserveCapacity(assignments.count) }
+                    own.append(StepAssignment(a, in: s.graph))
+                } else {
+                    transport.send(a, from: s.graph)
+                }
             }
         }
-        for (rank, steps) in byRank.enumerated() where !steps.isEmpty { transport.assign(steps, to: rank) }
+        if !own.isEmpty { transport.assign(own, to: 0) }
     }
 
     /// Applies `events` in order, with one access to the loop state for the batch instead of one per

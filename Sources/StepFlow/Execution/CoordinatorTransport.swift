@@ -6,6 +6,9 @@ package protocol CoordinatorTransport: AnyObject, Sendable {
     var rankCount: Int { get }
     /// Sends steps to a rank's workers.
     func assign(_ steps: [StepAssignment], to rank: Int)
+    /// Sends decision `a`'s step to its rank, another than rank 0, as `StepAssignment(a, in: graph)`.
+    /// Called with the scheduler held, once per step, in the order of the decisions.
+    func send(_ a: borrowing Assignment, from graph: borrowing StepGraph)
     /// Asks every rank to hand back the steps it was sent but has not started (they come back as
     /// `.notStarted`).
     func takeBackUnstarted()
@@ -36,4 +39,8 @@ package protocol CoordinatorTransport: AnyObject, Sendable {
 
 extension CoordinatorTransport {
     package func applyWhileInline(_ apply: @escaping @Sendable ([RankEvent]) -> Bool) {}
+
+    package func send(_ a: borrowing Assignment, from graph: borrowing StepGraph) {
+        assign([StepAssignment(a, in: graph)], to: a.rank)
+    }
 }

@@ -159,16 +159,26 @@ package enum StepOutcomeBlob {
         return w.bytes + encoded + (result ?? [])
     }
 
+    /// Where the files' bytes lie in a blob that leads with them; nil when its head does not parse.
+    private static func filesSpan(_ blob: [UInt8]) -> Range<Int>? {
+        blob.withUnsafeBufferPointer { buffer in
+            var r = WireReader(buffer: buffer)
+            guard (try? r.byte("kind")) != nil, let n = try? r.varint("files length"), n <= UInt64(r.left) else { return nil }
+            return r.offset..<(r.offset + Int(n))
+        }
+    }
+
+    /// Where `split(blob).result` lies in `blob`, for a reader that need not copy it.
+    static func resultRange(_ blob: [UInt8]) -> Range<Int> {
+        guard blob.first == filesKind else { return blob.indices }
+        return filesSpan(blob).map { $0.upperBound..<blob.count } ?? 0..<0
+    }
+
     /// The result alone (`StepResult.encoded`, empty for none) and the files, from a stored blob.
     package static func split(_ blob: [UInt8]) -> (result: [UInt8], files: StepFiles?) {
         guard blob.first == filesKind else { return (blob, nil) }
-        let parsed: (Int, Int)? = blob.withUnsafeBufferPointer { buffer in
-            var r = WireReader(buffer: buffer)
-            guard (try? r.byte("kind")) != nil, let n = try? r.varint("files length"), n <= UInt64(r.left) else { return nil }
-            return (r.offset, Int(n))
-        }
-        guard let (start, count) = parsed else { return ([], nil) }
-        return (Array(blob[(start + count)...]), StepFiles(encoded: blob[start..<(start + count)]))
+        guard let files = filesSpan(blob) else { return ([], nil) }
+        return (Array(blob[files.upperBound...]), StepFiles(encoded: blob[files]))
     }
 
     /// The result part of a stored blob, nil when the step set none.

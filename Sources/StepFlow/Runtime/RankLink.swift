@@ -95,6 +95,11 @@ package final class RankLink: CoordinatorTransport, @unchecked Sendable {
         if rank == 0 { localPool.submit(steps) } else { for step in steps { outgoing[rank].append(assignment: step) } }
     }
 
+    /// Encoded into the rank's next frame as it is handed out, read from the graph: no assignment is made.
+    package func send(_ a: borrowing Assignment, from graph: borrowing StepGraph) {
+        outgoing[a.rank].append(a, in: graph)
+    }
+
     package func takeBackUnstarted() {
         localPool.takeBackUnstarted()
         for r in 1..<max(rankCount, 1) { outgoing[r].append(.takeBackUnstarted) }

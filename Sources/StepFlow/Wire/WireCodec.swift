@@ -186,7 +186,12 @@ package final class ToRankFrame {
 
     /// Appends `.assign(step)`.
     package func append(assignment step: borrowing StepAssignment) {
-        ToRank.writeAssign(step, to: &body)
+        appendMessage { ToRank.writeAssign(step, to: &$0) }
+    }
+
+    /// Appends the one message `write` lays out.
+    func appendMessage(_ write: (inout WireWriter) -> Void) {
+        write(&body)
         count += 1
     }
 

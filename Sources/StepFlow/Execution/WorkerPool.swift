@@ -55,10 +55,8 @@ package final class WorkerPool: Sendable {
         var inlineBody: (function: String, body: StepExecutor.Body)?
         /// The step each slot runs (0: none), so a step sent behind one can tell it still runs here.
         var running: [StepID]
-        /// Steps sent behind prerequisites that have not finished here yet.
-        var behind: [StepID: BehindStep] = [:]
-        /// For each prerequisite, the steps sent behind it.
-        var followers: [StepID: [StepID]] = [:]
+        /// Steps sent behind prerequisites that have not finished here yet, and which waits for which.
+        var behind = BehindTable()
         /// The last steps that finished here, with their results (`RecentFinishes.capacity`): a step
         /// sent behind one that finished while the assignment was on its way starts at once, where it
         /// would have had to go back to rank 0 (when two prerequisites end together, rank 0 often sends
@@ -75,22 +73,27 @@ package final class WorkerPool: Sendable {
         private var ids = [StepID](repeating: 0, count: capacity)
         private var results = [[UInt8]](repeating: [], count: capacity)
         private var next = 0
+        /// The largest id ever kept: a step above it is not here, without a search. Steps are mostly
+        /// sent in the order of their ids, so a step just sent usually is; the search of all 64 cost
+        /// ~330 instructions for every step a rank was sent.
+        private var largest: StepID = 0
 
         mutating func add(_ id: StepID, result: [UInt8]) {
             ids[next] = id
             results[next] = result
             next = (next + 1) % Self.capacity
+            largest = max(largest, id)
         }
 
         /// The result of step `id` (empty: it set none) if it is among the last that finished here.
         func result(of id: StepID) -> [UInt8]? {
-            guard id > 0, let i = ids.firstIndex(of: id) else { return nil }
+            guard id > 0, id <= largest, let i = ids.firstIndex(of: id) else { return nil }
             return results[i]
         }
 
         /// Forgets step `id`, sent here to run again (a stale run, S9): its earlier result is not its result.
         mutating func forget(_ id: StepID) {
-            guard let i = ids.firstIndex(of: id) else { return }
+            guard id <= largest, let i = ids.firstIndex(of: id) else { return }
             ids[i] = 0
             results[i] = []
         }
@@ -102,6 +105,64 @@ package final class WorkerPool: Sendable {
         var waitingFor: Int
         /// Whether a prerequisite that finished here set a result.
         var gotResult = false
+    }
+
+    /// The steps sent behind prerequisites that have not finished here, and for each such
+    /// prerequisite the steps sent behind it. Lists searched end to end, not dictionaries: a rank
+    /// holds few such steps at a time (at most its slots and the steps sent ahead, a few hundred for
+    /// the shortest steps), and a dictionary of steps and one of lists of followers cost a worker
+    /// rank ~2,000 instructions a step sent behind (hashing, a list per prerequisite, each step
+    /// copied in and out; callgrind, Task Bench stencil_1d at width 2).
+    private struct BehindTable {
+        /// In no particular order: a step leaves by swapping with the last.
+        var steps: [BehindStep] = []
+        /// Which step was sent behind which prerequisite, in the order they came.
+        private var links: [(prerequisite: StepID, follower: StepID)] = []
+
+        /// Whether any step waits for a prerequisite here.
+        var hasFollowers: Bool { !links.isEmpty }
+
+        /// Every step sent behind others here.
+        var ids: [StepID] { steps.map(\.step.id) }
+
+        func index(of id: StepID) -> Int? { steps.firstIndex { $0.step.id == id } }
+
+        func contains(_ id: StepID) -> Bool { index(of: id) != nil }
+
+        /// Adds `b`, waiting for `prerequisites`.
+        mutating func add(_ b: BehindStep, waitingFor prerequisites: [StepID]) {
+            for p in prerequisites { links.append((p, b.step.id)) }
+            steps.append(b)
+        }
+
+        /// Takes the step at `i` out.
+        mutating func remove(at i: Int) -> BehindStep {
+            steps.swapAt(i, steps.count - 1)
+            return steps.removeLast()
+        }
+
+        /// Takes step `id` out, if it is here; its links stay (`unlink`).
+        mutating func remove(_ id: StepID) -> BehindStep? { index(of: id).map { remove(at: $0) } }
+
+        /// Takes out the links from `p` and returns the steps sent behind it, in the order they came.
+        mutating func takeFollowers(of p: StepID) -> [StepID] {
+            guard links.contains(where: { $0.prerequisite == p }) else { return [] }
+            var taken: [StepID] = []
+            links.removeAll { link in
+                guard link.prerequisite == p else { return false }
+                taken.append(link.follower)
+                return true
+            }
+            return taken
+        }
+
+        /// Takes out the links to step `d` from all its prerequisites (it was handed back).
+        mutating func unlink(_ d: StepID) { links.removeAll { $0.follower == d } }
+
+        mutating func removeAll() {
+            steps.removeAll()
+            links.removeAll()
+        }
     }
 
     /// A step taken from the queue, with the idle slot that will run it.
@@ -262,8 +323,7 @@ package final class WorkerPool: Sendable {
                         s.pending.append(b.step)
                     } else {
                         b.waitingFor = waitedFor.count
-                        s.behind[step.id] = b
-                        for p in waitedFor { s.followers[p, default: []].append(step.id) }
+                        s.behind.add(b, waitingFor: waitedFor)
                     }
                 }
             } else {
@@ -290,7 +350,7 @@ package final class WorkerPool: Sendable {
 
     /// Under the lock: whether step `id` is queued, running or sent behind others here.
     private static func isHere(_ id: StepID, _ s: borrowing PoolState) -> Bool {
-        if s.behind[id] != nil || s.running.contains(id) { return true }
+        if s.behind.contains(id) || s.running.contains(id) { return true }
         // From the back: a step is mostly sent behind one sent with it.
         return s.pending.reversed().contains { $0.id == id }
     }
@@ -317,7 +377,9 @@ package final class WorkerPool: Sendable {
             report(ended)
             reported = true
         }
-        guard !s.followers.isEmpty, let followers = s.followers.removeValue(forKey: id) else { return (reported, false) }
+        guard s.behind.hasFollowers else { return (reported, false) }
+        let followers = s.behind.takeFollowers(of: id)
+        guard !followers.isEmpty else { return (reported, false) }
         if !reported { report(ended) }
         guard finished else {
             dropFollowers(followers, &s)
@@ -325,15 +387,14 @@ package final class WorkerPool: Sendable {
         }
         var endBatch = false
         for d in followers {
-            // Taken out, not read: a copy while the table still held it copied its inputs on write.
-            guard var b = s.behind.removeValue(forKey: d) else { continue }
-            if b.step.sendEndsFirst { endBatch = true }
-            Self.fill(&b, from: id, result)
-            b.waitingFor -= 1
-            if b.waitingFor > 0 {
-                s.behind[d] = b
-                continue
-            }
+            // Changed where it lies, and taken out only once ready: a copy while the table still held
+            // it copied its inputs on write.
+            guard let i = s.behind.index(of: d) else { continue }
+            if s.behind.steps[i].step.sendEndsFirst { endBatch = true }
+            Self.fill(&s.behind.steps[i], from: id, result)
+            s.behind.steps[i].waitingFor -= 1
+            guard s.behind.steps[i].waitingFor == 0 else { continue }
+            var b = s.behind.remove(at: i)
             Self.makeReady(&b)
             s.pending.append(b.step)
         }
@@ -345,15 +406,11 @@ package final class WorkerPool: Sendable {
     private func dropFollowers(_ followers: [StepID], _ s: inout PoolState) {
         var work = followers
         while let d = work.popLast() {
-            guard let b = s.behind.removeValue(forKey: d) else { continue }
+            guard s.behind.remove(d) != nil else { continue }
             // Out of the lists of its other prerequisites too: sent again, it must not be counted twice.
-            for p in b.step.behind {
-                guard var list = s.followers[p] else { continue }
-                list.removeAll { $0 == d }
-                s.followers[p] = list.isEmpty ? nil : list
-            }
+            s.behind.unlink(d)
             report(notStarted(d))
-            if let more = s.followers.removeValue(forKey: d) { work.append(contentsOf: more) }
+            work.append(contentsOf: s.behind.takeFollowers(of: d))
         }
     }
 
@@ -361,10 +418,9 @@ package final class WorkerPool: Sendable {
     /// each as `.notStarted`.
     package func takeBackUnstarted() {
         let taken = state.withLock { s in
-            let all = Array(s.pending.lazy.map(\.id)) + s.behind.keys.sorted()
+            let all = Array(s.pending.lazy.map(\.id)) + s.behind.ids.sorted()
             s.pending.removeAll()
             s.behind.removeAll()
-            s.followers.removeAll()
             return all
         }
         for id in taken { report(notStarted(id)) }
@@ -377,12 +433,15 @@ package final class WorkerPool: Sendable {
         let wanted = Set(ids)
         let starts = state.withLock { s in
             let out = s.pending.filter { wanted.contains($0.id) }.map(\.id)
-            let outBehind = ids.filter { s.behind[$0] != nil }
+            let outBehind = ids.filter { s.behind.contains($0) }
             guard !out.isEmpty || !outBehind.isEmpty else { return [SlotStart]() }
             s.pending.removeAll { wanted.contains($0.id) }
             for id in out { report(notStarted(id)) }
             dropFollowers(outBehind, &s)
-            for id in out { if let more = s.followers.removeValue(forKey: id) { dropFollowers(more, &s) } }
+            for id in out {
+                let more = s.behind.takeFollowers(of: id)
+                if !more.isEmpty { dropFollowers(more, &s) }
+            }
             // The head may have been a step waiting for room; the one behind it may fit now.
             return claimStartable(&s)
         }
@@ -396,7 +455,6 @@ package final class WorkerPool: Sendable {
         state.withLock { s in
             s.pending.removeAll()
             s.behind.removeAll()
-            s.followers.removeAll()
         }
     }
 

@@ -55,8 +55,10 @@ package final class WorkerPool: Sendable {
         var inlineBody: (function: String, body: StepExecutor.Body)?
         /// The step each slot runs (0: none), so a step sent behind one can tell it still runs here.
         var running: [StepID]
-        /// Steps sent behind prerequisites that have not finished here yet, and which waits for which.
-        var behind = BehindTable()
+        /// Steps sent behind prerequisites that have not finished here yet.
+        var behind: [StepID: BehindStep] = [:]
+        /// For each prerequisite, the steps sent behind it.
+        var followers: [StepID: [StepID]] = [:]
         /// The last steps that finished here, with their results (`RecentFinishes.capacity`): a step
         /// sent behind one that finished while the assignment was on its way starts at once, where it
         /// would have had to go back to rank 0 (when two prerequisites end together, rank 0 often sends
@@ -105,64 +107,6 @@ package final class WorkerPool: Sendable {
         var waitingFor: Int
         /// Whether a prerequisite that finished here set a result.
         var gotResult = false
-    }
-
-    /// The steps sent behind prerequisites that have not finished here, and for each such
-    /// prerequisite the steps sent behind it. Lists searched end to end, not dictionaries: a rank
-    /// holds few such steps at a time (at most its slots and the steps sent ahead, a few hundred for
-    /// the shortest steps), and a dictionary of steps and one of lists of followers cost a worker
-    /// rank ~2,000 instructions a step sent behind (hashing, a list per prerequisite, each step
-    /// copied in and out; callgrind, Task Bench stencil_1d at width 2).
-    private struct BehindTable {
-        /// In no particular order: a step leaves by swapping with the last.
-        var steps: [BehindStep] = []
-        /// Which step was sent behind which prerequisite, in the order they came.
-        private var links: [(prerequisite: StepID, follower: StepID)] = []
-
-        /// Whether any step waits for a prerequisite here.
-        var hasFollowers: Bool { !links.isEmpty }
-
-        /// Every step sent behind others here.
-        var ids: [StepID] { steps.map(\.step.id) }
-
-        func index(of id: StepID) -> Int? { steps.firstIndex { $0.step.id == id } }
-
-        func contains(_ id: StepID) -> Bool { index(of: id) != nil }
-
-        /// Adds `b`, waiting for `prerequisites`.
-        mutating func add(_ b: BehindStep, waitingFor prerequisites: [StepID]) {
-            for p in prerequisites { links.append((p, b.step.id)) }
-            steps.append(b)
-        }
-
-        /// Takes the step at `i` out.
-        mutating func remove(at i: Int) -> BehindStep {
-            steps.swapAt(i, steps.count - 1)
-            return steps.removeLast()
-        }
-
-        /// Takes step `id` out, if it is here; its links stay (`unlink`).
-        mutating func remove(_ id: StepID) -> BehindStep? { index(of: id).map { remove(at: $0) } }
-
-        /// Takes out the links from `p` and returns the steps sent behind it, in the order they came.
-        mutating func takeFollowers(of p: StepID) -> [StepID] {
-            guard links.contains(where: { $0.prerequisite == p }) else { return [] }
-            var taken: [StepID] = []
-            links.removeAll { link in
-                guard link.prerequisite == p else { return false }
-                taken.append(link.follower)
-                return true
-            }
-            return taken
-        }
-
-        /// Takes out the links to step `d` from all its prerequisites (it was handed back).
-        mutating func unlink(_ d: StepID) { links.removeAll { $0.follower == d } }
-
-        mutating func removeAll() {
-            steps.removeAll()
-            links.removeAll()
-        }
     }
 
     /// A step taken from the queue, with the idle slot that will run it.
@@ -323,7 +267,8 @@ package final class WorkerPool: Sendable {
                         s.pending.append(b.step)
                     } else {
                         b.waitingFor = waitedFor.count
-                        s.behind.add(b, waitingFor: waitedFor)
+                        s.behind[step.id] = b
+                        for p in waitedFor { s.followers[p, default: []].append(step.id) }
                     }
                 }
             } else {
@@ -350,7 +295,7 @@ package final class WorkerPool: Sendable {
 
     /// Under the lock: whether step `id` is queued, running or sent behind others here.
     private static func isHere(_ id: StepID, _ s: borrowing PoolState) -> Bool {
-        if s.behind.contains(id) || s.running.contains(id) { return true }
+        if s.behind[id] != nil || s.running.contains(id) { return true }
         // From the back: a step is mostly sent behind one sent with it.
         return s.pending.reversed().contains { $0.id == id }
     }
@@ -377,9 +322,7 @@ package final class WorkerPool: Sendable {
             report(ended)
             reported = true
         }
-        guard s.behind.hasFollowers else { return (reported, false) }
-        let followers = s.behind.takeFollowers(of: id)
-        guard !followers.isEmpty else { return (reported, false) }
+        guard !s.followers.isEmpty, let followers = s.followers.removeValue(forKey: id) else { return (reported, false) }
         if !reported { report(ended) }
         guard finished else {
             dropFollowers(followers, &s)
@@ -387,14 +330,15 @@ package final class WorkerPool: Sendable {
         }
         var endBatch = false
         for d in followers {
-            // Changed where it lies, and taken out only once ready: a copy while the table still held
-            // it copied its inputs on write.
-            guard let i = s.behind.index(of: d) else { continue }
-            if s.behind.steps[i].step.sendEndsFirst { endBatch = true }
-            Self.fill(&s.behind.steps[i], from: id, result)
-            s.behind.steps[i].waitingFor -= 1
-            guard s.behind.steps[i].waitingFor == 0 else { continue }
-            var b = s.behind.remove(at: i)
+            // Taken out, not read: a copy while the table still held it copied its inputs on write.
+            guard var b = s.behind.removeValue(forKey: d) else { continue }
+            if b.step.sendEndsFirst { endBatch = true }
+            Self.fill(&b, from: id, result)
+            b.waitingFor -= 1
+            if b.waitingFor > 0 {
+                s.behind[d] = b
+                continue
+            }
             Self.makeReady(&b)
             s.pending.append(b.step)
         }
@@ -406,11 +350,15 @@ package final class WorkerPool: Sendable {
     private func dropFollowers(_ followers: [StepID], _ s: inout PoolState) {
         var work = followers
         while let d = work.popLast() {
-            guard s.behind.remove(d) != nil else { continue }
+            guard let b = s.behind.removeValue(forKey: d) else { continue }
             // Out of the lists of its other prerequisites too: sent again, it must not be counted twice.
-            s.behind.unlink(d)
+            for p in b.step.behind {
+                guard var list = s.followers[p] else { continue }
+                list.removeAll { $0 == d }
+                s.followers[p] = list.isEmpty ? nil : list
+            }
             report(notStarted(d))
-            work.append(contentsOf: s.behind.takeFollowers(of: d))
+            if let more = s.followers.removeValue(forKey: d) { work.append(contentsOf: more) }
         }
     }
 
@@ -418,9 +366,10 @@ package final class WorkerPool: Sendable {
     /// each as `.notStarted`.
     package func takeBackUnstarted() {
         let taken = state.withLock { s in
-            let all = Array(s.pending.lazy.map(\.id)) + s.behind.ids.sorted()
+            let all = Array(s.pending.lazy.map(\.id)) + s.behind.keys.sorted()
             s.pending.removeAll()
             s.behind.removeAll()
+            s.followers.removeAll()
             return all
         }
         for id in taken { report(notStarted(id)) }
@@ -433,15 +382,12 @@ package final class WorkerPool: Sendable {
         let wanted = Set(ids)
         let starts = state.withLock { s in
             let out = s.pending.filter { wanted.contains($0.id) }.map(\.id)
-            let outBehind = ids.filter { s.behind.contains($0) }
+            let outBehind = ids.filter { s.behind[$0] != nil }
             guard !out.isEmpty || !outBehind.isEmpty else { return [SlotStart]() }
             s.pending.removeAll { wanted.contains($0.id) }
             for id in out { report(notStarted(id)) }
             dropFollowers(outBehind, &s)
-            for id in out {
-                let more = s.behind.takeFollowers(of: id)
-                if !more.isEmpty { dropFollowers(more, &s) }
-            }
+            for id in out { if let more = s.followers.removeValue(forKey: id) { dropFollowers(more, &s) } }
             // The head may have been a step waiting for room; the one behind it may fit now.
             return claimStartable(&s)
         }
@@ -455,6 +401,7 @@ package final class WorkerPool: Sendable {
         state.withLock { s in
             s.pending.removeAll()
             s.behind.removeAll()
+            s.followers.removeAll()
         }
     }
 

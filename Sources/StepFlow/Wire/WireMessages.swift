@@ -28,42 +28,60 @@ extension ToRank: WireMessage {
         }
     }
 
-    /// `.assign(a)` as `write(to:)` lays it out, without making the message first. The fields around
-    /// the arguments are bounded and written through one cursor each: field by field, each with its
-    /// own check for room, cost rank 0 ~1,500 instructions an assignment (callgrind, Task Bench).
+    /// `.assign(a)` as `write(to:)` lays it out, without making the message first. Rank 0 also writes
+    /// assignments straight from its graph (`writeAssign(_:in:to:)`); both go through the parts below,
+    /// so the layout is written once.
     static func writeAssign(_ a: borrowing StepAssignment, to w: inout WireWriter) {
-        // Kind, id, function and argument count: four varints at most and the name.
-        w.withRoom(31 + a.function.utf8.count) { c in
-            c.byte(1); c.int(a.id); c.string(a.function)
-            c.varint(UInt64(a.args.count))
+        writeAssignHead(id: a.id, function: a.function, args: a.args, to: &w)
+        writeAssignRun(threads: a.threads, gpus: a.gpus, attempt: a.attempt, startBy: a.startBy, to: &w)
+        writeInputCount(a.inputs?.count, to: &w)
+        for input in a.inputs ?? [] {
+            input.result.withUnsafeBytes { writeInput(input.id, name: input.name, result: $0, to: &w) }
         }
-        for v in a.args { w.value(v) }
-        // Each varint at most 10 bytes, a double 9 with its flag, an input its id, name and result
-        // with their lengths; the flags byte.
-        var bound = 10 * (5 + a.gpus.count + a.behind.count) + 9 + 1
-        if let inputs = a.inputs {
-            for input in inputs { bound += 30 + input.name.utf8.count + input.result.count }
+        writeAssignTail(behind: a.behind, inputsOnlyForBehind: a.inputsOnlyForBehind, sendEndsFirst: a.sendEndsFirst, to: &w)
+    }
+
+    // The parts of an assignment, in order. Each is bounded and written through one cursor: field by
+    // field, each with its own check for room, cost rank 0 ~1,500 instructions an assignment
+    // (callgrind, Task Bench). Varints take at most 10 bytes, a double 9 with its flag.
+
+    /// Kind, id, function, then the arguments with their count.
+    static func writeAssignHead(id: StepID, function: String, args: [StepValue], to w: inout WireWriter) {
+        w.withRoom(31 + function.utf8.count) { c in
+            c.byte(1); c.int(id); c.string(function)
+            c.varint(UInt64(args.count))
         }
-        w.withRoom(bound) { c in
-            c.int(a.threads)
-            c.varint(UInt64(a.gpus.count))
-            for g in a.gpus { c.int(g) }
-            c.int(a.attempt); c.optionalDouble(a.startBy)
-            // 0: no inputs sent; n + 1: n of them.
-            if let inputs = a.inputs {
-                c.varint(UInt64(inputs.count) + 1)
-                for input in inputs {
-                    c.int(input.id); c.string(input.name)
-                    c.varint(UInt64(input.result.count))
-                    input.result.withUnsafeBytes { c.raw($0) }
-                }
-            } else {
-                c.varint(0)
-            }
-            c.varint(UInt64(a.behind.count))
-            for b in a.behind { c.int(b) }
-            // Sent behind: flags, bit 0 inputsOnlyForBehind, bit 1 sendEndsFirst.
-            if !a.behind.isEmpty { c.byte((a.inputsOnlyForBehind ? 1 : 0) | (a.sendEndsFirst ? 2 : 0)) }
+        for v in args { w.value(v) }
+    }
+
+    /// What the step runs with: threads, GPUs, attempt, start-by time.
+    static func writeAssignRun(threads: Int, gpus: [Int], attempt: Int, startBy: Double?, to w: inout WireWriter) {
+        w.withRoom(10 * (4 + gpus.count) + 9) { c in
+            c.int(threads)
+            c.varint(UInt64(gpus.count))
+            for g in gpus { c.int(g) }
+            c.int(attempt); c.optionalDouble(startBy)
+        }
+    }
+
+    /// 0: no inputs sent; n + 1: n of them, each written by `writeInput`.
+    static func writeInputCount(_ n: Int?, to w: inout WireWriter) { w.varint(n.map { UInt64($0) + 1 } ?? 0) }
+
+    /// One input: its id, its name, its result.
+    static func writeInput(_ id: StepID, name: String, result: UnsafeRawBufferPointer, to w: inout WireWriter) {
+        w.withRoom(30 + name.utf8.count + result.count) { c in
+            c.int(id); c.string(name)
+            c.varint(UInt64(result.count))
+            c.raw(result)
+        }
+    }
+
+    /// The steps it goes behind, then (only if any) its flags: bit 0 inputsOnlyForBehind, bit 1 sendEndsFirst.
+    static func writeAssignTail(behind: [StepID], inputsOnlyForBehind: Bool, sendEndsFirst: Bool, to w: inout WireWriter) {
+        w.withRoom(10 * (1 + behind.count) + 1) { c in
+            c.varint(UInt64(behind.count))
+            for b in behind { c.int(b) }
+            if !behind.isEmpty { c.byte((inputsOnlyForBehind ? 1 : 0) | (sendEndsFirst ? 2 : 0)) }
         }
     }
 

@@ -37,14 +37,14 @@ package enum LiveState {
             step(r, &out)
         }
         out.raw("]}")
-        return String(decoding: out.bytes, as: UTF8.self)
+        return out.text
     }
 
     /// The run's summary alone (the list page's rows).
     package static func summaryJSON(_ view: RunView) -> String {
         var out = JSONBytes()
         summary(view, &out)
-        return String(decoding: out.bytes, as: UTF8.self)
+        return out.text
     }
 
     private static func summary(_ view: RunView, _ out: inout JSONBytes) {

@@ -113,9 +113,9 @@ package enum RunDocument {
         for (i, r) in steps.enumerated() {
             if i > 0 { out.raw(",") }
             appendStep(r, to: &out)
-            if out.bytes.count >= chunkBytes {
+            if out.count >= chunkBytes {
                 try sink(out.bytes)
-                out.bytes.removeAll(keepingCapacity: true)
+                out.removeAll()
             }
         }
         out.raw("]}")
@@ -201,16 +201,16 @@ package enum RunDocument {
             out.raw("}")
         }
         out.raw(",\"result\":")
-        switch stored.result.isEmpty ? nil : StepResult(encoded: stored.result) {
-        case .value(let v)?:
+        if stored.result.first == 0 {
+            // Bytes (kind 0) are written from where they lie, not copied out into a `StepResult`.
+            out.raw("{\"base64\":")
+            out.base64(stored.result.dropFirst())
+            out.raw("}")
+        } else if !stored.result.isEmpty, case .value(let v)? = StepResult(encoded: stored.result) {
             out.raw("{\"value\":")
             out.value(v)
             out.raw("}")
-        case .bytes(let b)?:
-            out.raw("{\"base64\":")
-            out.string(Data(b).base64EncodedString())
-            out.raw("}")
-        case nil:
+        } else {
             out.raw("null")
         }
         out.raw(",\"slot\":")

@@ -12,13 +12,11 @@ extension StepValue {
 }
 
 enum JSONText {
+    /// The list as compact JSON text (`JSONBytes.values`: one writer for every JSON the project writes).
     static func values(_ values: [StepValue]) -> String {
-        var out = "["
-        for (i, v) in values.enumerated() {
-            if i > 0 { out += "," }
-            append(v, to: &out)
-        }
-        return out + "]"
+        var out = JSONBytes()
+        out.values(values)
+        return out.text
     }
 
     /// Written for every step with prerequisites: appending to one string (short ones stay inline,
@@ -34,30 +32,16 @@ enum JSONText {
     }
 
     static func append(_ v: StepValue, to out: inout String) {
-        switch v {
-        case .null: out += "null"
-        case .bool(let b): out += b ? "true" : "false"
-        case .int(let i): out += String(i)
-        case .double(let d): out += d.isFinite ? "\(d)" : "null"
-        case .string(let s): appendString(s, to: &out)
-        case .array(let a): out += values(a)
-        case .object(let o):
-            out += "{"
-            for (i, (k, x)) in o.sorted(by: { $0.key < $1.key }).enumerated() {
-                if i > 0 { out += "," }
-                appendString(k, to: &out)
-                out += ":"
-                append(x, to: &out)
-            }
-            out += "}"
-        }
+        var bytes = JSONBytes()
+        bytes.value(v)
+        out += bytes.text
     }
 
     /// Escapes as `JSONBytes.string` does (one escaping rule for every JSON the project writes).
     static func appendString(_ s: String, to out: inout String) {
         var bytes = JSONBytes()
         bytes.string(s)
-        out += String(decoding: bytes.bytes, as: UTF8.self)
+        out += bytes.text
     }
 
     /// Parses what `values` wrote for a list of strings (the recorded command line).

@@ -18,10 +18,19 @@ import Testing
         defer { try? FileManager.default.removeItem(at: dir) }
         // The rank is the commands' parent: they count its descriptors and output threads themselves,
         // once before the late writer starts and once after it was cut off, each with one command running.
+        // A command's reader thread names itself once it runs, which on a loaded machine can be after
+        // the command looked (seen once in a whole suite: no thread of that name yet, `grep -c` exited 1
+        // and the step failed), so the count waits up to 2 s for the running command's own reader.
         _ = try write(#"""
             if [ -n "$2" ]; then sleep "$2"; fi
             ls /proc/$PPID/fd | wc -l > "$STEPFLOW_RUN_DIR/$1.fds"
-            cat /proc/$PPID/task/*/comm | grep -c '^stepflow-output' > "$STEPFLOW_RUN_DIR/$1.readers"
+            i=0
+            while :; do
+              n=$(cat /proc/$PPID/task/*/comm 2>/dev/null | grep -c '^stepflow-output')
+              if [ "$n" -ge 1 ] || [ $i -ge 200 ]; then break; fi
+              i=$((i+1)); sleep 0.01
+            done
+            echo "$n" > "$STEPFLOW_RUN_DIR/$1.readers"
             """#, "count.sh", in: dir)
         // The text is made at run time, so the step's command (in the database) never holds it.
         _ = try write("i=0; while [ $i -lt 1000 ]; do echo LATE-WRITER-\"TEXT\"-$i; i=$((i+1)); sleep 0.01; done\n", "late-writer.sh", in: dir)

@@ -53,12 +53,12 @@ public enum StepResult: Sendable, Equatable {
 }
 
 /// A prerequisite's result as rank 0 hands it to a dependent with its assignment.
-package struct StepInput: Sendable, Equatable {
-    package var id: StepID
+@usableFromInline package struct StepInput: Sendable, Equatable {
+    @usableFromInline package var id: StepID
     /// The prerequisite's name (its display name), for command steps' input files.
     package var name: String
     /// `StepResult.encoded`; empty when the prerequisite set no result.
-    package var result: [UInt8]
+    @usableFromInline package var result: [UInt8]
 
     package init(id: StepID, name: String, result: [UInt8]) {
         self.id = id

@@ -97,7 +97,7 @@ public final class StepContext: StepInserting, Sendable {
     private let functionNames: Set<String>
     /// Its prerequisites and their results (an empty result: it set none), when rank 0 sent them:
     /// it does once any step of the run has set a result (S13).
-    package let inputs: [StepInput]?
+    @usableFromInline package let inputs: [StepInput]?
     /// The largest result the step may set, in bytes as stored.
     package let resultLimit: Int
     /// Whether declared inputs are hashed (`--fingerprint content`) or only stat'ed.
@@ -205,6 +205,9 @@ public final class StepContext: StepInserting, Sendable {
     /// it set none or set a value. `result(of:)` copies them into a new array; a step that reads many
     /// small results only to check them (Task Bench's tasks) need not.
     /// - Throws: `StepResultError.notAPrerequisite` as `result(of:)`, and what `body` throws.
+    /// Inlined into the caller (a protocol's module): as a generic called across modules it ran
+    /// unspecialized, ~240 instructions a call, three calls a Task Bench step (callgrind).
+    @inlinable
     package func withResultBytes<T>(of id: StepID, _ body: (UnsafeRawBufferPointer?) throws -> T) throws -> T {
         guard let inputs else { return try body(nil) }
         guard let i = inputs.firstIndex(where: { $0.id == id }) else {

@@ -203,10 +203,10 @@ public final class StepContext: StepInserting, Sendable {
 
     /// Calls `body` with the bytes prerequisite `id` set as its result, read where they are: nil when
     /// it set none or set a value. `result(of:)` copies them into a new array; a step that reads many
-    /// small results only to check them (Task Bench's tasks) need not.
+    /// small results only to check them (Task Bench's tasks) need not. Inlined into the caller (a
+    /// protocol's module): as a generic called across modules it ran unspecialized, ~240 instructions
+    /// a call, three calls a Task Bench step (callgrind).
     /// - Throws: `StepResultError.notAPrerequisite` as `result(of:)`, and what `body` throws.
-    /// Inlined into the caller (a protocol's module): as a generic called across modules it ran
-    /// unspecialized, ~240 instructions a call, three calls a Task Bench step (callgrind).
     @inlinable
     package func withResultBytes<T>(of id: StepID, _ body: (UnsafeRawBufferPointer?) throws -> T) throws -> T {
         guard let inputs else { return try body(nil) }

@@ -1,5 +1,3 @@
-import Foundation
-
 /// JSON text built as UTF-8 bytes, for documents with a record per step: appending bytes costs a few
 /// instructions where `String` appends and Foundation's serializer cost thousands per step.
 ///
@@ -208,7 +206,7 @@ private final class Buffer {
         count += 1
     }
 
-    /// The text `JSONText.append` writes: keys of objects sorted, numbers as Swift prints them,
+    /// A value's compact JSON text (`StepValue.jsonText`): keys of objects sorted, numbers as Swift prints them,
     /// infinities and NaN as null.
     func value(_ v: StepValue) {
         switch v {

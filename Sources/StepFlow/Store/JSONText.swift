@@ -5,9 +5,9 @@ import Foundation
 extension StepValue {
     /// The value as compact JSON text (a command step reads a Swift step's value result so).
     package var jsonText: String {
-        var out = ""
-        JSONText.append(self, to: &out)
-        return out
+        var out = JSONBytes()
+        out.value(self)
+        return out.text
     }
 }
 
@@ -31,18 +31,10 @@ enum JSONText {
         return out
     }
 
-    static func append(_ v: StepValue, to out: inout String) {
-        var bytes = JSONBytes()
-        bytes.value(v)
-        out += bytes.text
-    }
+    static func append(_ v: StepValue, to out: inout String) { out += v.jsonText }
 
     /// Escapes as `JSONBytes.string` does (one escaping rule for every JSON the project writes).
-    static func appendString(_ s: String, to out: inout String) {
-        var bytes = JSONBytes()
-        bytes.string(s)
-        out += bytes.text
-    }
+    static func appendString(_ s: String, to out: inout String) { out += JSONBytes.quoted(s) }
 
     /// Parses what `values` wrote for a list of strings (the recorded command line).
     static func parseStrings(_ text: String) -> [String]? {

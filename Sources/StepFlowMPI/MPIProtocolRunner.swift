@@ -21,6 +21,14 @@ public enum MPIProtocolRunner {
             report = try run(proto, settings: settings, world: world)
         } catch {
             world.finalize()
+            if case RunSetupError.reportedElsewhere = error {
+                // Rank 0 threw the message at the same point, and its caller prints it once this
+                // returns; finalize let every rank go at once, and mpirun ends the whole job as soon as
+                // one rank exits non-zero: a worker that left at once took rank 0's message with it
+                // (seen in CI for a nondeterministic insertAllSteps: only mpirun's own text). Under
+                // mpirun, rank 0's exit ends this wait sooner.
+                Thread.sleep(forTimeInterval: Self.reportGraceSeconds)
+            }
             throw error
         }
         // After a signal, rank 0 ends without MPI_Finalize: the launcher (mpirun, srun) is tearing the
@@ -29,6 +37,9 @@ public enum MPIProtocolRunner {
         if case .aborted = report?.outcome {} else if report?.ranksAbandoned != true { world.finalize() }
         return report
     }
+
+    /// How long a worker rank waits before it leaves a launch that could not start (see `run`).
+    static let reportGraceSeconds = 2.0
 
     /// Runs `proto` on an initialized world and leaves MPI initialized, so one launch can hold
     /// several runs (the benchmark does). Every rank must call it with the same inputs.
